@@ -1,0 +1,287 @@
+//! User and session administration, shared by the CLI (on a stopped
+//! server's data dir) and the admin API (on a running one), so both apply
+//! the same rules and print the same views.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{valid_name, Auth};
+use crate::password::{check_new, PasswordRule};
+use crate::store::{NewUser, Session, StoreError, User, UserChange};
+use crate::token::{Handle, SessionKey};
+
+/// A user as listings show it (no password hash, ever).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub name: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub roles: Vec<String>,
+    pub created: String,
+    pub login_count: u64,
+    pub failed_login_count: u32,
+    pub last_login_time: Option<String>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            name: u.name.clone(),
+            email: u.email.clone(),
+            email_verified: u.email_verified,
+            roles: roles(u),
+            created: u.created.to_jira_string(),
+            login_count: u.logins.login_count,
+            failed_login_count: u.logins.failed_count,
+            last_login_time: u.logins.last_login.map(|t| t.to_jira_string()),
+        }
+    }
+}
+
+/// A user's roles as strings (`admin`, or none).
+pub fn roles(u: &User) -> Vec<String> {
+    if u.admin {
+        vec!["admin".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A session as listings show it: the public handle, never the ID.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub handle: String,
+    pub user: String,
+    pub created: String,
+    pub last_used: String,
+    pub address: Option<String>,
+    pub browser: String,
+}
+
+impl SessionView {
+    /// The view of one stored session of `user`.
+    pub fn new(key: &SessionKey, s: &Session, user: &str) -> Self {
+        SessionView {
+            handle: key.handle().to_string(),
+            user: user.to_string(),
+            created: s.created.to_jira_string(),
+            last_used: s.last_use.to_jira_string(),
+            address: s.address.map(|a| a.to_string()),
+            browser: s.browser.clone(),
+        }
+    }
+}
+
+/// The body of "add a user" (CLI and admin API).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddUser {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub unverified: bool,
+}
+
+/// Why an administrative action failed.
+#[derive(Debug)]
+pub enum AdminError {
+    /// The name is not a valid user name.
+    InvalidName(String),
+    /// The password breaks a rule.
+    InvalidPassword(PasswordRule),
+    /// The email address is malformed.
+    InvalidEmail(String),
+    /// The name is taken.
+    UserExists(String),
+    /// No such user.
+    NoSuchUser(String),
+    /// No session has this handle.
+    NoSuchSession(String),
+    /// The password pool is full.
+    Busy,
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminError::InvalidName(n) => {
+                write!(f, "'{n}' is not a valid user name (1-64 letters, digits, '.', '_', '-', '@', '+')")
+            }
+            AdminError::InvalidPassword(r) => write!(f, "{r}"),
+            AdminError::InvalidEmail(e) => write!(f, "'{e}' is not a valid email address"),
+            AdminError::UserExists(n) => write!(f, "user '{n}' already exists"),
+            AdminError::NoSuchUser(n) => write!(f, "no user named '{n}'"),
+            AdminError::NoSuchSession(h) => write!(f, "no session with handle '{h}'"),
+            AdminError::Busy => f.write_str("the server is busy; try again"),
+            AdminError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => AdminError::UserExists(what),
+            other => AdminError::Store(other),
+        }
+    }
+}
+
+/// Whether `e` looks like an email address (one `@`, no spaces, at most 254 bytes).
+pub fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    e.len() <= 254
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+}
+
+impl Auth {
+    /// Looks a user up by name, or fails with [`AdminError::NoSuchUser`].
+    pub async fn find_user(&self, name: &str) -> Result<User, AdminError> {
+        self.store.user_by_name(name).await?.ok_or_else(|| AdminError::NoSuchUser(name.to_string()))
+    }
+
+    /// Creates a user.
+    pub async fn add_user(&self, req: AddUser) -> Result<User, AdminError> {
+        if !valid_name(&req.name) {
+            return Err(AdminError::InvalidName(req.name));
+        }
+        check_new(&req.password).map_err(AdminError::InvalidPassword)?;
+        if let Some(e) = &req.email {
+            if !valid_email(e) {
+                return Err(AdminError::InvalidEmail(e.clone()));
+            }
+        }
+        let hash = self.hash_password(req.password).await?;
+        let verified = req.email.is_none() || !req.unverified;
+        let user = self
+            .store
+            .create_user(NewUser {
+                email_verified: verified,
+                email: req.email,
+                admin: req.admin,
+                password_hash: hash,
+                created: self.now(),
+                name: req.name,
+            })
+            .await?;
+        tracing::info!(user = %user.name, admin = user.admin, "user added");
+        Ok(user)
+    }
+
+    /// Sets a new password; ends every session of the user except `keep`.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password: String,
+        keep: Option<SessionKey>,
+    ) -> Result<User, AdminError> {
+        check_new(&password).map_err(AdminError::InvalidPassword)?;
+        let user = self.find_user(name).await?;
+        let hash = self.hash_password(password).await?;
+        let user = self.store.update_user(user.id, UserChange::Password { hash, keep }).await?;
+        tracing::info!(user = %user.name, "password changed; other sessions ended");
+        Ok(user)
+    }
+
+    /// Marks a user's email address as verified.
+    pub async fn verify_email(&self, name: &str) -> Result<User, AdminError> {
+        let user = self.find_user(name).await?;
+        Ok(self.store.update_user(user.id, UserChange::VerifyEmail).await?)
+    }
+
+    /// Clears a user's failed-login count.
+    pub async fn unlock(&self, name: &str) -> Result<User, AdminError> {
+        let user = self.find_user(name).await?;
+        Ok(self.store.update_user(user.id, UserChange::Unlock).await?)
+    }
+
+    /// Deletes a user and all their sessions.
+    pub async fn delete_user(&self, name: &str) -> Result<(), AdminError> {
+        let user = self.find_user(name).await?;
+        self.store.delete_user(user.id).await?;
+        tracing::info!(user = %user.name, "user deleted");
+        Ok(())
+    }
+
+    /// Every user.
+    pub async fn list_users(&self) -> Result<Vec<UserView>, AdminError> {
+        Ok(self.store.users().await?.iter().map(UserView::from).collect())
+    }
+
+    /// Sessions of one user, or of everyone.
+    pub async fn list_sessions(&self, user: Option<&str>) -> Result<Vec<SessionView>, AdminError> {
+        match user {
+            Some(name) => {
+                let u = self.find_user(name).await?;
+                let sessions = self.store.sessions_of(u.id).await?;
+                Ok(sessions.iter().map(|(k, s)| SessionView::new(k, s, &u.name)).collect())
+            }
+            None => {
+                let users = self.store.users().await?;
+                let sessions = self.store.all_sessions().await?;
+                Ok(sessions
+                    .iter()
+                    .filter_map(|(k, s)| {
+                        let u = users.iter().find(|u| u.id == s.user)?;
+                        Some(SessionView::new(k, s, &u.name))
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Ends the session with this handle.
+    pub async fn revoke_handle(&self, handle: &str) -> Result<(), AdminError> {
+        let h = Handle::parse(handle).ok_or_else(|| AdminError::NoSuchSession(handle.to_string()))?;
+        let sessions = self.store.all_sessions().await?;
+        let (key, _) = sessions
+            .iter()
+            .find(|(k, _)| h.matches(k))
+            .ok_or_else(|| AdminError::NoSuchSession(handle.to_string()))?;
+        self.logout(*key).await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user; returns how many.
+    pub async fn revoke_user(&self, name: &str) -> Result<usize, AdminError> {
+        let user = self.find_user(name).await?;
+        let n = self.store.delete_sessions_of(user.id, None).await?;
+        tracing::info!(user = %user.name, sessions = n, "signed out everywhere");
+        Ok(n)
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, AdminError> {
+        match self.passwords.hash(password).await {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(e)) => Err(AdminError::Store(StoreError::Storage(e))),
+            Err(_) => Err(AdminError::Busy),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert!(valid_email("a@b.example"));
+        for bad in ["", "a", "@b", "a@", "a@b@c", "a b@c", "a@b\n", "<a@b>"] {
+            assert!(!valid_email(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! The command line: `authd [serve]`, `authd user ...`, `authd session ...`,
+//! `authd cert` (SPEC §1, §2).
+//!
+//! Every flag also reads an `AUTHD_*` environment variable. A bad flag or
+//! value is one line on stderr that names the flag, and exit status 2.
+//! Administrative commands open the database directly; when a running
+//! server holds it, they go through that server's admin API instead.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hyper::Method;
+use serde_json::json;
+
+use crate::admin::{AddUser, SessionView, UserView};
+use crate::auth::Auth;
+use crate::client::AdminClient;
+use crate::clock::SystemClock;
+use crate::config::{
+    parse_base_url, parse_cookie_prefix, Config, DurationParser, Timeouts, MAX_REMEMBER_ME_AGE,
+};
+use crate::datadir::DataDir;
+use crate::http::request::encode_component;
+use crate::metrics::Metrics;
+use crate::password::PasswordPool;
+use crate::session::SessionPolicy;
+use crate::store::redb::{OpenError, RedbStore};
+
+const SEC: Duration = Duration::from_secs(1);
+const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
+
+/// authd: cookie-based session authentication in the style of Jira/Seraph.
+#[derive(Parser, Debug)]
+#[command(name = "authd", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// The data directory: database, TLS certificate, admin credential.
+    #[arg(long, global = true, env = "AUTHD_DATA", value_name = "DIR", default_value = "./db")]
+    pub data: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTPS server (the default).
+    Serve(Box<ServeArgs>),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List and end sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Print the certificate's path and SHA-256 fingerprint.
+    Cert,
+}
+
+/// `authd user ...`
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// The user name.
+        name: String,
+        /// An email address (verified unless --unverified).
+        #[arg(long, env = "AUTHD_EMAIL")]
+        email: Option<String>,
+        /// Give the user the admin role.
+        #[arg(long, env = "AUTHD_ADMIN")]
+        admin: bool,
+        /// Leave the email address unverified (logins get 409 until it is).
+        #[arg(long, env = "AUTHD_UNVERIFIED")]
+        unverified: bool,
+        /// Read the password from standard input (required).
+        #[arg(long, env = "AUTHD_PASSWORD_STDIN", required = true)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (read from standard input); ends their sessions.
+    Passwd {
+        /// The user name.
+        name: String,
+        /// Read the password from standard input (required).
+        #[arg(long, env = "AUTHD_PASSWORD_STDIN", required = true)]
+        password_stdin: bool,
+    },
+    /// Mark a user's email address as verified.
+    Verify {
+        /// The user name.
+        name: String,
+    },
+    /// Clear a user's failed logins.
+    Unlock {
+        /// The user name.
+        name: String,
+    },
+    /// Delete a user and end their sessions.
+    Del {
+        /// The user name.
+        name: String,
+    },
+    /// List users.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long, env = "AUTHD_JSON")]
+        json: bool,
+    },
+}
+
+/// `authd session ...`
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// List sessions (public handles, never IDs).
+    List {
+        /// Only this user's sessions.
+        #[arg(long, env = "AUTHD_USER")]
+        user: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, env = "AUTHD_JSON")]
+        json: bool,
+    },
+    /// End one session by handle, or every session of a user.
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["user", "handle"]))]
+    Revoke {
+        /// End every session of this user.
+        #[arg(long, env = "AUTHD_USER")]
+        user: Option<String>,
+        /// The session's handle (from `authd session list`).
+        handle: Option<String>,
+    },
+}
+
+/// Flags of `authd serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "AUTHD_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// More names for the self-signed certificate (repeatable).
+    #[arg(long = "tls-san", env = "AUTHD_TLS_SAN", value_name = "NAME", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Use this certificate (PEM) instead of the self-signed one.
+    #[arg(long, env = "AUTHD_CERT", value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) for --cert.
+    #[arg(long, env = "AUTHD_KEY", value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Public base URL for links (default: https:// plus the request's Host).
+    #[arg(long, env = "AUTHD_BASE_URL", value_name = "URL", value_parser = parse_base_url)]
+    pub base_url: Option<String>,
+    /// A session ends this long after its last use.
+    #[arg(long, env = "AUTHD_IDLE_TIMEOUT", value_name = "DURATION", default_value = "5h",
+          value_parser = DurationParser::between(SEC, TEN_YEARS))]
+    pub idle_timeout: Duration,
+    /// A session ends this long after login, whatever its use.
+    #[arg(long, env = "AUTHD_ABSOLUTE_TIMEOUT", value_name = "DURATION", default_value = "24h",
+          value_parser = DurationParser::between(SEC, TEN_YEARS))]
+    pub absolute_timeout: Duration,
+    /// Lifetime of a remember-me series (at most 400d).
+    #[arg(long, env = "AUTHD_REMEMBER_ME_AGE", value_name = "DURATION", default_value = "14d",
+          value_parser = DurationParser::between(SEC, MAX_REMEMBER_ME_AGE))]
+    pub remember_me_age: Duration,
+    /// How long a just-rotated remember-me validator is still accepted.
+    #[arg(long, env = "AUTHD_REMEMBER_ME_GRACE", value_name = "DURATION", default_value = "30s",
+          value_parser = DurationParser::between(Duration::ZERO, Duration::from_secs(3600)))]
+    pub remember_me_grace: Duration,
+    /// Last-use time is persisted at most this often per session.
+    #[arg(long, env = "AUTHD_TOUCH_INTERVAL", value_name = "DURATION", default_value = "60s",
+          value_parser = DurationParser::between(Duration::ZERO, Duration::from_secs(86_400)))]
+    pub touch_interval: Duration,
+    /// How often the sweeper runs.
+    #[arg(long, env = "AUTHD_SWEEP_INTERVAL", value_name = "DURATION", default_value = "60s",
+          value_parser = DurationParser::between(Duration::from_millis(100), Duration::from_secs(86_400)))]
+    pub sweep_interval: Duration,
+    /// Consecutive failed logins before the account demands a challenge.
+    #[arg(long, env = "AUTHD_MAX_FAILED_LOGINS", value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_failed_logins: u32,
+    /// How long that demand lasts (doubles on each re-trigger, up to 1h).
+    #[arg(long, env = "AUTHD_LOCKOUT", value_name = "DURATION", default_value = "5m",
+          value_parser = DurationParser::between(SEC, Duration::from_secs(3600)))]
+    pub lockout: Duration,
+    /// Sessions per user; a new login evicts the oldest beyond this.
+    #[arg(long, env = "AUTHD_MAX_SESSIONS_PER_USER", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_sessions_per_user: u32,
+    /// Prefix for all three cookie names (`__Host-` hardens them).
+    #[arg(long, env = "AUTHD_COOKIE_PREFIX", value_name = "PREFIX", default_value = "",
+          value_parser = parse_cookie_prefix)]
+    pub cookie_prefix: String,
+    /// Connections open at once; more are closed on accept.
+    #[arg(long, env = "AUTHD_MAX_CONNS", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_conns: u64,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, env = "AUTHD_LOG", value_name = "FILTER", default_value = "info")]
+    pub log: String,
+}
+
+impl ServeArgs {
+    /// The validated configuration for `data`.
+    pub fn config(&self, data: PathBuf) -> Config {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Config {
+            data_dir: data,
+            listen: self.listen,
+            tls_sans: self.tls_san.clone(),
+            cert_and_key: self.cert.clone().zip(self.key.clone()),
+            base_url: self.base_url.clone(),
+            timeouts: Timeouts {
+                idle: self.idle_timeout,
+                absolute: self.absolute_timeout,
+                remember_me_age: self.remember_me_age,
+                remember_me_grace: self.remember_me_grace,
+                touch_interval: self.touch_interval,
+                sweep_interval: self.sweep_interval,
+            },
+            max_failed_logins: self.max_failed_logins,
+            lockout: self.lockout,
+            max_sessions_per_user: self.max_sessions_per_user,
+            cookie_prefix: self.cookie_prefix.clone(),
+            max_conns: usize::try_from(self.max_conns).unwrap_or(usize::MAX),
+            hash_workers: cores,
+            hash_queue: 64,
+        }
+    }
+}
+
+/// Prints a clap error as one line (or help/version in full) and returns its exit code.
+pub fn report_usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    eprintln!("{}", one_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// Folds clap's multi-line message into one line, without usage and hints.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the parsed command line; returns the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data = cli.data.clone();
+    let result = match cli.command {
+        None => runtime.block_on(serve(cli.serve.config(data), &cli.serve.log)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args.config(data), &args.log)),
+        Some(Command::Cert) => cert(&data),
+        Some(Command::User(cmd)) => runtime.block_on(user(&data, cmd)),
+        Some(Command::Session(cmd)) => runtime.block_on(session(&data, cmd)),
+    };
+    drop(runtime);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config, log: &str) -> Result<(), String> {
+    init_logging(log)?;
+    crate::server::run(cfg, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+fn init_logging(filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("invalid value '{filter}' for '--log': {e}"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn cert(data: &std::path::Path) -> Result<(), String> {
+    let dir = DataDir::new(data);
+    dir.prepare()?;
+    let tls = crate::tls::load(&dir, &[], None)?;
+    println!("certificate: {}", tls.cert_path.display());
+    println!("SHA-256:     {}", tls.fingerprint);
+    Ok(())
+}
+
+/// Where administrative commands are carried out.
+enum Backend {
+    /// The database, opened directly (no server running).
+    Local(Auth),
+    /// A running server's admin API.
+    Remote(AdminClient),
+}
+
+impl Backend {
+    async fn open(data: &std::path::Path) -> Result<Backend, String> {
+        let dir = DataDir::new(data);
+        dir.prepare()?;
+        match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
+            Ok(store) => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                Ok(Backend::Local(Auth {
+                    store: Arc::new(store),
+                    clock: Arc::new(SystemClock),
+                    policy: SessionPolicy::new(&Timeouts::default()),
+                    passwords: PasswordPool::new(cores, 4),
+                    metrics: Arc::new(Metrics::default()),
+                    max_sessions_per_user: 100,
+                }))
+            }
+            Err(OpenError::Locked(_)) => AdminClient::from_dir(&dir).map(Backend::Remote),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let s = s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s);
+    if s.is_empty() {
+        return Err("no password on standard input (--password-stdin)".into());
+    }
+    Ok(s.to_string())
+}
+
+fn user_path(name: &str, tail: &str) -> String {
+    format!("/rest/authd/1/admin/users/{}{tail}", encode_component(name))
+}
+
+async fn user(data: &std::path::Path, cmd: UserCommand) -> Result<(), String> {
+    // Read the password before opening anything, so a missing one changes nothing.
+    let password = match &cmd {
+        UserCommand::Add { .. } | UserCommand::Passwd { .. } => Some(read_password()?),
+        _ => None,
+    };
+    let backend = Backend::open(data).await?;
+    match cmd {
+        UserCommand::Add { name, email, admin, unverified, .. } => {
+            let req = AddUser { name, password: password.unwrap_or_default(), email, admin, unverified };
+            let view: UserView = match &backend {
+                Backend::Local(auth) => UserView::from(&auth.add_user(req).await.map_err(|e| e.to_string())?),
+                Backend::Remote(c) => {
+                    let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
+                    c.call(Method::POST, "/rest/authd/1/admin/users", Some(&body)).await?
+                }
+            };
+            println!("added user {}{}", view.name, if view.roles.is_empty() { "" } else { " (admin)" });
+        }
+        UserCommand::Passwd { name, .. } => {
+            let password = password.unwrap_or_default();
+            match &backend {
+                Backend::Local(auth) => {
+                    auth.set_password(&name, password, None).await.map_err(|e| e.to_string())?;
+                }
+                Backend::Remote(c) => {
+                    let body = json!({ "password": password });
+                    c.call::<serde_json::Value>(Method::PUT, &user_path(&name, "/password"), Some(&body))
+                        .await?;
+                }
+            }
+            println!("password of {name} changed; their sessions were ended");
+        }
+        UserCommand::Verify { name } => {
+            match &backend {
+                Backend::Local(auth) => drop(auth.verify_email(&name).await.map_err(|e| e.to_string())?),
+                Backend::Remote(c) => {
+                    drop(c.call::<UserView>(Method::POST, &user_path(&name, "/verify"), None).await?)
+                }
+            }
+            println!("email address of {name} marked verified");
+        }
+        UserCommand::Unlock { name } => {
+            match &backend {
+                Backend::Local(auth) => drop(auth.unlock(&name).await.map_err(|e| e.to_string())?),
+                Backend::Remote(c) => {
+                    drop(c.call::<UserView>(Method::POST, &user_path(&name, "/unlock"), None).await?)
+                }
+            }
+            println!("{name} unlocked");
+        }
+        UserCommand::Del { name } => {
+            match &backend {
+                Backend::Local(auth) => auth.delete_user(&name).await.map_err(|e| e.to_string())?,
+                Backend::Remote(c) => {
+                    c.call::<serde_json::Value>(Method::DELETE, &user_path(&name, ""), None).await?;
+                }
+            }
+            println!("deleted user {name}");
+        }
+        UserCommand::List { json } => {
+            let users: Vec<UserView> = match &backend {
+                Backend::Local(auth) => auth.list_users().await.map_err(|e| e.to_string())?,
+                Backend::Remote(c) => c.call(Method::GET, "/rest/authd/1/admin/users", None).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users).map_err(|e| e.to_string())?);
+            } else {
+                print_table(
+                    &["NAME", "EMAIL", "VERIFIED", "ROLES", "LOGINS", "FAILED", "LAST LOGIN"],
+                    users.iter().map(|u| {
+                        vec![
+                            u.name.clone(),
+                            u.email.clone().unwrap_or_else(|| "-".into()),
+                            if u.email_verified { "yes" } else { "no" }.into(),
+                            if u.roles.is_empty() { "-".into() } else { u.roles.join(",") },
+                            u.login_count.to_string(),
+                            u.failed_login_count.to_string(),
+                            u.last_login_time.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    }),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn session(data: &std::path::Path, cmd: SessionCommand) -> Result<(), String> {
+    let backend = Backend::open(data).await?;
+    match cmd {
+        SessionCommand::List { user, json } => {
+            let sessions: Vec<SessionView> = match &backend {
+                Backend::Local(auth) => {
+                    auth.list_sessions(user.as_deref()).await.map_err(|e| e.to_string())?
+                }
+                Backend::Remote(c) => {
+                    let path = match &user {
+                        Some(u) => format!("/rest/authd/1/admin/sessions?user={}", encode_component(u)),
+                        None => "/rest/authd/1/admin/sessions".into(),
+                    };
+                    c.call(Method::GET, &path, None).await?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sessions).map_err(|e| e.to_string())?);
+            } else {
+                print_table(
+                    &["HANDLE", "USER", "CREATED", "LAST USED", "ADDRESS", "BROWSER"],
+                    sessions.iter().map(|s| {
+                        vec![
+                            s.handle.clone(),
+                            s.user.clone(),
+                            s.created.clone(),
+                            s.last_used.clone(),
+                            s.address.clone().unwrap_or_else(|| "-".into()),
+                            s.browser.clone(),
+                        ]
+                    }),
+                );
+            }
+        }
+        SessionCommand::Revoke { user: Some(name), .. } => {
+            let n = match &backend {
+                Backend::Local(auth) => auth.revoke_user(&name).await.map_err(|e| e.to_string())?,
+                Backend::Remote(c) => {
+                    let v: serde_json::Value =
+                        c.call(Method::DELETE, &user_path(&name, "/sessions"), None).await?;
+                    v.get("revoked")
+                        .and_then(serde_json::Value::as_u64)
+                        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                }
+            };
+            println!("ended {n} session(s) of {name}");
+        }
+        SessionCommand::Revoke { handle: Some(handle), .. } => {
+            match &backend {
+                Backend::Local(auth) => auth.revoke_handle(&handle).await.map_err(|e| e.to_string())?,
+                Backend::Remote(c) => {
+                    let path = format!("/rest/authd/1/admin/sessions/{}", encode_component(&handle));
+                    c.call::<serde_json::Value>(Method::DELETE, &path, None).await?;
+                }
+            }
+            println!("ended session {handle}");
+        }
+        SessionCommand::Revoke { .. } => return Err("give a session handle or --user NAME".into()),
+    }
+    Ok(())
+}
+
+fn print_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("authd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn serve_is_the_default_and_flags_parse() {
+        let cli = parse(&["--data", "/tmp/x", "--idle-timeout", "2s", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.idle_timeout, Duration::from_secs(2));
+        let cli = parse(&["serve", "--data", "/tmp/x", "--absolute-timeout", "30m"]).unwrap();
+        match cli.command {
+            Some(Command::Serve(a)) => assert_eq!(a.absolute_timeout, Duration::from_secs(1800)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_on_one_line() {
+        for (args, flag) in [
+            (vec!["--idle-timeout", "banana"], "--idle-timeout"),
+            (vec!["--remember-me-age", "401d"], "--remember-me-age"),
+            (vec!["--max-failed-logins", "0"], "--max-failed-logins"),
+            (vec!["--listen", "nowhere"], "--listen"),
+        ] {
+            let e = parse(&args).unwrap_err();
+            let line = one_line(&e.render().to_string());
+            assert!(line.contains(flag), "{line}");
+            assert!(!line.contains('\n'));
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn admin_commands_parse() {
+        let cli =
+            parse(&["user", "add", "bob", "--email", "b@x", "--password-stdin", "--data", "d"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::User(UserCommand::Add { .. }))));
+        assert_eq!(cli.data, PathBuf::from("d"));
+        assert!(parse(&["user", "add", "bob"]).is_err(), "--password-stdin is required");
+        assert!(parse(&["session", "revoke"]).is_err(), "a target is required");
+        assert!(parse(&["session", "revoke", "--user", "bob"]).is_ok());
+        assert!(parse(&["session", "revoke", "abcdef012345"]).is_ok());
+    }
+}

@@ -1,0 +1,248 @@
+//! Validated server configuration.
+//!
+//! Flags arrive as strings (from the command line or `AUTHD_*` variables);
+//! the parsers here turn them into typed values or a message that clap
+//! reports against the flag's name. Anything that reaches [`Config`] has
+//! already been checked, so the rest of authd never re-validates it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `authd serve` needs, already validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data directory (database, TLS files, admin credential).
+    pub data_dir: PathBuf,
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Extra names for the self-signed certificate.
+    pub tls_sans: Vec<String>,
+    /// A real certificate and key, instead of the self-signed pair.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// The public base URL, when it should not be derived from `Host`.
+    pub base_url: Option<String>,
+    /// Session lifetimes.
+    pub timeouts: Timeouts,
+    /// Consecutive failures before the account demands a challenge.
+    pub max_failed_logins: u32,
+    /// First lockout period; doubles on each re-trigger, capped at one hour.
+    pub lockout: Duration,
+    /// Sessions per user before the oldest is evicted.
+    pub max_sessions_per_user: u32,
+    /// Prefix for all cookie names (`__Host-` hardens them).
+    pub cookie_prefix: String,
+    /// Maximum simultaneous connections.
+    pub max_conns: usize,
+    /// Worker threads for password hashing (default: number of cores).
+    pub hash_workers: usize,
+    /// Hash jobs that may wait for a worker before logins get 503.
+    pub hash_queue: usize,
+}
+
+/// The session-lifetime settings of SPEC §1 and §5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A session ends this long after its last use.
+    pub idle: Duration,
+    /// A session ends this long after login, whatever its use.
+    pub absolute: Duration,
+    /// Lifetime of a remember-me series.
+    pub remember_me_age: Duration,
+    /// How long a just-rotated remember-me validator is still accepted.
+    pub remember_me_grace: Duration,
+    /// Last-use time is persisted at most this often per session.
+    pub touch_interval: Duration,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            idle: Duration::from_secs(5 * 3600),
+            absolute: Duration::from_secs(24 * 3600),
+            remember_me_age: Duration::from_secs(14 * 86_400),
+            remember_me_grace: Duration::from_secs(30),
+            touch_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The longest remember-me series allowed (browsers cap cookies at 400 days).
+pub const MAX_REMEMBER_ME_AGE: Duration = Duration::from_secs(400 * 86_400);
+
+/// The longest any timeout may be: ten years, far below `u64` milliseconds.
+const MAX_ANY: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Parses `90s`, `30m`, `5h`, `14d` or `500ms` into a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a whole number followed by ms, s, m, h or d (e.g. 90s, 30m, 5h, 14d)";
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or(HINT)?;
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() {
+        return Err(HINT.into());
+    }
+    let n: u64 = num.parse().map_err(|_| "number too large".to_string())?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(HINT.into()),
+    };
+    let ms = n.checked_mul(unit_ms).ok_or("number too large")?;
+    let d = Duration::from_millis(ms);
+    if d > MAX_ANY {
+        return Err("must be at most 3650d".into());
+    }
+    Ok(d)
+}
+
+/// Formats a duration the way the flags take it (`5h`, `90s`, `14d`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = crate::clock::millis(d);
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms >= size && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A duration parser with bounds, for use as a clap `value_parser`.
+#[derive(Clone, Copy, Debug)]
+pub struct DurationParser {
+    min: Duration,
+    max: Duration,
+}
+
+impl DurationParser {
+    /// Accepts durations from `min` to `max`, inclusive.
+    pub const fn between(min: Duration, max: Duration) -> Self {
+        DurationParser { min, max }
+    }
+
+    /// Parses and checks the bounds.
+    pub fn parse(&self, s: &str) -> Result<Duration, String> {
+        let d = parse_duration(s)?;
+        if d < self.min {
+            return Err(format!("must be at least {}", format_duration(self.min)));
+        }
+        if d > self.max {
+            return Err(format!("must be at most {}", format_duration(self.max)));
+        }
+        Ok(d)
+    }
+}
+
+impl clap::builder::TypedValueParser for DurationParser {
+    type Value = Duration;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Duration, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidUtf8, "value is not UTF-8").with_cmd(cmd)
+        })?;
+        self.parse(text).map_err(|reason| invalid_value(cmd, arg, text, &reason))
+    }
+}
+
+/// A clap "invalid value" error that names the flag, with our reason.
+pub fn invalid_value(cmd: &clap::Command, arg: Option<&clap::Arg>, value: &str, reason: &str) -> clap::Error {
+    let flag = arg.and_then(|a| a.get_long().map(|l| format!("--{l}"))).unwrap_or_else(|| "value".into());
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("invalid value '{value}' for '{flag}': {reason}\n"),
+    )
+    .with_cmd(cmd)
+}
+
+/// Checks a cookie-name prefix: empty, or characters allowed in a cookie name.
+pub fn parse_cookie_prefix(s: &str) -> Result<String, String> {
+    let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok && s.len() <= 32 {
+        Ok(s.to_string())
+    } else {
+        Err("a cookie-name prefix may hold only letters, digits and !#$%&'*+-.^_`|~ (at most 32)".into())
+    }
+}
+
+/// Checks a `--base-url`: an absolute http(s) URL without a trailing slash.
+pub fn parse_base_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("must be a URL such as https://auth.example.com".into());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("5h"), Ok(Duration::from_secs(18_000)));
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn junk_durations_are_refused() {
+        for s in ["", "banana", "5", "s", "-5s", "5 h", "5hours", "1.5h", "5H", "99999999999999999999d"] {
+            assert!(parse_duration(s).is_err(), "{s:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_wrap() {
+        assert!(parse_duration("18446744073709551615d").is_err());
+        assert!(parse_duration("4000d").is_err());
+    }
+
+    #[test]
+    fn bounds_name_the_limit() {
+        let p = DurationParser::between(Duration::from_secs(1), MAX_REMEMBER_ME_AGE);
+        assert_eq!(p.parse("400d"), Ok(MAX_REMEMBER_ME_AGE));
+        assert_eq!(p.parse("401d"), Err("must be at most 400d".to_string()));
+        assert_eq!(p.parse("0s"), Err("must be at least 1s".to_string()));
+    }
+
+    #[test]
+    fn durations_format_in_the_largest_whole_unit() {
+        assert_eq!(format_duration(Duration::from_secs(5 * 3600)), "5h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn cookie_prefixes() {
+        assert!(parse_cookie_prefix("__Host-").is_ok());
+        assert!(parse_cookie_prefix("").is_ok());
+        assert!(parse_cookie_prefix("a b").is_err());
+        assert!(parse_cookie_prefix("x=").is_err());
+        assert!(parse_cookie_prefix("x;").is_err());
+    }
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(parse_base_url("https://a.example/").as_deref(), Ok("https://a.example"));
+        assert!(parse_base_url("ftp://a").is_err());
+        assert!(parse_base_url("https://").is_err());
+    }
+}

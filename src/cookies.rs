@@ -1,0 +1,192 @@
+//! Reading the `Cookie` header and writing `Set-Cookie` (SPEC §4).
+//!
+//! Parsing is lenient, as RFC 6265bis asks of servers: pairs are split on
+//! `;`, surrounding space is dropped, quoted values are unquoted, pairs
+//! that do not parse are skipped, and bytes that are not UTF-8 only spoil
+//! the pair they are in. Nothing here can panic or fail a request: the
+//! worst a malformed header can do is carry no usable cookie.
+//!
+//! A name may appear more than once (browsers send one per matching path);
+//! the first few values of each of authd's cookies are kept, in order, and
+//! the caller uses the first that is valid.
+
+use cookie::{Cookie, SameSite};
+
+/// Most values kept per cookie name; more duplicates than this are junk.
+pub const MAX_DUPLICATES: usize = 4;
+
+/// The names of authd's three cookies, with the configured prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieNames {
+    /// The session cookie, `JSESSIONID`.
+    pub session: String,
+    /// The remember-me cookie, `seraph.rememberme.cookie`.
+    pub remember: String,
+    /// The XSRF cookie, `atlassian.xsrf.token`.
+    pub xsrf: String,
+}
+
+impl CookieNames {
+    /// The three names behind `prefix` (empty for Jira's own names).
+    pub fn new(prefix: &str) -> Self {
+        CookieNames {
+            session: format!("{prefix}JSESSIONID"),
+            remember: format!("{prefix}seraph.rememberme.cookie"),
+            xsrf: format!("{prefix}atlassian.xsrf.token"),
+        }
+    }
+}
+
+/// authd's cookies as a request carried them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestCookies {
+    /// Values of the session cookie, first first.
+    pub session: Vec<String>,
+    /// Values of the remember-me cookie.
+    pub remember: Vec<String>,
+    /// Values of the XSRF cookie.
+    pub xsrf: Vec<String>,
+}
+
+impl RequestCookies {
+    /// Collects authd's cookies from every `Cookie` header of a request.
+    pub fn parse<'h>(headers: impl IntoIterator<Item = &'h [u8]>, names: &CookieNames) -> Self {
+        let mut out = RequestCookies::default();
+        for header in headers {
+            for (name, value) in pairs(&String::from_utf8_lossy(header)) {
+                let slot = if name == names.session {
+                    &mut out.session
+                } else if name == names.remember {
+                    &mut out.remember
+                } else if name == names.xsrf {
+                    &mut out.xsrf
+                } else {
+                    continue;
+                };
+                if slot.len() < MAX_DUPLICATES && !value.is_empty() {
+                    slot.push(value.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The well-formed `name=value` pairs of one `Cookie` header, in order,
+/// borrowed from it; a value in double quotes is unquoted.
+pub fn pairs(header: &str) -> Vec<(&str, &str)> {
+    Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .filter_map(|c| Some((c.name_raw()?, unquote(c.value_raw()?))))
+        .filter(|(name, _)| !name.is_empty())
+        .collect()
+}
+
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v)
+}
+
+/// Renders pairs back into a `Cookie` header value.
+pub fn render(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+/// How a `Set-Cookie` should look.
+#[derive(Clone, Copy, Debug)]
+pub struct Attributes {
+    /// Hidden from page scripts.
+    pub http_only: bool,
+    /// Seconds until the browser drops it; `None` for a session cookie.
+    pub max_age: Option<u64>,
+}
+
+/// A `Set-Cookie` value: `Path=/; Secure; SameSite=Lax`, plus `attrs`.
+pub fn set_cookie(name: &str, value: &str, attrs: Attributes) -> String {
+    let mut c = Cookie::build((name.to_string(), value.to_string()))
+        .path("/")
+        .secure(true)
+        .http_only(attrs.http_only)
+        .same_site(SameSite::Lax);
+    if let Some(secs) = attrs.max_age {
+        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        c = c.max_age(cookie::time::Duration::seconds(secs));
+    }
+    c.build().to_string()
+}
+
+/// A `Set-Cookie` value that deletes the cookie (`Max-Age=0`).
+pub fn expire_cookie(name: &str, http_only: bool) -> String {
+    set_cookie(name, "", Attributes { http_only, max_age: Some(0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> CookieNames {
+        CookieNames::new("")
+    }
+
+    fn parse(h: &str) -> RequestCookies {
+        RequestCookies::parse([h.as_bytes()], &names())
+    }
+
+    #[test]
+    fn finds_authd_cookies_among_others() {
+        let c = parse("a=1; JSESSIONID=abc; seraph.rememberme.cookie=s:v; atlassian.xsrf.token=X_y_lin");
+        assert_eq!(c.session, ["abc"]);
+        assert_eq!(c.remember, ["s:v"]);
+        assert_eq!(c.xsrf, ["X_y_lin"]);
+    }
+
+    #[test]
+    fn tolerates_spacing_quotes_duplicates_and_junk() {
+        let c = parse(" ;; junk ; =x; JSESSIONID = \"abc\" ;JSESSIONID=def;b=;\u{1}=2; JSESSIONID=ghi");
+        assert_eq!(c.session, ["abc", "def", "ghi"]);
+    }
+
+    #[test]
+    fn caps_duplicates() {
+        let h = "JSESSIONID=1; ".repeat(50);
+        assert_eq!(parse(&h).session.len(), MAX_DUPLICATES);
+    }
+
+    #[test]
+    fn invalid_utf8_spoils_only_its_own_pair() {
+        let mut h = b"x=\xff\xfe; JSESSIONID=ok".to_vec();
+        h.extend_from_slice(b"; y=\xc3");
+        let c = RequestCookies::parse([h.as_slice()], &names());
+        assert_eq!(c.session, ["ok"]);
+    }
+
+    #[test]
+    fn several_headers_are_merged_in_order() {
+        let c = RequestCookies::parse([&b"JSESSIONID=a"[..], &b"JSESSIONID=b"[..]], &names());
+        assert_eq!(c.session, ["a", "b"]);
+    }
+
+    #[test]
+    fn prefix_applies_to_all_three_names() {
+        let n = CookieNames::new("__Host-");
+        assert_eq!(n.session, "__Host-JSESSIONID");
+        let c = RequestCookies::parse([&b"JSESSIONID=a; __Host-JSESSIONID=b"[..]], &n);
+        assert_eq!(c.session, ["b"]);
+    }
+
+    #[test]
+    fn set_cookie_attributes() {
+        let s = set_cookie("JSESSIONID", "v", Attributes { http_only: true, max_age: None });
+        assert_eq!(s, "JSESSIONID=v; HttpOnly; SameSite=Lax; Secure; Path=/");
+        let s = set_cookie("x", "v", Attributes { http_only: false, max_age: Some(60) });
+        assert!(s.contains("Max-Age=60") && !s.contains("HttpOnly"), "{s}");
+        assert!(expire_cookie("JSESSIONID", true).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn render_then_parse_round_trips() {
+        let p = pairs("a=1;  b = \"2\" ; junk; c=3");
+        assert_eq!(p, [("a", "1"), ("b", "2"), ("c", "3")]);
+        let rendered = render(&p);
+        assert_eq!(pairs(&rendered), p);
+    }
+}

@@ -1,0 +1,127 @@
+//! The admin API, `/rest/authd/1/admin/...` (SPEC §9), used by
+//! administrators' browsers and scripts and by the CLI when a running
+//! server holds the data directory.
+//!
+//! Who may call it: the local CLI (bearer credential from the data dir), or
+//! a logged-in user with the `admin` role. Anyone else logged in gets 403
+//! `AUTHORISATION_FAILED`; anonymous callers get 401.
+//!
+//! ```text
+//! GET    admin/users                    list users
+//! POST   admin/users                    add {name,password,email?,admin?,unverified?}
+//! GET    admin/users/NAME               one user
+//! DELETE admin/users/NAME               delete (and end their sessions)
+//! POST   admin/users/NAME/verify        mark the email address verified
+//! POST   admin/users/NAME/unlock        clear failed logins
+//! PUT    admin/users/NAME/password      {password}; ends all their sessions
+//! DELETE admin/users/NAME/sessions      sign out everywhere
+//! GET    admin/sessions[?user=NAME]     list sessions (handles only)
+//! DELETE admin/sessions/HANDLE          end one session
+//! ```
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::app::{no_content, App, Ctx};
+use super::request::{decode_component, parse_json, query_pairs, read_body, require_json};
+use super::response::{json, ApiError, Body};
+use crate::admin::{AddUser, UserView};
+
+/// Largest admin request body.
+const ADMIN_BODY_LIMIT: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    password: String,
+}
+
+/// Routes one admin request; `rest` is the path after `admin/`.
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+    rest: &[String],
+) -> Result<Response<Body>, ApiError> {
+    authorize(app, ctx).await?;
+    let method = req.method().clone();
+    let name = match rest.get(1) {
+        Some(raw) => Some(
+            decode_component(raw.as_bytes(), false)
+                .ok_or_else(|| ApiError::bad_request("Bad user name encoding."))?,
+        ),
+        None => None,
+    };
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let auth = &app.auth;
+    match (method, rest.as_slice(), name.as_deref()) {
+        (Method::GET, ["users"], _) => Ok(json(StatusCode::OK, &auth.list_users().await?)),
+        (Method::POST, ["users"], _) => {
+            let body: AddUser = read_json(req).await?;
+            let user = auth.add_user(body).await?;
+            Ok(json(StatusCode::CREATED, &UserView::from(&user)))
+        }
+        (Method::GET, ["users", _], Some(n)) => {
+            Ok(json(StatusCode::OK, &UserView::from(&auth.find_user(n).await?)))
+        }
+        (Method::DELETE, ["users", _], Some(n)) => {
+            auth.delete_user(n).await?;
+            Ok(no_content())
+        }
+        (Method::POST, ["users", _, "verify"], Some(n)) => {
+            Ok(json(StatusCode::OK, &UserView::from(&auth.verify_email(n).await?)))
+        }
+        (Method::POST, ["users", _, "unlock"], Some(n)) => {
+            Ok(json(StatusCode::OK, &UserView::from(&auth.unlock(n).await?)))
+        }
+        (Method::PUT, ["users", _, "password"], Some(n)) => {
+            let body: PasswordBody = read_json(req).await?;
+            auth.set_password(n, body.password, None).await?;
+            Ok(no_content())
+        }
+        (Method::DELETE, ["users", _, "sessions"], Some(n)) => {
+            let revoked = auth.revoke_user(n).await?;
+            Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
+        }
+        (Method::GET, ["sessions"], _) => {
+            let q = query_pairs(req.uri().query())?;
+            let user = q.iter().find(|(k, _)| k == "user").map(|(_, v)| v.as_str());
+            Ok(json(StatusCode::OK, &auth.list_sessions(user).await?))
+        }
+        (Method::DELETE, ["sessions", handle], _) => {
+            auth.revoke_handle(handle).await?;
+            Ok(no_content())
+        }
+        (
+            _,
+            ["users"]
+            | ["users", _]
+            | ["users", _, "verify" | "unlock" | "password" | "sessions"]
+            | ["sessions"]
+            | ["sessions", _],
+            _,
+        ) => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn authorize(app: &App, ctx: &mut Ctx) -> Result<(), ApiError> {
+    if app.is_local_admin(ctx) {
+        ctx.user = Some("authd-cli".to_string());
+        return Ok(());
+    }
+    let a = app.require_session(ctx).await?;
+    if a.user.admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden_role())
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let (parts, body) = req.into_parts();
+    require_json(&parts.headers)?;
+    let bytes = read_body(&parts.headers, body, ADMIN_BODY_LIMIT).await?;
+    parse_json(&bytes)
+}

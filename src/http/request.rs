@@ -1,0 +1,229 @@
+//! Reading requests: bodies with limits, JSON, url-encoded forms, queries,
+//! percent-decoding, and a short description of the client's browser.
+//!
+//! Every malformed input becomes an [`ApiError`] with a 4xx status.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::response::ApiError;
+
+/// Largest login body (SPEC §3).
+pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+
+/// Reads a whole body, refusing one over `limit` bytes with 413.
+pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is larger than {limit} bytes."),
+        )
+    };
+    if let Some(len) =
+        headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(ApiError::bad_request("The request body could not be read.")),
+    }
+}
+
+/// The media type of the request, lower-cased, without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    Some(essence).filter(|e| !e.is_empty())
+}
+
+/// Requires `Content-Type: application/json` (415 otherwise).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers).as_deref() {
+        Some("application/json") => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The request must have Content-Type: application/json.",
+        )),
+    }
+}
+
+/// Parses a JSON body into `T`; malformed JSON, wrong types and missing fields are 400.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = if e.is_data() {
+            "The JSON body is missing a field or has a wrong type"
+        } else {
+            "The body is not valid JSON"
+        };
+        ApiError::bad_request(format!("{what}: {e}"))
+    })
+}
+
+/// Decodes `application/x-www-form-urlencoded` strictly: bad percent
+/// escapes or UTF-8 are an error, not silently replaced.
+pub fn parse_urlencoded(input: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let bad = || ApiError::bad_request("The form or query string is not validly encoded.");
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |&b| b == b'=');
+            let name = it.next().unwrap_or(b"");
+            let value = it.next().unwrap_or(b"");
+            Ok((
+                decode_component(name, true).ok_or_else(bad)?,
+                decode_component(value, true).ok_or_else(bad)?,
+            ))
+        })
+        .collect()
+}
+
+/// The query string of a URI as pairs.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    parse_urlencoded(query.unwrap_or("").as_bytes())
+}
+
+/// Percent-decodes one component; `plus_is_space` for forms and queries.
+/// `None` for a broken escape or bytes that are not UTF-8.
+pub fn decode_component(input: &[u8], plus_is_space: bool) -> Option<String> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = input.iter();
+    while let Some(&b) = i.next() {
+        match b {
+            b'%' => {
+                let hi = hex_val(*i.next()?)?;
+                let lo = hex_val(*i.next()?)?;
+                out.push(hi << 4 | lo);
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A short description of a browser from its `User-Agent`, e.g. `Firefox on Linux`.
+pub fn describe_browser(user_agent: &str) -> String {
+    let ua = user_agent;
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        if ua.contains("HeadlessChrome") {
+            "Headless Chrome"
+        } else {
+            "Chrome"
+        }
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else {
+        // A tool such as `curl/8.5.0` or `python-requests/2.31`: its name.
+        let first = ua.split(['/', ' ']).next().unwrap_or("");
+        return crate::store::codec::truncate_utf8(
+            if first.is_empty() { "unknown client" } else { first },
+            40,
+        )
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    };
+    let os = if ua.contains("Windows") {
+        Some("Windows")
+    } else if ua.contains("Android") {
+        Some("Android")
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        Some("iOS")
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        Some("macOS")
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None => browser.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urlencoded_forms_decode_strictly() {
+        let f = parse_urlencoded(b"a=1&b=x+y%21&&c=&d").unwrap();
+        assert_eq!(
+            f,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y!".into()),
+                ("c".into(), "".into()),
+                ("d".into(), "".into())
+            ]
+        );
+        assert!(parse_urlencoded(b"a=%zz").is_err());
+        assert!(parse_urlencoded(b"a=%4").is_err());
+        assert!(parse_urlencoded(b"a=%ff").is_err());
+        assert_eq!(parse_urlencoded(b"n=j%C3%BCrgen").unwrap()[0].1, "jürgen");
+    }
+
+    #[test]
+    fn components_round_trip() {
+        for s in ["plain", "a b&c=d", "jürgen@example.com", "%"] {
+            assert_eq!(decode_component(encode_component(s).as_bytes(), false).as_deref(), Some(s));
+        }
+    }
+
+    #[test]
+    fn browsers_are_summarised() {
+        let ff = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(describe_browser(ff), "Firefox on Linux");
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
+        assert_eq!(describe_browser(chrome), "Chrome on Windows");
+        assert_eq!(describe_browser("curl/8.5.0"), "curl");
+        assert_eq!(describe_browser(""), "unknown client");
+        assert_eq!(describe_browser("\u{1}evil\nline"), "evil\nline".replace('\n', ""));
+    }
+
+    #[test]
+    fn media_types_ignore_parameters_and_case() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+        assert!(require_json(&h).is_ok());
+        h.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(require_json(&h).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! Responses: Jira-shaped errors and the small builders handlers use.
+//!
+//! Every error a client sees has Jira's shape,
+//! `{"errorMessages":["..."],"errors":{}}`. Failures of authd itself are
+//! logged here and reported without detail.
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::admin::AdminError;
+use crate::store::StoreError;
+
+/// The body type of every response (authd's own and proxied ones).
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A response body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A response with a status, a content type and a body.
+pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => with_body(status, "application/json;charset=UTF-8", bytes),
+        Err(e) => ApiError::internal(format!("could not render JSON: {e}")).into_response(),
+    }
+}
+
+/// An empty response.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+/// An error answer: status, Jira-shaped message, extra headers.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status code.
+    pub status: StatusCode,
+    /// The message for `errorMessages`.
+    pub message: String,
+    /// Extra headers (`X-Seraph-LoginReason`, `Retry-After`, ...).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into(), headers: Vec::new() }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not found")
+    }
+
+    /// 401 for a request that carried no usable credentials.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "You are not authenticated. Authentication required to perform this operation.",
+        )
+    }
+
+    /// 401 for a request whose session cookie is unknown or expired.
+    pub fn session_expired() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Your session is invalid or has expired. Please log in again.")
+    }
+
+    /// 403 for a logged-in user who lacks a role.
+    pub fn forbidden_role() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "You do not have the permission to perform this operation.")
+            .header("x-seraph-loginreason", "AUTHORISATION_FAILED")
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            .header("retry-after", &retry_after_secs.to_string())
+    }
+
+    /// 500, logged; the client learns nothing of the cause.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {cause}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+
+    /// Adds a header; names and values here are authd's own constants or
+    /// numbers, and an invalid one is dropped rather than failing the answer.
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
+
+    /// The Jira-shaped response.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "errorMessages": [self.message], "errors": {} });
+        let mut r = json(self.status, &body);
+        for (k, v) in self.headers {
+            r.headers_mut().append(k, v);
+        }
+        r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found(),
+            StoreError::Conflict(what) => {
+                ApiError::new(StatusCode::CONFLICT, format!("{what} already exists"))
+            }
+            StoreError::Storage(_) | StoreError::Closed => {
+                tracing::error!("store unavailable: {e}");
+                ApiError::unavailable("The session store is unavailable; try again shortly.", 5)
+            }
+            StoreError::Corrupt(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::InvalidName(_) | AdminError::InvalidPassword(_) | AdminError::InvalidEmail(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            AdminError::UserExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            AdminError::NoSuchUser(_) | AdminError::NoSuchSession(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            AdminError::Busy => ApiError::unavailable(e.to_string(), 1),
+            AdminError::Store(s) => s.into(),
+        }
+    }
+}

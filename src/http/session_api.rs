@@ -1,0 +1,157 @@
+//! Jira's REST authentication API (SPEC §3): `/rest/auth/1/session`,
+//! `/rest/api/2/myself`, `/rest/api/2/user`, `/rest/api/2/serverInfo`.
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::app::{no_content, App, Ctx};
+use super::request::{
+    describe_browser, encode_component, parse_json, query_pairs, read_body, require_json, LOGIN_BODY_LIMIT,
+};
+use super::response::{json, ApiError, Body};
+use crate::auth::{LoginContext, LoginError};
+use crate::cookies::{self, Attributes};
+use crate::store::{LoginStats, User};
+use crate::token::SessionId;
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default, rename = "rememberMe")]
+    #[allow(dead_code)] // read by the remember-me feature
+    remember_me: bool,
+}
+
+/// `POST /rest/auth/1/session`: log in.
+pub async fn login(app: &App, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let (parts, body) = req.into_parts();
+    require_json(&parts.headers)?;
+    let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
+    let body: LoginBody = parse_json(&bytes)?;
+    let login_ctx = LoginContext {
+        replaces: ctx.cookies.session.iter().filter_map(|v| SessionId::parse(v)).map(|id| id.key()).collect(),
+        address: Some(ctx.peer.ip()),
+        browser: describe_browser(&ctx.user_agent),
+    };
+    match app.auth.login(&body.username, &body.password, login_ctx).await {
+        Ok(done) => {
+            ctx.user = Some(done.user.name.clone());
+            ctx.handle = Some(done.session.key.handle());
+            ctx.expires = Some(done.session.expires);
+            let value = done.id.to_cookie_value();
+            ctx.set_cookies.push(cookies::set_cookie(
+                &app.cookie_names.session,
+                &value,
+                Attributes { http_only: true, max_age: None },
+            ));
+            let body = json!({
+                "session": { "name": app.cookie_names.session, "value": value },
+                "loginInfo": login_info(&done.user.logins),
+            });
+            Ok(json(StatusCode::OK, &body))
+        }
+        Err(LoginError::BadCredentials) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "Login failed")
+            .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")
+            .header("www-authenticate", "JIRA REST POST")),
+        Err(LoginError::Unverified) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Your email address has not been verified. Open the verification link sent to you, then log in again.",
+        )),
+        Err(LoginError::Busy) => Err(ApiError::unavailable("Too many logins at once; try again shortly.", 1)),
+        Err(LoginError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// `GET /rest/auth/1/session`: who am I.
+pub async fn current(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let a = app.require_session(ctx).await?;
+    let body = json!({
+        "self": self_link(&ctx.base, &a.user.name),
+        "name": a.user.name,
+        "loginInfo": login_info(&a.user.logins),
+    });
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// `DELETE /rest/auth/1/session`: log out.
+pub async fn logout(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let a = app.require_session(ctx).await?;
+    app.auth.logout(a.session.key).await?;
+    ctx.user = None;
+    ctx.handle = None;
+    ctx.expires = None;
+    ctx.set_cookies.push(cookies::expire_cookie(&app.cookie_names.session, true));
+    let mut resp = no_content();
+    resp.headers_mut().insert("x-seraph-loginreason", hyper::header::HeaderValue::from_static("OUT"));
+    Ok(resp)
+}
+
+/// `GET /rest/api/2/myself`.
+pub async fn myself(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let a = app.require_session(ctx).await?;
+    Ok(json(StatusCode::OK, &user_json(&ctx.base, &a.user)))
+}
+
+/// `GET /rest/api/2/user?username=NAME` (the target of `self` links).
+pub async fn user(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    app.require_session(ctx).await?;
+    let pairs = query_pairs(query)?;
+    let name = pairs
+        .iter()
+        .find(|(k, _)| k == "username" || k == "key")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| ApiError::bad_request("The username query parameter is required."))?;
+    match app.auth.store.user_by_name(name).await? {
+        Some(u) => Ok(json(StatusCode::OK, &user_json(&ctx.base, &u))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("The user named '{name}' does not exist"))),
+    }
+}
+
+/// `GET /rest/api/2/serverInfo`, public, so stock Jira clients can connect.
+pub fn server_info(app: &App, ctx: &Ctx) -> Response<Body> {
+    let version = env!("CARGO_PKG_VERSION");
+    let numbers: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    let body = json!({
+        "baseUrl": ctx.base,
+        "version": version,
+        "versionNumbers": numbers,
+        "deploymentType": "Server",
+        "buildNumber": 1,
+        "serverTime": app.auth.now().to_jira_string(),
+        "scmInfo": "",
+        "serverTitle": "authd",
+    });
+    json(StatusCode::OK, &body)
+}
+
+fn self_link(base: &str, name: &str) -> String {
+    format!("{base}/rest/api/2/user?username={}", encode_component(name))
+}
+
+fn user_json(base: &str, u: &User) -> Value {
+    json!({
+        "self": self_link(base, &u.name),
+        "name": u.name,
+        "key": crate::store::name_key(&u.name),
+        "emailAddress": u.email.clone().unwrap_or_default(),
+        "displayName": u.name,
+        "active": true,
+    })
+}
+
+/// Jira's `loginInfo` object; times are absent when unknown.
+fn login_info(l: &LoginStats) -> Value {
+    let mut m = Map::new();
+    m.insert("failedLoginCount".into(), l.failed_count.into());
+    m.insert("loginCount".into(), l.login_count.into());
+    if let Some(t) = l.last_failed {
+        m.insert("lastFailedLoginTime".into(), t.to_jira_string().into());
+    }
+    if let Some(t) = l.previous_login {
+        m.insert("previousLoginTime".into(), t.to_jira_string().into());
+    }
+    Value::Object(m)
+}

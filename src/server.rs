@@ -1,0 +1,200 @@
+//! `authd serve`: start-up, the server's lifetime, and a clean stop.
+//!
+//! Start-up order: data dir → database → certificate → listener → first
+//! admin user → admin credential → banner → sweeper → serve. Every failure
+//! before serving is a [`StartError`] whose message names the file or flag.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::admin::AddUser;
+use crate::auth::Auth;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::datadir::{write_private, DataDir};
+use crate::http::{self, App, Limits};
+use crate::metrics::Metrics;
+use crate::password::PasswordPool;
+use crate::session::SessionPolicy;
+use crate::store::redb::RedbStore;
+use crate::store::Store;
+use crate::token::{random_password, AdminCredential};
+use crate::{sweeper, tls};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What a running server leaves in the data dir for the CLI.
+#[derive(Serialize, Deserialize)]
+pub struct AdminEndpoint {
+    /// Loopback URL of the server.
+    pub url: String,
+    /// The bearer credential for the admin API.
+    pub credential: String,
+    /// The certificate the server presents (pinned by the CLI).
+    pub cert: String,
+    /// The server's process id.
+    pub pid: u32,
+}
+
+/// Runs the server until `stop` resolves, then drains and closes the store.
+pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), StartError> {
+    let dir = DataDir::new(&cfg.data_dir);
+    dir.prepare().map_err(StartError)?;
+    let flush_after = cfg.timeouts.touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let store: Arc<dyn Store> =
+        Arc::new(RedbStore::open(&dir.db(), flush_after).map_err(|e| StartError(e.to_string()))?);
+    let tls = tls::load(&dir, &cfg.tls_sans, cfg.cert_and_key.as_ref()).map_err(StartError)?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {} (--listen): {e}", cfg.listen)))?;
+    let addr =
+        listener.local_addr().map_err(|e| StartError(format!("cannot read the bound address: {e}")))?;
+
+    let auth = Arc::new(Auth {
+        store: Arc::clone(&store),
+        clock: Arc::new(SystemClock),
+        policy: SessionPolicy::new(&cfg.timeouts),
+        passwords: PasswordPool::new(cfg.hash_workers, cfg.hash_queue),
+        metrics: Arc::new(Metrics::default()),
+        max_sessions_per_user: cfg.max_sessions_per_user,
+    });
+    let first_password = bootstrap_admin(&auth).await?;
+
+    let credential = AdminCredential::generate();
+    let endpoint = AdminEndpoint {
+        url: format!("https://{}", loopback(addr)),
+        credential: credential.encode(),
+        cert: absolute(&tls.cert_path),
+        pid: std::process::id(),
+    };
+    let endpoint_json = serde_json::to_vec_pretty(&endpoint).map_err(|e| StartError(e.to_string()))?;
+    write_private(&dir.admin_credential(), &endpoint_json)
+        .map_err(|e| StartError(format!("cannot write {}: {e}", dir.admin_credential().display())))?;
+
+    print_banner(addr, &tls, first_password.as_deref());
+
+    let app = Arc::new(App {
+        auth: Arc::clone(&auth),
+        cookie_names: crate::cookies::CookieNames::new(&cfg.cookie_prefix),
+        base_url: cfg.base_url.clone(),
+        listen_authority: loopback(addr).to_string(),
+        admin_credential: credential.hash(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(sweeper::run(Arc::clone(&auth), cfg.timeouts.sweep_interval, stop_rx));
+    let limits = Limits { max_conns: cfg.max_conns, ..Limits::default() };
+    http::serve(listener, tls.config, app, limits, stop).await;
+
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await;
+    let _ = std::fs::remove_file(dir.admin_credential());
+    if let Err(e) = store.flush().await {
+        tracing::error!("final flush failed: {e}");
+    }
+    drop(auth);
+    // Connection tasks still finishing hold the store; give them a moment so
+    // the database is closed cleanly rather than left for recovery.
+    for _ in 0..100 {
+        if Arc::strong_count(&store) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(store);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates user `admin` with a random password if there are no users.
+async fn bootstrap_admin(auth: &Auth) -> Result<Option<String>, StartError> {
+    let users = auth.store.users().await.map_err(|e| StartError(e.to_string()))?;
+    if !users.is_empty() {
+        return Ok(None);
+    }
+    let password = random_password();
+    let req = AddUser {
+        name: "admin".into(),
+        password: password.clone(),
+        email: None,
+        admin: true,
+        unverified: false,
+    };
+    auth.add_user(req).await.map_err(|e| StartError(format!("cannot create the first user: {e}")))?;
+    Ok(Some(password))
+}
+
+/// The address to reach a listener at from this machine.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
+    }
+}
+
+fn absolute(p: &std::path::Path) -> String {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+}
+
+/// Quotes a path for pasting into a POSIX shell, if it needs it.
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn print_banner(addr: SocketAddr, tls: &tls::Tls, first_password: Option<&str>) {
+    use std::io::Write as _;
+    let url = format!("https://{}", loopback(addr));
+    let cert = shell_quote(&tls.cert_path.display().to_string());
+    let mut text = format!(
+        "authd {} listening on {addr}\n  URL:          {url}\n  certificate:  {}\n  SHA-256:      {}\n  try:          curl --cacert {cert} {url}/rest/api/2/serverInfo\n",
+        env!("CARGO_PKG_VERSION"),
+        tls.cert_path.display(),
+        tls.fingerprint,
+    );
+    if let Some(pw) = first_password {
+        text.push_str(&format!(
+            "  created user admin (admin role); it is shown only this once; change it with `authd user passwd admin --password-stdin`\n  admin password: {pw}\n"
+        ));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_map_to_loopback() {
+        assert_eq!(loopback("0.0.0.0:5".parse().unwrap()), "127.0.0.1:5".parse().unwrap());
+        assert_eq!(loopback("[::]:5".parse().unwrap()), "[::1]:5".parse().unwrap());
+        assert_eq!(loopback("10.0.0.1:5".parse().unwrap()), "10.0.0.1:5".parse().unwrap());
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("./db/tls/cert.pem"), "./db/tls/cert.pem");
+        assert_eq!(shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+    }
+}

@@ -1,0 +1,433 @@
+//! Storage: the records authd keeps and the narrow interface to them.
+//!
+//! The HTTP layer and the domain talk to a [`Store`]; only `store::redb`
+//! knows about redb. Another backend (a networked one, for several authd
+//! instances) implements the same trait.
+//!
+//! Architecture invariants:
+//! - sessions are filed under [`SessionKey`], a hash of the secret ID; no
+//!   secret is ever passed to the store;
+//! - every record with a lifetime has an entry in the expiry index, so the
+//!   sweeper's cost follows what expired, not what is stored;
+//! - an operation the caller marks durable is on disk when its future
+//!   resolves; touches may be lost in a crash, for at most one flush period.
+
+pub mod codec;
+pub mod redb;
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::token::SessionKey;
+use codec::{DecodeError, Reader, Writer};
+
+/// A user's permanent number; names may be reused after a deletion, ids never.
+pub type UserId = u64;
+
+/// What a store operation returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The narrow interface between authd and its storage (SPEC §11).
+pub trait Store: Send + Sync + 'static {
+    /// The per-deployment secrets, created once with the store.
+    fn secrets(&self) -> &ServerSecrets;
+
+    /// A user by id.
+    fn user(&self, id: UserId) -> StoreFuture<'_, Option<User>>;
+    /// A user by name, case-insensitively.
+    fn user_by_name(&self, name: &str) -> StoreFuture<'_, Option<User>>;
+    /// All users, by name.
+    fn users(&self) -> StoreFuture<'_, Vec<User>>;
+    /// Creates a user; [`StoreError::Conflict`] if the name is taken.
+    fn create_user(&self, new: NewUser) -> StoreFuture<'_, User>;
+    /// Applies one change to a user (durably); [`StoreError::NotFound`] if absent.
+    fn update_user(&self, id: UserId, change: UserChange) -> StoreFuture<'_, User>;
+    /// Deletes a user and everything that belongs to them.
+    fn delete_user(&self, id: UserId) -> StoreFuture<'_, bool>;
+
+    /// A session and its user, in one consistent read.
+    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Session, User)>>;
+    /// Creates a session durably, per `plan`; returns the keys it removed.
+    fn create_session(&self, plan: NewSession) -> StoreFuture<'_, Vec<SessionKey>>;
+    /// Records a later last use (lazily: may be lost in a crash).
+    fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp)
+        -> StoreFuture<'_, ()>;
+    /// Deletes a session durably; `false` if it was not there.
+    fn delete_session(&self, key: SessionKey) -> StoreFuture<'_, bool>;
+    /// A user's sessions, oldest first.
+    fn sessions_of(&self, user: UserId) -> StoreFuture<'_, Vec<(SessionKey, Session)>>;
+    /// Every session, oldest first (for administrators; a full scan).
+    fn all_sessions(&self) -> StoreFuture<'_, Vec<(SessionKey, Session)>>;
+    /// Deletes a user's sessions durably, except `keep`; returns how many.
+    fn delete_sessions_of(&self, user: UserId, keep: Option<SessionKey>) -> StoreFuture<'_, usize>;
+    /// The number of stored sessions (live or not yet swept).
+    fn session_count(&self) -> StoreFuture<'_, u64>;
+
+    /// Deletes up to `batch` records whose deadline is before `now`.
+    fn sweep(&self, now: Timestamp, limits: SessionLimits, batch: usize) -> StoreFuture<'_, SweepReport>;
+    /// Makes every acknowledged write durable.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Secrets and identity of one authd deployment.
+#[derive(Clone)]
+pub struct ServerSecrets {
+    /// Jira-style server id (`ABCD-EFGH-IJKL-MNOP`), the first part of XSRF tokens.
+    pub server_id: String,
+    /// Key for the keyed-blake3 MACs on XSRF tokens.
+    pub xsrf_key: [u8; 32],
+}
+
+impl fmt::Debug for ServerSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSecrets").field("server_id", &self.server_id).finish_non_exhaustive()
+    }
+}
+
+/// The session timeouts the store needs to re-index sessions while sweeping.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Idle timeout.
+    pub idle: Duration,
+    /// Absolute timeout.
+    pub absolute: Duration,
+}
+
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Expired sessions deleted.
+    pub sessions: u64,
+    /// Index entries that pointed at records already gone or still live (re-filed).
+    pub stale: u64,
+    /// Whether more expired entries may remain.
+    pub more: bool,
+}
+
+/// A stored user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Permanent id.
+    pub id: UserId,
+    /// The name as it was entered (unique case-insensitively).
+    pub name: String,
+    /// Optional email address.
+    pub email: Option<String>,
+    /// Whether the email address has been verified.
+    pub email_verified: bool,
+    /// Whether the user has the `admin` role.
+    pub admin: bool,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// When the user was created.
+    pub created: Timestamp,
+    /// Login counters (Jira's `loginInfo`).
+    pub logins: LoginStats,
+}
+
+/// Jira's login counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoginStats {
+    /// Successful logins, ever.
+    pub login_count: u64,
+    /// Failures since the last success.
+    pub failed_count: u32,
+    /// Failures, ever.
+    pub total_failed_count: u64,
+    /// Time of the last failure.
+    pub last_failed: Option<Timestamp>,
+    /// Time of the latest success.
+    pub last_login: Option<Timestamp>,
+    /// Time of the success before the latest.
+    pub previous_login: Option<Timestamp>,
+}
+
+impl LoginStats {
+    /// The counters after a successful login at `now`.
+    pub fn succeeded(self, now: Timestamp) -> Self {
+        LoginStats {
+            login_count: self.login_count.saturating_add(1),
+            failed_count: 0,
+            previous_login: self.last_login,
+            last_login: Some(now),
+            ..self
+        }
+    }
+
+    /// The counters after a failed login at `now`.
+    pub fn failed(self, now: Timestamp) -> Self {
+        LoginStats {
+            failed_count: self.failed_count.saturating_add(1),
+            total_failed_count: self.total_failed_count.saturating_add(1),
+            last_failed: Some(now),
+            ..self
+        }
+    }
+}
+
+/// A user to be created.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// The name as entered.
+    pub name: String,
+    /// Optional email address.
+    pub email: Option<String>,
+    /// Whether the email address counts as verified.
+    pub email_verified: bool,
+    /// Whether the user has the `admin` role.
+    pub admin: bool,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Creation time.
+    pub created: Timestamp,
+}
+
+/// One change to a user.
+#[derive(Clone, Debug)]
+pub enum UserChange {
+    /// A new password hash; ends all of the user's sessions except `keep`.
+    Password { hash: String, keep: Option<SessionKey> },
+    /// Marks the email address verified.
+    VerifyEmail,
+    /// Records a failed login.
+    LoginFailed { at: Timestamp },
+    /// Clears the failure count.
+    Unlock,
+}
+
+/// A stored session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Whose session it is.
+    pub user: UserId,
+    /// Login time.
+    pub created: Timestamp,
+    /// Last persisted use.
+    pub last_use: Timestamp,
+    /// Client address at login.
+    pub address: Option<IpAddr>,
+    /// A short description of the browser at login.
+    pub browser: String,
+}
+
+impl Session {
+    /// When the session ends: the earlier of the idle and absolute deadlines.
+    pub fn deadline(&self, limits: SessionLimits) -> Timestamp {
+        self.last_use.plus(limits.idle).min(self.created.plus(limits.absolute))
+    }
+}
+
+/// A session to be created, and what its creation replaces.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// The new session's key.
+    pub key: SessionKey,
+    /// The new session.
+    pub session: Session,
+    /// When the sweeper may delete it.
+    pub deadline: Timestamp,
+    /// Sessions the request carried, deleted in the same transaction (no fixation).
+    pub replaces: Vec<SessionKey>,
+    /// Evict the user's oldest sessions beyond this many.
+    pub max_per_user: u32,
+    /// Count this as a successful password login (Jira's `loginInfo`).
+    pub count_login: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone)]
+pub enum StoreError {
+    /// A unique name is taken.
+    Conflict(String),
+    /// The record does not exist.
+    NotFound,
+    /// A stored record could not be decoded.
+    Corrupt(DecodeError),
+    /// The database failed (I/O, full disk, ...).
+    Storage(String),
+    /// The store is shut down.
+    Closed,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict(what) => write!(f, "{what} already exists"),
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Corrupt(e) => write!(f, "database corrupt: {e}"),
+            StoreError::Storage(e) => write!(f, "database error: {e}"),
+            StoreError::Closed => f.write_str("database closed"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<DecodeError> for StoreError {
+    fn from(e: DecodeError) -> Self {
+        StoreError::Corrupt(e)
+    }
+}
+
+/// Normalises a user name for unique, case-insensitive lookup.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+const USER_FORMAT: u8 = 1;
+const SESSION_FORMAT: u8 = 1;
+
+impl User {
+    /// The stored bytes of this user (without its id, which is the key).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(USER_FORMAT);
+        w.str(&self.name)
+            .opt_str(self.email.as_deref())
+            .bool(self.email_verified)
+            .bool(self.admin)
+            .str(&self.password_hash)
+            .u64(self.created.0);
+        let l = &self.logins;
+        w.u64(l.login_count)
+            .u32(l.failed_count)
+            .u64(l.total_failed_count)
+            .opt_u64(l.last_failed.map(|t| t.0))
+            .opt_u64(l.last_login.map(|t| t.0))
+            .opt_u64(l.previous_login.map(|t| t.0));
+        w.finish()
+    }
+
+    /// Reads a user back from its stored bytes.
+    pub fn decode(id: UserId, bytes: &[u8]) -> Result<User, DecodeError> {
+        let mut r = Reader::new(bytes, USER_FORMAT)?;
+        let user = User {
+            id,
+            name: r.str()?,
+            email: r.opt_str()?,
+            email_verified: r.bool()?,
+            admin: r.bool()?,
+            password_hash: r.str()?,
+            created: Timestamp(r.u64()?),
+            logins: LoginStats {
+                login_count: r.u64()?,
+                failed_count: r.u32()?,
+                total_failed_count: r.u64()?,
+                last_failed: r.opt_u64()?.map(Timestamp),
+                last_login: r.opt_u64()?.map(Timestamp),
+                previous_login: r.opt_u64()?.map(Timestamp),
+            },
+        };
+        r.finish()?;
+        Ok(user)
+    }
+}
+
+impl Session {
+    /// The stored bytes of this session.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(SESSION_FORMAT);
+        w.u64(self.user)
+            .u64(self.created.0)
+            .u64(self.last_use.0)
+            .opt_ip(self.address)
+            .short_str(&self.browser);
+        w.finish()
+    }
+
+    /// Reads a session back from its stored bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Session, DecodeError> {
+        let mut r = Reader::new(bytes, SESSION_FORMAT)?;
+        let s = Session {
+            user: r.u64()?,
+            created: Timestamp(r.u64()?),
+            last_use: Timestamp(r.u64()?),
+            address: r.opt_ip()?,
+            browser: r.short_str()?,
+        };
+        r.finish()?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            id: 7,
+            name: "Alice".into(),
+            email: Some("a@example.com".into()),
+            email_verified: true,
+            admin: false,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created: Timestamp(1_700_000_000_000),
+            logins: LoginStats {
+                login_count: 3,
+                failed_count: 1,
+                total_failed_count: 4,
+                last_failed: Some(Timestamp(5)),
+                last_login: Some(Timestamp(6)),
+                previous_login: None,
+            },
+        }
+    }
+
+    #[test]
+    fn user_round_trips() {
+        let u = user();
+        assert_eq!(User::decode(7, &u.encode()).unwrap(), u);
+    }
+
+    #[test]
+    fn session_round_trips_and_is_small() {
+        let s = Session {
+            user: 9,
+            created: Timestamp(10),
+            last_use: Timestamp(20),
+            address: Some("127.0.0.1".parse().unwrap()),
+            browser: "Firefox on Linux".into(),
+        };
+        let bytes = s.encode();
+        assert!(bytes.len() < 64, "{} bytes", bytes.len());
+        assert_eq!(Session::decode(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn every_prefix_of_a_record_fails_cleanly() {
+        let bytes = user().encode();
+        for n in 0..bytes.len() {
+            assert!(User::decode(1, &bytes[..n]).is_err(), "prefix {n} decoded");
+        }
+    }
+
+    #[test]
+    fn deadline_is_the_earlier_of_idle_and_absolute() {
+        let limits = SessionLimits { idle: Duration::from_secs(10), absolute: Duration::from_secs(100) };
+        let mut s = Session {
+            user: 1,
+            created: Timestamp(0),
+            last_use: Timestamp(0),
+            address: None,
+            browser: String::new(),
+        };
+        assert_eq!(s.deadline(limits), Timestamp(10_000));
+        s.last_use = Timestamp(95_000);
+        assert_eq!(s.deadline(limits), Timestamp(100_000));
+    }
+
+    #[test]
+    fn login_counters_follow_jira() {
+        let t = |n| Timestamp(n);
+        let l = LoginStats::default().failed(t(1)).failed(t(2));
+        assert_eq!((l.failed_count, l.total_failed_count, l.last_failed), (2, 2, Some(t(2))));
+        let l = l.succeeded(t(3));
+        assert_eq!((l.failed_count, l.login_count, l.last_login, l.previous_login), (0, 1, Some(t(3)), None));
+        let l = l.succeeded(t(4));
+        assert_eq!((l.login_count, l.previous_login, l.total_failed_count), (2, Some(t(3)), 2));
+    }
+}

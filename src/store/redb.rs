@@ -1,0 +1,897 @@
+//! The embedded store: one redb file.
+//!
+//! Reads run on the caller's thread in their own read transaction. Writes go
+//! to one writer thread, which drains every queued write into a single
+//! transaction and commits once (group commit): a burst of logins costs one
+//! `fsync`, not one each. Each write says whether it must be durable; a batch
+//! that holds any durable write commits with [`Durability::Immediate`] before
+//! any of its callers hears back, so "acknowledged" means "on disk". Other
+//! batches (touches, sweeps) commit in memory and are made durable by the
+//! next durable commit, or by the writer itself after `flush_after`.
+//!
+//! Tables (keys → values):
+//! - `meta`: `&str` → bytes (schema version, server id, XSRF key, next user id)
+//! - `users`: user id → [`User`] record
+//! - `user_names`: lower-cased name → user id
+//! - `sessions`: [`SessionKey`] → [`Session`] record
+//! - `user_sessions`: (user id, session key) → ()
+//! - `expiry`: (deadline ms, kind, id) → (), the sweeper's index
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, WriteTransaction,
+};
+use tokio::sync::oneshot;
+
+use super::{
+    name_key, NewSession, NewUser, ServerSecrets, Session, SessionLimits, Store, StoreError, StoreFuture,
+    SweepReport, User, UserChange, UserId,
+};
+use crate::clock::Timestamp;
+use crate::token::{random, SessionKey};
+
+/// The schema this build writes. Older files are migrated; newer ones refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "authd.redb";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+const USER_NAMES: TableDefinition<&str, u64> = TableDefinition::new("user_names");
+const SESSIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("sessions");
+const USER_SESSIONS: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_sessions");
+const EXPIRY: TableDefinition<(u64, u8, &[u8; 16]), ()> = TableDefinition::new("expiry");
+
+/// Kinds of record in the expiry index.
+const KIND_SESSION: u8 = 1;
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Why the database could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another process (a running authd) holds the file.
+    Locked(PathBuf),
+    /// The file is not a readable authd database.
+    Corrupt { path: PathBuf, detail: String },
+    /// The file was written by a newer authd.
+    NewerSchema { path: PathBuf, found: u32 },
+    /// Any other I/O failure.
+    Io { path: PathBuf, detail: String },
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Locked(p) => write!(
+                f,
+                "{} is in use by another running authd; stop it, or use another --data directory",
+                p.display()
+            ),
+            OpenError::Corrupt { path, detail } => write!(
+                f,
+                "{} is not a readable authd database ({detail}); restore it from a backup or move it away to start afresh",
+                path.display()
+            ),
+            OpenError::NewerSchema { path, found } => write!(
+                f,
+                "{} was written by a newer authd (schema {found}; this authd knows up to {SCHEMA_VERSION}); upgrade authd",
+                path.display()
+            ),
+            OpenError::Io { path, detail } => write!(f, "cannot open {}: {detail}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// The redb-backed [`Store`].
+pub struct RedbStore {
+    db: Arc<Database>,
+    writer: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    secrets: ServerSecrets,
+}
+
+impl RedbStore {
+    /// Opens (or creates) `path`; un-flushed touches are made durable within `flush_after`.
+    pub fn open(path: &Path, flush_after: Duration) -> Result<RedbStore, OpenError> {
+        let db = open_database(path)?;
+        let secrets = init_schema(&db, path)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let thread = std::thread::Builder::new()
+            .name("authd-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx, flush_after))
+            .map_err(|e| OpenError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
+        Ok(RedbStore { db, writer: Some(tx), thread: Some(thread), secrets })
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        f(&txn)
+    }
+
+    fn write<R: Send + 'static>(
+        &self,
+        durable: bool,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, R> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            durable,
+            op: Box::new(move |tables: &mut Tables<'_>| {
+                let result = op(tables);
+                let fatal = match &result {
+                    Err(e @ StoreError::Storage(_)) => Some(e.clone()),
+                    _ => None,
+                };
+                let done: Done = Box::new(move |commit| {
+                    let _ = tx.send(commit.and(result)); // the caller may have gone away
+                });
+                (done, fatal)
+            }),
+        };
+        let sent = match &self.writer {
+            Some(w) => w.send(job).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        };
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::Storage("write aborted".into()))?
+        })
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish its queue, make it durable and exit.
+        drop(self.writer.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Store for RedbStore {
+    fn secrets(&self) -> &ServerSecrets {
+        &self.secrets
+    }
+
+    fn user(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
+        let r = self.read(|txn| {
+            let users = txn.open_table(USERS).map_err(storage)?;
+            get_user_ro(&users, id)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn user_by_name(&self, name: &str) -> StoreFuture<'_, Option<User>> {
+        let key = name_key(name);
+        let r = self.read(|txn| {
+            let names = txn.open_table(USER_NAMES).map_err(storage)?;
+            let Some(id) = names.get(key.as_str()).map_err(storage)?.map(|g| g.value()) else {
+                return Ok(None);
+            };
+            let users = txn.open_table(USERS).map_err(storage)?;
+            get_user_ro(&users, id)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn users(&self) -> StoreFuture<'_, Vec<User>> {
+        let r = self.read(|txn| {
+            let names = txn.open_table(USER_NAMES).map_err(storage)?;
+            let users = txn.open_table(USERS).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in names.iter().map_err(storage)? {
+                let (_, id) = entry.map_err(storage)?;
+                if let Some(u) = get_user_ro(&users, id.value())? {
+                    out.push(u);
+                }
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn create_user(&self, new: NewUser) -> StoreFuture<'_, User> {
+        self.write(true, move |t| {
+            let key = name_key(&new.name);
+            if t.user_names.get(key.as_str()).map_err(storage)?.is_some() {
+                return Err(StoreError::Conflict(format!("user '{}'", new.name)));
+            }
+            let id = next_user_id(&mut t.meta)?;
+            let user = User {
+                id,
+                name: new.name,
+                email: new.email,
+                email_verified: new.email_verified,
+                admin: new.admin,
+                password_hash: new.password_hash,
+                created: new.created,
+                logins: Default::default(),
+            };
+            t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
+            t.user_names.insert(key.as_str(), id).map_err(storage)?;
+            Ok(user)
+        })
+    }
+
+    fn update_user(&self, id: UserId, change: UserChange) -> StoreFuture<'_, User> {
+        self.write(true, move |t| {
+            let mut user = t.user(id)?.ok_or(StoreError::NotFound)?;
+            match change {
+                UserChange::Password { hash, keep } => {
+                    user.password_hash = hash;
+                    t.delete_sessions_of(id, keep)?;
+                }
+                UserChange::VerifyEmail => user.email_verified = true,
+                UserChange::LoginFailed { at } => user.logins = user.logins.failed(at),
+                UserChange::Unlock => user.logins.failed_count = 0,
+            }
+            t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
+            Ok(user)
+        })
+    }
+
+    fn delete_user(&self, id: UserId) -> StoreFuture<'_, bool> {
+        self.write(true, move |t| {
+            let Some(user) = t.user(id)? else {
+                return Ok(false);
+            };
+            t.delete_sessions_of(id, None)?;
+            t.user_names.remove(name_key(&user.name).as_str()).map_err(storage)?;
+            t.users.remove(id).map_err(storage)?;
+            Ok(true)
+        })
+    }
+
+    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Session, User)>> {
+        let r = self.read(|txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(storage)?;
+            let Some(raw) = sessions.get(&key.0).map_err(storage)? else {
+                return Ok(None);
+            };
+            let session = StoredSession::decode(raw.value())?.session;
+            let users = txn.open_table(USERS).map_err(storage)?;
+            Ok(get_user_ro(&users, session.user)?.map(|u| (session, u)))
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn create_session(&self, plan: NewSession) -> StoreFuture<'_, Vec<SessionKey>> {
+        self.write(true, move |t| {
+            let uid = plan.session.user;
+            let mut user = t.user(uid)?.ok_or(StoreError::NotFound)?;
+            let mut removed = Vec::new();
+            for old in plan.replaces {
+                if t.delete_session(old)? {
+                    removed.push(old);
+                }
+            }
+            let mut existing = t.sessions_of(uid)?;
+            let max = usize::try_from(plan.max_per_user.max(1)).unwrap_or(usize::MAX);
+            if existing.len() >= max {
+                existing.sort_by_key(|(_, s)| s.created);
+                let excess = existing.len() + 1 - max;
+                for (k, _) in existing.into_iter().take(excess) {
+                    t.delete_session(k)?;
+                    removed.push(k);
+                }
+            }
+            t.put_session(plan.key, &plan.session, plan.deadline)?;
+            if plan.count_login {
+                user.logins = user.logins.succeeded(plan.session.created);
+                t.users.insert(uid, user.encode().as_slice()).map_err(storage)?;
+            }
+            Ok(removed)
+        })
+    }
+
+    fn touch_session(
+        &self,
+        key: SessionKey,
+        last_use: Timestamp,
+        deadline: Timestamp,
+    ) -> StoreFuture<'_, ()> {
+        self.write(false, move |t| {
+            let Some((mut s, old_deadline)) = t.session(key)? else {
+                return Ok(());
+            };
+            if last_use <= s.last_use {
+                return Ok(());
+            }
+            s.last_use = last_use;
+            t.expiry.remove((old_deadline.0, KIND_SESSION, &key.0)).map_err(storage)?;
+            t.put_session(key, &s, deadline)
+        })
+    }
+
+    fn delete_session(&self, key: SessionKey) -> StoreFuture<'_, bool> {
+        self.write(true, move |t| t.delete_session(key))
+    }
+
+    fn sessions_of(&self, user: UserId) -> StoreFuture<'_, Vec<(SessionKey, Session)>> {
+        let r = self.read(|txn| {
+            let index = txn.open_table(USER_SESSIONS).map_err(storage)?;
+            let sessions = txn.open_table(SESSIONS).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in index.range((user, &[0u8; 16])..=(user, &[0xffu8; 16])).map_err(storage)? {
+                let (k, _) = entry.map_err(storage)?;
+                let key = SessionKey(*k.value().1);
+                if let Some(raw) = sessions.get(&key.0).map_err(storage)? {
+                    out.push((key, StoredSession::decode(raw.value())?.session));
+                }
+            }
+            out.sort_by_key(|(_, s)| s.created);
+            Ok(out)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn all_sessions(&self) -> StoreFuture<'_, Vec<(SessionKey, Session)>> {
+        let r = self.read(|txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in sessions.iter().map_err(storage)? {
+                let (k, v) = entry.map_err(storage)?;
+                out.push((SessionKey(*k.value()), StoredSession::decode(v.value())?.session));
+            }
+            out.sort_by_key(|(_, s)| s.created);
+            Ok(out)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn delete_sessions_of(&self, user: UserId, keep: Option<SessionKey>) -> StoreFuture<'_, usize> {
+        self.write(true, move |t| t.delete_sessions_of(user, keep))
+    }
+
+    fn session_count(&self) -> StoreFuture<'_, u64> {
+        let r = self.read(|txn| txn.open_table(SESSIONS).map_err(storage)?.len().map_err(storage));
+        Box::pin(std::future::ready(r))
+    }
+
+    fn sweep(&self, now: Timestamp, limits: SessionLimits, batch: usize) -> StoreFuture<'_, SweepReport> {
+        self.write(false, move |t| {
+            let mut due = Vec::with_capacity(batch.min(4096));
+            for entry in t.expiry.range(..(now.0, 0, &[0u8; 16])).map_err(storage)? {
+                if due.len() >= batch {
+                    break;
+                }
+                let (k, _) = entry.map_err(storage)?;
+                let (deadline, kind, id) = k.value();
+                due.push((deadline, kind, *id));
+            }
+            let mut report = SweepReport { more: due.len() >= batch, ..Default::default() };
+            for (deadline, kind, id) in due {
+                t.expiry.remove((deadline, kind, &id)).map_err(storage)?;
+                if kind != KIND_SESSION {
+                    report.stale += 1;
+                    continue;
+                }
+                let key = SessionKey(id);
+                match t.session(key)? {
+                    // The index is authoritative only for its own entry: a
+                    // session touched or re-filed since has a later entry.
+                    Some((_, filed)) if filed.0 != deadline => report.stale += 1,
+                    Some((s, _)) if s.deadline(limits) > now => {
+                        // Still live under the current timeouts (they were raised): re-file.
+                        t.put_session(key, &s, s.deadline(limits))?;
+                        report.stale += 1;
+                    }
+                    Some(_) => {
+                        t.delete_session(key)?;
+                        report.sessions += 1;
+                    }
+                    None => report.stale += 1,
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        self.write(true, |_| Ok(()))
+    }
+}
+
+/// A session as stored: the record plus the deadline it is filed under.
+struct StoredSession {
+    session: Session,
+    filed: Timestamp,
+}
+
+impl StoredSession {
+    fn encode(session: &Session, filed: Timestamp) -> Vec<u8> {
+        let mut v = filed.0.to_le_bytes().to_vec();
+        v.extend_from_slice(&session.encode());
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Result<StoredSession, StoreError> {
+        let (head, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or(StoreError::Corrupt(super::codec::DecodeError("session record too short")))?;
+        Ok(StoredSession { filed: Timestamp(u64::from_le_bytes(*head)), session: Session::decode(rest)? })
+    }
+}
+
+/// Every table, open in one write transaction.
+struct Tables<'t> {
+    meta: Table<'t, &'static str, &'static [u8]>,
+    users: Table<'t, u64, &'static [u8]>,
+    user_names: Table<'t, &'static str, u64>,
+    sessions: Table<'t, &'static [u8; 16], &'static [u8]>,
+    user_sessions: Table<'t, (u64, &'static [u8; 16]), ()>,
+    expiry: Table<'t, (u64, u8, &'static [u8; 16]), ()>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            meta: txn.open_table(META).map_err(storage)?,
+            users: txn.open_table(USERS).map_err(storage)?,
+            user_names: txn.open_table(USER_NAMES).map_err(storage)?,
+            sessions: txn.open_table(SESSIONS).map_err(storage)?,
+            user_sessions: txn.open_table(USER_SESSIONS).map_err(storage)?,
+            expiry: txn.open_table(EXPIRY).map_err(storage)?,
+        })
+    }
+
+    fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        match self.users.get(id).map_err(storage)? {
+            Some(raw) => Ok(Some(User::decode(id, raw.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn session(&self, key: SessionKey) -> Result<Option<(Session, Timestamp)>, StoreError> {
+        match self.sessions.get(&key.0).map_err(storage)? {
+            Some(raw) => {
+                let s = StoredSession::decode(raw.value())?;
+                Ok(Some((s.session, s.filed)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put_session(&mut self, key: SessionKey, s: &Session, deadline: Timestamp) -> Result<(), StoreError> {
+        self.sessions.insert(&key.0, StoredSession::encode(s, deadline).as_slice()).map_err(storage)?;
+        self.user_sessions.insert((s.user, &key.0), ()).map_err(storage)?;
+        self.expiry.insert((deadline.0, KIND_SESSION, &key.0), ()).map_err(storage)?;
+        Ok(())
+    }
+
+    fn delete_session(&mut self, key: SessionKey) -> Result<bool, StoreError> {
+        let Some((s, filed)) = self.session(key)? else {
+            return Ok(false);
+        };
+        self.sessions.remove(&key.0).map_err(storage)?;
+        self.user_sessions.remove((s.user, &key.0)).map_err(storage)?;
+        self.expiry.remove((filed.0, KIND_SESSION, &key.0)).map_err(storage)?;
+        Ok(true)
+    }
+
+    fn sessions_of(&self, user: UserId) -> Result<Vec<(SessionKey, Session)>, StoreError> {
+        let mut keys = Vec::new();
+        for entry in self.user_sessions.range((user, &[0u8; 16])..=(user, &[0xffu8; 16])).map_err(storage)? {
+            let (k, _) = entry.map_err(storage)?;
+            keys.push(SessionKey(*k.value().1));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some((s, _)) = self.session(k)? {
+                out.push((k, s));
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_sessions_of(&mut self, user: UserId, keep: Option<SessionKey>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for (k, _) in self.sessions_of(user)? {
+            if Some(k) != keep && self.delete_session(k)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Op = Box<dyn for<'t> FnOnce(&mut Tables<'t>) -> (Done, Option<StoreError>) + Send>;
+
+struct Job {
+    durable: bool,
+    op: Op,
+}
+
+/// The writer thread: batch, apply, commit, answer; flush lazily written data.
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
+    let mut pending_since: Option<Instant> = None; // oldest non-durable commit
+    loop {
+        let first = match pending_since {
+            None => match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+            Some(since) => {
+                let wait = flush_after.saturating_sub(since.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        let mut batch: Vec<Job> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let overdue = pending_since.is_some_and(|t| t.elapsed() >= flush_after);
+        let durable = batch.is_empty() || overdue || batch.iter().any(|j| j.durable);
+        match run_batch(db, batch, durable) {
+            Ok(()) if durable => pending_since = None,
+            Ok(()) => pending_since = pending_since.or(Some(Instant::now())),
+            Err(e) => tracing::error!("database write failed: {e}"),
+        }
+    }
+    if pending_since.is_some() {
+        if let Err(e) = run_batch(db, Vec::new(), true) {
+            tracing::error!("final database flush failed: {e}");
+        }
+    }
+}
+
+fn run_batch(db: &Database, batch: Vec<Job>, durable: bool) -> Result<(), StoreError> {
+    let txn = match begin(db, durable) {
+        Ok(t) => t,
+        Err(e) => {
+            drop(batch); // each caller hears "write aborted"
+            return Err(e);
+        }
+    };
+    let mut dones = Vec::with_capacity(batch.len());
+    let mut fatal = None;
+    match Tables::open(&txn) {
+        Ok(mut tables) => {
+            for job in batch {
+                let (done, err) = (job.op)(&mut tables);
+                dones.push(done);
+                if let Some(e) = err {
+                    fatal = Some(e);
+                    break;
+                }
+            }
+        }
+        Err(e) => fatal = Some(e),
+    }
+    let outcome = match fatal {
+        Some(e) => {
+            let _ = txn.abort();
+            Err(e)
+        }
+        None => txn.commit().map_err(storage),
+    };
+    for done in dones {
+        done(outcome.clone());
+    }
+    outcome
+}
+
+fn begin(db: &Database, durable: bool) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(storage)?;
+    if !durable {
+        txn.set_durability(Durability::None).map_err(storage)?;
+    }
+    Ok(txn)
+}
+
+fn get_user_ro(
+    users: &redb::ReadOnlyTable<u64, &'static [u8]>,
+    id: UserId,
+) -> Result<Option<User>, StoreError> {
+    match users.get(id).map_err(storage)? {
+        Some(raw) => Ok(Some(User::decode(id, raw.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn next_user_id(meta: &mut Table<'_, &'static str, &'static [u8]>) -> Result<UserId, StoreError> {
+    let current = match meta.get("next_user_id").map_err(storage)? {
+        Some(raw) => read_u64(raw.value())?,
+        None => 1,
+    };
+    meta.insert("next_user_id", current.saturating_add(1).to_le_bytes().as_slice()).map_err(storage)?;
+    Ok(current)
+}
+
+fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] =
+        bytes.try_into().map_err(|_| StoreError::Corrupt(super::codec::DecodeError("bad counter")))?;
+    Ok(u64::from_le_bytes(arr))
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+/// Opens the file, mapping every failure (including a panic inside redb on a
+/// damaged file) to an [`OpenError`] that names it.
+fn open_database(path: &Path) -> Result<Database, OpenError> {
+    let io = |detail: String| OpenError::Io { path: path.to_path_buf(), detail };
+    if !path.exists() {
+        create_private_file(path).map_err(|e| io(e.to_string()))?;
+    }
+    let opened = std::panic::catch_unwind(|| {
+        let mut builder = Database::builder();
+        builder.set_cache_size(64 * 1024 * 1024);
+        builder.create(path)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError::Locked(path.to_path_buf())),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            Err(io(e.to_string()))
+        }
+        Ok(Err(e)) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() }),
+        Err(_) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: "the file is damaged".into() }),
+    }
+}
+
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map(drop)
+}
+
+/// Creates the tables and secrets of a new file, or checks an existing one's schema.
+fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
+    let fail = |e: StoreError| OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
+    let txn = db.begin_write().map_err(storage).map_err(fail)?;
+    let secrets = {
+        let mut t = Tables::open(&txn).map_err(fail)?;
+        let version = match t.meta.get("schema").map_err(storage).map_err(fail)? {
+            Some(raw) => Some(read_u64(raw.value()).map_err(fail)?),
+            None => None,
+        };
+        match version {
+            None => {
+                let users = t.users.len().map_err(storage).map_err(fail)?;
+                if users > 0 {
+                    return Err(fail(StoreError::Storage("users present but no schema version".into())));
+                }
+                let secrets = ServerSecrets { server_id: new_server_id(), xsrf_key: random() };
+                let m = &mut t.meta;
+                let put = |m: &mut Table<'_, &'static str, &'static [u8]>, k: &str, v: &[u8]| {
+                    m.insert(k, v).map(drop).map_err(storage).map_err(fail)
+                };
+                put(m, "schema", &u64::from(SCHEMA_VERSION).to_le_bytes())?;
+                put(m, "server_id", secrets.server_id.as_bytes())?;
+                put(m, "xsrf_key", &secrets.xsrf_key)?;
+                put(m, "created_by", env!("CARGO_PKG_VERSION").as_bytes())?;
+                secrets
+            }
+            Some(v) if v > u64::from(SCHEMA_VERSION) => {
+                return Err(OpenError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found: u32::try_from(v).unwrap_or(u32::MAX),
+                })
+            }
+            Some(_) => read_secrets(&t.meta).map_err(fail)?,
+        }
+    };
+    txn.commit().map_err(storage).map_err(fail)?;
+    Ok(secrets)
+}
+
+fn read_secrets(meta: &Table<'_, &'static str, &'static [u8]>) -> Result<ServerSecrets, StoreError> {
+    let missing = |what: &'static str| StoreError::Corrupt(super::codec::DecodeError(what));
+    let server_id = meta.get("server_id").map_err(storage)?.ok_or(missing("no server id"))?;
+    let server_id = String::from_utf8(server_id.value().to_vec()).map_err(|_| missing("bad server id"))?;
+    let key = meta.get("xsrf_key").map_err(storage)?.ok_or(missing("no XSRF key"))?;
+    let xsrf_key: [u8; 32] = key.value().try_into().map_err(|_| missing("bad XSRF key"))?;
+    Ok(ServerSecrets { server_id, xsrf_key })
+}
+
+/// A Jira-style server id: four groups of four upper-case letters and digits.
+fn new_server_id() -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let bytes: [u8; 16] = random();
+    let mut s = String::with_capacity(19);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            s.push('-');
+        }
+        let c = ALPHABET.get(usize::from(b & 31)).copied().unwrap_or(b'A'); // b & 31 < 32
+        s.push(char::from(c));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LoginStats, NewUser};
+
+    fn open(dir: &Path) -> RedbStore {
+        RedbStore::open(&dir.join(DB_FILE), Duration::from_secs(1)).unwrap()
+    }
+
+    fn new_user(name: &str) -> NewUser {
+        NewUser {
+            name: name.into(),
+            email: None,
+            email_verified: true,
+            admin: false,
+            password_hash: "x".into(),
+            created: Timestamp(1),
+        }
+    }
+
+    fn session(user: UserId, at: u64) -> Session {
+        Session { user, created: Timestamp(at), last_use: Timestamp(at), address: None, browser: "t".into() }
+    }
+
+    fn plan(key: u8, s: Session, deadline: u64) -> NewSession {
+        NewSession {
+            key: SessionKey([key; 16]),
+            session: s,
+            deadline: Timestamp(deadline),
+            replaces: Vec::new(),
+            max_per_user: 100,
+            count_login: true,
+        }
+    }
+
+    const LIMITS: SessionLimits =
+        SessionLimits { idle: Duration::from_secs(10), absolute: Duration::from_secs(100) };
+
+    #[tokio::test]
+    async fn users_are_unique_case_insensitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let a = s.create_user(new_user("Alice")).await.unwrap();
+        assert!(matches!(s.create_user(new_user("ALICE")).await, Err(StoreError::Conflict(_))));
+        assert_eq!(s.user_by_name("alice").await.unwrap().unwrap().id, a.id);
+        let b = s.create_user(new_user("bob")).await.unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(s.users().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn sessions_survive_reopen_and_are_swept_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let uid;
+        {
+            let s = open(dir.path());
+            uid = s.create_user(new_user("a")).await.unwrap().id;
+            s.create_session(plan(1, session(uid, 1), 10_000)).await.unwrap();
+            s.create_session(plan(2, session(uid, 50_000), 60_000)).await.unwrap();
+        }
+        let s = open(dir.path());
+        assert_eq!(s.session_count().await.unwrap(), 2);
+        let u = s.user(uid).await.unwrap().unwrap();
+        assert_eq!(u.logins, LoginStats::default().succeeded(Timestamp(1)).succeeded(Timestamp(50_000)));
+        let r = s.sweep(Timestamp(20_000), LIMITS, 100).await.unwrap();
+        assert_eq!(r, SweepReport { sessions: 1, stale: 0, more: false });
+        assert!(s.session(SessionKey([1; 16])).await.unwrap().is_none());
+        assert!(s.session(SessionKey([2; 16])).await.unwrap().is_some());
+        assert_eq!(s.sessions_of(uid).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn touch_moves_the_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        s.create_session(plan(1, session(uid, 0), 10_000)).await.unwrap();
+        s.touch_session(SessionKey([1; 16]), Timestamp(8_000), Timestamp(18_000)).await.unwrap();
+        assert_eq!(s.sweep(Timestamp(15_000), LIMITS, 100).await.unwrap().sessions, 0);
+        assert_eq!(s.sweep(Timestamp(19_000), LIMITS, 100).await.unwrap().sessions, 1);
+    }
+
+    #[tokio::test]
+    async fn sweep_refiles_sessions_that_longer_timeouts_keep_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        s.create_session(plan(1, session(uid, 0), 1_000)).await.unwrap();
+        let r = s.sweep(Timestamp(5_000), LIMITS, 100).await.unwrap();
+        assert_eq!((r.sessions, r.stale), (0, 1));
+        assert!(s.session(SessionKey([1; 16])).await.unwrap().is_some());
+        assert_eq!(s.sweep(Timestamp(11_000), LIMITS, 100).await.unwrap().sessions, 1);
+    }
+
+    #[tokio::test]
+    async fn sweep_works_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        for k in 0..10u8 {
+            s.create_session(plan(k, session(uid, 0), 1_000)).await.unwrap();
+        }
+        let r = s.sweep(Timestamp(50_000), LIMITS, 4).await.unwrap();
+        assert_eq!((r.sessions, r.more), (4, true));
+        let r = s.sweep(Timestamp(50_000), LIMITS, 4).await.unwrap();
+        assert_eq!((r.sessions, r.more), (4, true));
+        let r = s.sweep(Timestamp(50_000), LIMITS, 4).await.unwrap();
+        assert_eq!((r.sessions, r.more), (2, false));
+        assert_eq!(s.session_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn replaced_and_excess_sessions_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        s.create_session(plan(1, session(uid, 1), 99_000)).await.unwrap();
+        let mut p = plan(2, session(uid, 2), 99_000);
+        p.replaces = vec![SessionKey([1; 16])];
+        assert_eq!(s.create_session(p).await.unwrap(), vec![SessionKey([1; 16])]);
+        let mut p = plan(3, session(uid, 3), 99_000);
+        p.max_per_user = 1;
+        assert_eq!(s.create_session(p).await.unwrap(), vec![SessionKey([2; 16])]);
+        let left: Vec<_> = s.sessions_of(uid).await.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(left, vec![SessionKey([3; 16])]);
+    }
+
+    #[tokio::test]
+    async fn password_change_and_deletion_end_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        for k in 1..=3 {
+            s.create_session(plan(k, session(uid, u64::from(k)), 99_000)).await.unwrap();
+        }
+        let keep = Some(SessionKey([2; 16]));
+        s.update_user(uid, UserChange::Password { hash: "y".into(), keep }).await.unwrap();
+        assert_eq!(s.sessions_of(uid).await.unwrap().len(), 1);
+        assert!(s.delete_user(uid).await.unwrap());
+        assert_eq!(s.session_count().await.unwrap(), 0);
+        assert!(s.user_by_name("a").await.unwrap().is_none());
+        // The expiry index holds nothing for the deleted sessions.
+        assert_eq!(s.sweep(Timestamp(u64::MAX), LIMITS, 100).await.unwrap(), SweepReport::default());
+    }
+
+    #[tokio::test]
+    async fn a_second_open_is_refused_while_the_first_holds_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path());
+        let second = RedbStore::open(&dir.path().join(DB_FILE), Duration::from_secs(1));
+        assert!(matches!(second, Err(OpenError::Locked(_))));
+    }
+
+    #[test]
+    fn garbage_files_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let junk = b"this is not a database, it is a shopping list".repeat(200);
+        std::fs::write(&path, &junk).unwrap();
+        let r = RedbStore::open(&path, Duration::from_secs(1));
+        assert!(matches!(r, Err(OpenError::Corrupt { .. })), "{:?}", r.err());
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn server_ids_look_like_jiras() {
+        let id = new_server_id();
+        assert_eq!(id.len(), 19);
+        assert_eq!(id.matches('-').count(), 3);
+    }
+}

@@ -1,0 +1,52 @@
+//! The sweeper: a background task that deletes expired records (SPEC §5).
+//!
+//! Each run walks the expiry index from its oldest entry up to `now`, in
+//! batches of at most `batch` records per write transaction, so its cost
+//! follows what expired rather than what is stored, and logins queued
+//! behind it wait for one batch at most.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::auth::Auth;
+use crate::store::{StoreError, SweepReport};
+
+/// Records deleted per write transaction.
+pub const BATCH: usize = 1000;
+
+/// Runs one full sweep (as many batches as needed); returns the totals.
+pub async fn sweep_once(auth: &Auth, batch: usize) -> Result<SweepReport, StoreError> {
+    let mut total = SweepReport::default();
+    loop {
+        let r = auth.store.sweep(auth.now(), auth.policy.limits, batch).await?;
+        total.sessions += r.sessions;
+        total.stale += r.stale;
+        if !r.more {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    auth.metrics.swept(total.sessions);
+    if total.sessions > 0 {
+        tracing::info!(sessions = total.sessions, "sweeper deleted expired records");
+    }
+    Ok(total)
+}
+
+/// Sweeps every `interval` until `stop` changes.
+pub async fn run(auth: Arc<Auth>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; start one interval after boot
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if let Err(e) = sweep_once(&auth, BATCH).await {
+            tracing::warn!("sweep failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! TLS: the certificate (self-signed by rcgen on first start, or the
+//! operator's own), and the rustls server configuration (HTTP/2 and
+//! HTTP/1.1 by ALPN).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+
+use crate::datadir::{write_private, DataDir};
+
+/// The certificate in use and a server configuration built from it.
+pub struct Tls {
+    /// Where the certificate is (what `curl --cacert` wants).
+    pub cert_path: PathBuf,
+    /// SHA-256 of the certificate, `AB:CD:...`.
+    pub fingerprint: String,
+    /// The rustls configuration for the listener.
+    pub config: Arc<ServerConfig>,
+}
+
+/// The names every self-signed certificate covers.
+pub const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Loads the operator's certificate, or the self-signed one (made if missing
+/// or if it was made for other names).
+pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBuf)>) -> Result<Tls, String> {
+    let (cert_path, key_path) = match own {
+        Some((c, k)) => (c.clone(), k.clone()),
+        None => {
+            ensure_self_signed(dir, extra_names)?;
+            (dir.cert(), dir.key())
+        }
+    };
+    let certs = read_certs(&cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("cannot read the private key {}: {e}", key_path.display()))?;
+    let first = certs.first().ok_or_else(|| format!("{} holds no certificate", cert_path.display()))?;
+    let fingerprint = fingerprint(first);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!("{} and {} do not make a usable pair: {e}", cert_path.display(), key_path.display())
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Tls { cert_path, fingerprint, config: Arc::new(config) })
+}
+
+/// The certificates in a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?;
+    iter.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))
+}
+
+/// SHA-256 of a DER certificate as colon-separated upper-case hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+fn wanted_names(extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    for n in extra {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
+    let names = wanted_names(extra);
+    let listed = names.join("\n");
+    let have_pair = dir.cert().exists() && dir.key().exists();
+    if have_pair {
+        match std::fs::read_to_string(dir.cert_names()) {
+            Ok(previous) if previous.trim() == listed => return Ok(()),
+            Ok(_) => tracing::warn!(
+                "the certificate names changed (--tls-san); making a new self-signed certificate"
+            ),
+            Err(_) => return Ok(()), // made by hand or by an older authd: keep it
+        }
+    }
+    let mut params = rcgen::CertificateParams::new(names)
+        .map_err(|e| format!("cannot make a certificate for these names: {e}"))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "authd self-signed certificate");
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("cannot make a TLS key: {e}"))?;
+    let cert = params.self_signed(&key).map_err(|e| format!("cannot sign the certificate: {e}"))?;
+    let write =
+        |p: &Path, b: &[u8]| write_private(p, b).map_err(|e| format!("cannot write {}: {e}", p.display()));
+    write(&dir.key(), key.serialize_pem().as_bytes())?;
+    write(&dir.cert(), cert.pem().as_bytes())?;
+    write(&dir.cert_names(), listed.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_pair_is_made_once_and_reused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(t.path().join("db"));
+        dir.prepare().unwrap();
+        let a = load(&dir, &[], None).unwrap();
+        let b = load(&dir, &[], None).unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.fingerprint.len(), 32 * 3 - 1);
+        let c = load(&dir, &["auth.example".to_string()], None).unwrap();
+        assert_ne!(a.fingerprint, c.fingerprint, "a new name must give a new certificate");
+        assert_eq!(c.config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn unreadable_key_names_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(t.path().join("db"));
+        dir.prepare().unwrap();
+        load(&dir, &[], None).unwrap();
+        std::fs::write(dir.key(), "garbage").unwrap();
+        let err = load(&dir, &[], None).err().unwrap();
+        assert!(err.contains("key.pem"), "{err}");
+    }
+}
