@@ -1,0 +1,6 @@
+//! Integration tests: the real `authd` binary over real HTTPS.
+//! One test binary, a module per area (see STYLE.md).
+
+mod support;
+
+mod session_api;

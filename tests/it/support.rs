@@ -1,0 +1,291 @@
+//! Test support: start the real `authd` binary on port 0 with a temporary
+//! data dir, read its start-up banner, and talk to it over real HTTPS with
+//! a cookie jar that trusts exactly its certificate.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_authd");
+
+/// A running authd.
+pub struct Server {
+    child: Option<Child>,
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+    /// The bound port.
+    pub port: u16,
+    /// The data directory.
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// The first admin's password, when this start created it.
+    pub admin_password: Option<String>,
+    /// Everything the server has written to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts authd with a fresh temporary data dir and extra flags.
+    pub fn start(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("db");
+        let mut s = Server::start_in(&data, args);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts authd on an existing (or new) data dir.
+    pub fn start_in(data: &Path, args: &[&str]) -> Server {
+        Server::try_start_in(data, args)
+            .unwrap_or_else(|(status, log)| panic!("authd did not start ({status:?}):\n{log}"))
+    }
+
+    /// Starts authd; on failure returns its exit status and stderr.
+    pub fn try_start_in(data: &Path, args: &[&str]) -> Result<Server, (Option<ExitStatus>, String)> {
+        let mut child = Command::new(BIN)
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("AUTHD_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn authd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut url = None;
+        let mut admin_password = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    if let Some(pw) = line.trim().strip_prefix("admin password: ") {
+                        admin_password = Some(pw.trim().to_string());
+                    }
+                    if url.is_none() {
+                        if let Some(u) = line.trim().strip_prefix("URL:") {
+                            url = Some(u.trim().to_string());
+                        }
+                    }
+                    if line.trim_start().starts_with("try:") {
+                        // The banner is printed in one piece; the password, if any, follows at once.
+                        while let Ok(more) = rx.recv_timeout(Duration::from_millis(50)) {
+                            if let Some(pw) = more.trim().strip_prefix("admin password: ") {
+                                admin_password = Some(pw.trim().to_string());
+                            }
+                        }
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        return Err((Some(status), log.lock().unwrap().join("\n")));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        return Err((None, log.lock().unwrap().join("\n")));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().ok();
+                    std::thread::sleep(Duration::from_millis(100));
+                    return Err((status, log.lock().unwrap().join("\n")));
+                }
+            }
+        }
+        let url = url.expect("banner without URL");
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Ok(Server {
+            child: Some(child),
+            url,
+            port,
+            data: data.to_path_buf(),
+            _tmp: None,
+            admin_password,
+            log,
+        })
+    }
+
+    /// The certificate the server presents.
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(self.data.join("tls/cert.pem")).unwrap()
+    }
+
+    /// A fresh HTTPS client with its own cookie jar.
+    pub fn client(&self) -> reqwest::Client {
+        client_for(&self.cert_pem(), true)
+    }
+
+    /// A client without a cookie jar (cookies only as headers you set).
+    pub fn bare_client(&self) -> reqwest::Client {
+        client_for(&self.cert_pem(), false)
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// The admin's password from the banner.
+    pub fn admin_pw(&self) -> String {
+        self.admin_password.clone().expect("this start did not create the admin")
+    }
+
+    /// Posts a login; returns the response.
+    pub async fn login(&self, c: &reqwest::Client, user: &str, password: &str) -> reqwest::Response {
+        c.post(self.at("/rest/auth/1/session"))
+            .json(&json!({ "username": user, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in and asserts success; returns the JSON body.
+    pub async fn login_ok(&self, c: &reqwest::Client, user: &str, password: &str) -> Value {
+        let r = self.login(c, user, password).await;
+        assert_eq!(r.status(), 200, "login of {user} failed");
+        r.json().await.unwrap()
+    }
+
+    /// Runs the CLI on this server's data dir.
+    pub fn authd(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        authd_cli(&self.data, args, stdin)
+    }
+
+    /// Adds a user through the CLI.
+    pub fn add_user(&self, name: &str, password: &str, extra: &[&str]) {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        args.extend_from_slice(extra);
+        let out = self.authd(&args, Some(password));
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM; waits for exit and returns the status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal_and_wait("TERM")
+    }
+
+    /// SIGINT; waits for exit and returns the status.
+    pub fn interrupt(mut self) -> ExitStatus {
+        self.signal_and_wait("INT")
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "authd did not exit after SIG{sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `authd ARGS --data DIR` with optional stdin.
+pub fn authd_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut sin = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            sin.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// An HTTPS client trusting exactly `cert_pem`, speaking HTTP/2 or 1.1 by ALPN.
+pub fn client_for(cert_pem: &[u8], cookies: bool) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .cookie_store(cookies)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+use rustls::pki_types::pem::PemObject as _;
+
+/// All `Set-Cookie` values of a response.
+pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect()
+}
+
+/// The `Set-Cookie` value for cookie `name`, if any.
+pub fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookies(r).into_iter().find(|c| c.starts_with(&format!("{name}=")))
+}
+
+/// A header as a string.
+pub fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+}
