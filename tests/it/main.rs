@@ -3,4 +3,5 @@
 
 mod support;
 
+mod corpus;
 mod session_api;
