@@ -252,14 +252,14 @@ impl Auth {
             .iter()
             .find(|(k, _)| h.matches(k))
             .ok_or_else(|| AdminError::NoSuchSession(handle.to_string()))?;
-        self.logout(*key).await?;
+        self.end_session(*key).await?;
         Ok(())
     }
 
     /// Ends every session of a user; returns how many.
     pub async fn revoke_user(&self, name: &str) -> Result<usize, AdminError> {
         let user = self.find_user(name).await?;
-        let n = self.store.delete_sessions_of(user.id, None).await?;
+        let n = self.store.revoke_all_of(user.id, None).await?;
         tracing::info!(user = %user.name, sessions = n, "signed out everywhere");
         Ok(n)
     }

@@ -18,18 +18,21 @@ use hyper::Method;
 use serde_json::json;
 
 use crate::admin::{AddUser, SessionView, UserView};
-use crate::auth::Auth;
+use crate::auth::{Auth, RememberPolicy};
 use crate::client::AdminClient;
 use crate::clock::SystemClock;
 use crate::config::{
     parse_base_url, parse_cookie_prefix, Config, DurationParser, Timeouts, MAX_REMEMBER_ME_AGE,
 };
 use crate::datadir::DataDir;
+use crate::http::proxy::parse_upstream;
 use crate::http::request::encode_component;
 use crate::metrics::Metrics;
 use crate::password::PasswordPool;
 use crate::session::SessionPolicy;
 use crate::store::redb::{OpenError, RedbStore};
+use crate::store::Store as _;
+use crate::xsrf::Xsrf;
 
 const SEC: Duration = Duration::from_secs(1);
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
@@ -200,6 +203,16 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_MAX_CONNS", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_conns: u64,
+    /// The app behind authd: every path that is not authd's own is forwarded there.
+    #[arg(long, env = "AUTHD_UPSTREAM", value_name = "URL", value_parser = parse_upstream)]
+    pub upstream: Option<String>,
+    /// With --upstream: anonymous browsers go to the login page, API clients get 401.
+    #[arg(long, env = "AUTHD_REQUIRE_LOGIN")]
+    pub require_login: bool,
+    /// Largest request body forwarded to the upstream, in bytes.
+    #[arg(long, env = "AUTHD_MAX_BODY", value_name = "BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
+    pub max_body: u64,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, env = "AUTHD_LOG", value_name = "FILTER", default_value = "info")]
     pub log: String,
@@ -230,6 +243,9 @@ impl ServeArgs {
             max_conns: usize::try_from(self.max_conns).unwrap_or(usize::MAX),
             hash_workers: cores,
             hash_queue: 64,
+            upstream: self.upstream.clone(),
+            require_login: self.require_login,
+            max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
         }
     }
 }
@@ -351,7 +367,13 @@ impl Backend {
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
             Ok(store) => {
                 let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                let defaults = Timeouts::default();
                 Ok(Backend::Local(Auth {
+                    xsrf: Xsrf::new(&store.secrets().server_id, store.secrets().xsrf_key),
+                    remember: RememberPolicy {
+                        age: defaults.remember_me_age,
+                        grace: defaults.remember_me_grace,
+                    },
                     store: Arc::new(store),
                     clock: Arc::new(SystemClock),
                     policy: SessionPolicy::new(&Timeouts::default()),

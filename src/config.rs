@@ -38,6 +38,12 @@ pub struct Config {
     pub hash_workers: usize,
     /// Hash jobs that may wait for a worker before logins get 503.
     pub hash_queue: usize,
+    /// The app behind authd (`http://host:port`), if any.
+    pub upstream: Option<String>,
+    /// Anonymous requests to the app go to the login page (browsers) or get 401.
+    pub require_login: bool,
+    /// Largest request body forwarded to the app.
+    pub max_body: usize,
 }
 
 /// The session-lifetime settings of SPEC §1 and §5.

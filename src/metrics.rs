@@ -17,11 +17,13 @@ pub enum Route {
     Healthz,
     Metrics,
     Admin,
+    Pages,
+    Proxy,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 10] = [
         Route::Session,
         Route::Myself,
         Route::User,
@@ -29,6 +31,8 @@ impl Route {
         Route::Healthz,
         Route::Metrics,
         Route::Admin,
+        Route::Pages,
+        Route::Proxy,
         Route::Other,
     ];
 
@@ -41,6 +45,8 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
             Route::Admin => "admin",
+            Route::Pages => "pages",
+            Route::Proxy => "proxy",
             Route::Other => "other",
         }
     }

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::admin::AddUser;
-use crate::auth::Auth;
+use crate::auth::{Auth, RememberPolicy};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::datadir::{write_private, DataDir};
+use crate::http::proxy::Upstream;
 use crate::http::{self, App, Limits};
 use crate::metrics::Metrics;
 use crate::password::PasswordPool;
@@ -24,6 +25,7 @@ use crate::session::SessionPolicy;
 use crate::store::redb::RedbStore;
 use crate::store::Store;
 use crate::token::{random_password, AdminCredential};
+use crate::xsrf::Xsrf;
 use crate::{sweeper, tls};
 
 /// Why the server could not start.
@@ -72,6 +74,8 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
         passwords: PasswordPool::new(cfg.hash_workers, cfg.hash_queue),
         metrics: Arc::new(Metrics::default()),
         max_sessions_per_user: cfg.max_sessions_per_user,
+        remember: RememberPolicy { age: cfg.timeouts.remember_me_age, grace: cfg.timeouts.remember_me_grace },
+        xsrf: Xsrf::new(&store.secrets().server_id, store.secrets().xsrf_key),
     });
     let first_password = bootstrap_admin(&auth).await?;
 
@@ -94,6 +98,8 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
         base_url: cfg.base_url.clone(),
         listen_authority: loopback(addr).to_string(),
         admin_credential: credential.hash(),
+        cors_origins: Vec::new(),
+        upstream: cfg.upstream.as_deref().map(|u| Upstream::new(u, cfg.max_body, cfg.require_login)),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(sweeper::run(Arc::clone(&auth), cfg.timeouts.sweep_interval, stop_rx));

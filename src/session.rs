@@ -85,6 +85,8 @@ mod tests {
             last_use: Timestamp(last_use * S),
             address: None,
             browser: String::new(),
+            series: None,
+            xsrf: [0; 10],
         }
     }
 

@@ -168,6 +168,61 @@ impl fmt::Debug for Handle {
     }
 }
 
+/// The public half of a remember-me cookie: names the series (128 bits).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Selector(pub [u8; 16]);
+
+impl fmt::Debug for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Only a prefix: enough to follow a series through the logs.
+        write!(f, "Selector({}..)", hex(self.0.get(..4).unwrap_or(&[])))
+    }
+}
+
+/// The secret half of a remember-me cookie (256 bits); stored only as a hash.
+#[derive(Clone)]
+pub struct Validator([u8; 32]);
+redacted_debug!(Validator);
+
+impl Validator {
+    /// A fresh random validator.
+    pub fn generate() -> Self {
+        Validator(random())
+    }
+
+    /// The hash the store keeps.
+    pub fn hash(&self) -> [u8; 32] {
+        derive("authd 2026-11 remember-me validator", &self.0)
+    }
+}
+
+/// A remember-me cookie value: `selector:validator`, both base64url.
+#[derive(Clone, Debug)]
+pub struct RememberToken {
+    /// Which series.
+    pub selector: Selector,
+    /// Its current secret.
+    pub validator: Validator,
+}
+
+impl RememberToken {
+    /// A new series' first token.
+    pub fn generate() -> Self {
+        RememberToken { selector: Selector(random()), validator: Validator::generate() }
+    }
+
+    /// Parses `selector:validator`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (sel, val) = s.split_once(':')?;
+        Some(RememberToken { selector: Selector(b64_exact(sel)?), validator: Validator(b64_exact(val)?) })
+    }
+
+    /// The cookie value.
+    pub fn to_cookie_value(&self) -> String {
+        format!("{}:{}", b64(&self.selector.0), b64(&self.validator.0))
+    }
+}
+
 /// A credential the server leaves in the data dir for the CLI's admin calls.
 #[derive(Clone)]
 pub struct AdminCredential([u8; 32]);
@@ -236,6 +291,20 @@ mod tests {
         assert!(a.handle().matches(&a));
         assert!(!a.handle().matches(&b));
         assert_eq!(Handle::parse(&a.handle().to_string()), Some(a.handle()));
+    }
+
+    #[test]
+    fn remember_tokens_round_trip_and_reject_junk() {
+        let t = RememberToken::generate();
+        let v = t.to_cookie_value();
+        assert_eq!(v.len(), 22 + 1 + 43);
+        let back = RememberToken::parse(&v).unwrap();
+        assert_eq!(back.selector, t.selector);
+        assert_eq!(back.validator.hash(), t.validator.hash());
+        for junk in ["", ":", "a:b", &v.replace(':', ""), &format!("{v}:x"), &format!(":{v}")] {
+            assert!(RememberToken::parse(junk).is_none(), "{junk:?}");
+        }
+        assert_eq!(format!("{:?}", t.validator), "Validator(..)");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The request handler: routing, identification, and the headers every
-//! response carries (SPEC §3).
+//! The request handler: routing, identification, the XSRF and origin
+//! rules, and the headers every response carries (SPEC §3, §7).
 //!
 //! Handlers record who the request turned out to be in [`Ctx`]; `finish`
 //! turns that into `X-AUSERNAME`, `X-ASESSIONID`,
@@ -13,15 +13,18 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, HOST, SET_COOKIE, USER_AGENT};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 
+use super::request::{describe_browser, media_type};
 use super::response::{empty, with_body, ApiError, Body};
-use super::{admin_api, session_api};
-use crate::auth::{Auth, Authenticated};
+use super::{admin_api, pages, proxy, session_api};
+use crate::auth::{Auth, Authenticated, LoggedIn, Remembered};
 use crate::clock::Timestamp;
-use crate::cookies::{self, CookieNames, RequestCookies};
+use crate::cookies::{self, Attributes, CookieNames, RequestCookies};
 use crate::metrics::Route;
-use crate::token::{ct_eq, AdminCredential, Handle, SessionId};
+use crate::remember;
+use crate::token::{ct_eq, AdminCredential, Handle, RememberToken, SessionId};
+use crate::xsrf::{self, State, Xsrf};
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
@@ -35,15 +38,21 @@ pub struct App {
     pub listen_authority: String,
     /// Hash of the credential the local CLI presents to the admin API.
     pub admin_credential: [u8; 32],
+    /// Origins allowed to make credentialed cross-origin requests.
+    pub cors_origins: Vec<String>,
+    /// The app behind authd, if any.
+    pub upstream: Option<proxy::Upstream>,
 }
 
 /// Per-request state: what was asked, and what the answer must say.
 pub struct Ctx {
     /// The client's socket address.
     pub peer: SocketAddr,
+    /// The request method.
+    pub method: Method,
     /// authd's cookies in the request.
     pub cookies: RequestCookies,
-    /// `https://host[:port]`, for `self` links.
+    /// `https://host[:port]`, for `self` links and the origin check.
     pub base: String,
     /// `X-Authd-Passive: 1`: authenticate without sliding the idle timer.
     pub passive: bool,
@@ -51,6 +60,18 @@ pub struct Ctx {
     pub user_agent: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The request's media type (lower case, no parameters).
+    pub media_type: Option<String>,
+    /// `Origin`.
+    pub origin: Option<String>,
+    /// `Sec-Fetch-Site`.
+    pub sec_fetch_site: Option<String>,
+    /// `X-Atlassian-Token`.
+    pub x_atlassian_token: Option<String>,
+    /// `X-XSRF-Token`.
+    pub x_xsrf_token: Option<String>,
+    /// The identification result, once known.
+    identity: Option<Option<Authenticated>>,
     /// Who the request is (for `X-AUSERNAME`).
     pub user: Option<String>,
     /// The session in use (for `X-ASESSIONID`).
@@ -59,6 +80,8 @@ pub struct Ctx {
     pub expires: Option<Timestamp>,
     /// Cookies to set.
     pub set_cookies: Vec<String>,
+    /// A new value for the browser's XSRF cookie.
+    pub xsrf_out: Option<String>,
 }
 
 impl App {
@@ -72,7 +95,7 @@ impl App {
         let mut ctx = self.context(&req, peer);
         let (route, result) = self.dispatch(req, &mut ctx).await;
         let mut resp = result.unwrap_or_else(ApiError::into_response);
-        self.finish(&ctx, &mut resp);
+        self.finish(&mut ctx, &mut resp, route);
         self.auth.metrics.request(route, resp.status().as_u16(), started.elapsed());
         Ok(resp)
     }
@@ -83,18 +106,25 @@ impl App {
             headers.get_all(hyper::header::COOKIE).iter().map(HeaderValue::as_bytes),
             &self.cookie_names,
         );
-        let text = |v: Option<&HeaderValue>| v.and_then(|v| v.to_str().ok()).map(str::to_string);
         Ctx {
             peer,
+            method: req.method().clone(),
             cookies,
             base: self.base_url(req),
             passive: headers.get("x-authd-passive").is_some_and(|v| v.as_bytes() == b"1"),
-            user_agent: text(headers.get(USER_AGENT)).unwrap_or_default(),
-            authorization: text(headers.get(hyper::header::AUTHORIZATION)),
+            user_agent: text(headers, USER_AGENT.as_str()).unwrap_or_default(),
+            authorization: text(headers, "authorization"),
+            media_type: media_type(headers),
+            origin: text(headers, "origin"),
+            sec_fetch_site: text(headers, "sec-fetch-site"),
+            x_atlassian_token: text(headers, "x-atlassian-token"),
+            x_xsrf_token: text(headers, "x-xsrf-token"),
+            identity: None,
             user: None,
             handle: None,
             expires: None,
             set_cookies: Vec::new(),
+            xsrf_out: None,
         }
     }
 
@@ -120,6 +150,17 @@ impl App {
     ) -> (Route, Result<Response<Body>, ApiError>) {
         let path = req.uri().path().to_string();
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let own = is_own_path(&segments);
+        if !own {
+            return match &self.upstream {
+                Some(up) => (Route::Proxy, proxy::forward(self, up, req, ctx).await),
+                None => (Route::Other, Err(ApiError::not_found())),
+            };
+        }
+        // SPEC §7: independently of any token, a browser's cross-site unsafe request is refused.
+        if xsrf::is_unsafe(&ctx.method) && !self.origin_ok(ctx) {
+            return (Route::Other, Err(xsrf_failed()));
+        }
         let method = req.method().clone();
         match segments.as_slice() {
             ["rest", "auth", v, "session"] if version(v, "1") => {
@@ -147,7 +188,7 @@ impl App {
             }
             ["rest", "api", v, "serverInfo"] if version(v, "2") => {
                 let r = match method {
-                    Method::GET => Ok(session_api::server_info(self, ctx)),
+                    Method::GET => session_api::server_info(self, ctx).await,
                     _ => Err(not_allowed("GET")),
                 };
                 (Route::ServerInfo, r)
@@ -155,6 +196,26 @@ impl App {
             ["rest", "authd", v, "admin", rest @ ..] if version(v, "1") => {
                 let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
                 (Route::Admin, admin_api::handle(self, req, ctx, &rest).await)
+            }
+            ["login.jsp"] => {
+                let r = match method {
+                    Method::GET | Method::HEAD => pages::login_form(self, req.uri().query(), ctx).await,
+                    Method::POST => pages::login_submit(self, req, ctx).await,
+                    _ => Err(not_allowed("GET, POST")),
+                };
+                (Route::Pages, r)
+            }
+            ["account", rest @ ..] => {
+                let r = match (method, rest) {
+                    (Method::GET | Method::HEAD, []) => pages::account(self, ctx).await,
+                    (Method::POST, [action]) | (Method::POST, ["sessions", action]) => {
+                        let action = action.to_string();
+                        pages::account_action(self, req, ctx, &action).await
+                    }
+                    (_, []) => Err(not_allowed("GET")),
+                    _ => Err(ApiError::not_found()),
+                };
+                (Route::Pages, r)
             }
             ["healthz"] => {
                 let r = match method {
@@ -182,19 +243,163 @@ impl App {
         Ok(with_body(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text))
     }
 
-    /// Identifies the request by its session cookie (the first valid one),
-    /// recording the result in `ctx`. `Ok(None)` for anonymous requests.
+    /// The origin rule of SPEC §7 for this request.
+    pub fn origin_ok(&self, ctx: &Ctx) -> bool {
+        xsrf::origin_allowed(
+            ctx.origin.as_deref(),
+            ctx.sec_fetch_site.as_deref(),
+            &ctx.base,
+            &self.cors_origins,
+        )
+    }
+
+    /// Identifies the request: by its session cookie (the first valid one),
+    /// else by its remember-me cookie. The result is recorded in `ctx`
+    /// (and cached there); `Ok(None)` for anonymous requests.
     pub async fn identify(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
+        if let Some(known) = &ctx.identity {
+            return Ok(known.clone());
+        }
+        let found = self.find_identity(ctx).await?;
+        ctx.identity = Some(found.clone());
+        Ok(found)
+    }
+
+    async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
         for value in ctx.cookies.session.clone() {
             let Some(id) = SessionId::parse(&value) else { continue };
-            if let Some(a) = self.auth.session(&id, ctx.passive).await? {
-                ctx.user = Some(a.user.name.clone());
-                ctx.handle = Some(a.session.key.handle());
-                ctx.expires = Some(a.session.expires);
-                return Ok(Some(a));
+            if let Some((user, session)) = self.auth.session(&id, ctx.passive).await? {
+                ctx.user = Some(user.name.clone());
+                ctx.handle = Some(session.key.handle());
+                ctx.expires = Some(session.expires);
+                let token = self.auth.session_xsrf(&user, &session.record);
+                if ctx.cookies.xsrf.first() != Some(&token) {
+                    ctx.xsrf_out = Some(token);
+                }
+                return Ok(Some(Authenticated { user, session: Some(session) }));
             }
         }
-        Ok(None)
+        let Some(token) = ctx.cookies.remember.iter().find_map(|v| RememberToken::parse(v)) else {
+            if !ctx.cookies.remember.is_empty() {
+                ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
+            }
+            return Ok(None);
+        };
+        let browser_xsrf = ctx.cookies.xsrf.first().cloned();
+        let outcome = self
+            .auth
+            .login_remembered(
+                &token,
+                Some(ctx.peer.ip()),
+                describe_browser(&ctx.user_agent),
+                browser_xsrf.as_deref(),
+            )
+            .await?;
+        match outcome {
+            Remembered::LoggedIn(done) => {
+                self.apply_login(ctx, &done);
+                let done = *done;
+                Ok(Some(Authenticated { user: done.user, session: Some(done.session) }))
+            }
+            Remembered::Grace(user) => {
+                ctx.user = Some(user.name.clone());
+                Ok(Some(Authenticated { user, session: None }))
+            }
+            Remembered::Rejected | Remembered::Theft => {
+                ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records a fresh login in `ctx`: the session cookie, the remember-me
+    /// cookie if one was issued, and the session's XSRF token.
+    pub fn apply_login(&self, ctx: &mut Ctx, done: &LoggedIn) {
+        ctx.user = Some(done.user.name.clone());
+        ctx.handle = Some(done.session.key.handle());
+        ctx.expires = Some(done.session.expires);
+        ctx.set_cookies.push(cookies::set_cookie(
+            &self.cookie_names.session,
+            &done.id.to_cookie_value(),
+            Attributes { http_only: true, max_age: None },
+        ));
+        if let Some((token, expires)) = &done.remember {
+            let max_age = remember::max_age(*expires, self.auth.now());
+            ctx.set_cookies.push(cookies::set_cookie(
+                &self.cookie_names.remember,
+                &token.to_cookie_value(),
+                Attributes { http_only: true, max_age: Some(max_age) },
+            ));
+        }
+        ctx.xsrf_out = Some(self.auth.session_xsrf(&done.user, &done.session.record));
+        ctx.identity =
+            Some(Some(Authenticated { user: done.user.clone(), session: Some(done.session.clone()) }));
+    }
+
+    /// Records a logout in `ctx`: cookies expired, a fresh anonymous XSRF token.
+    pub fn apply_logout(&self, ctx: &mut Ctx) {
+        ctx.user = None;
+        ctx.handle = None;
+        ctx.expires = None;
+        ctx.identity = Some(None);
+        ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
+        ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
+        ctx.xsrf_out = Some(self.auth.xsrf.token(Xsrf::new_nonce(), State::LoggedOut));
+    }
+
+    /// The XSRF token a page should embed for this request's identity,
+    /// minting (and setting) an anonymous one if the browser has none.
+    pub fn page_xsrf(&self, ctx: &mut Ctx, who: Option<&Authenticated>) -> String {
+        match who {
+            Some(Authenticated { user, session: Some(s) }) => self.auth.session_xsrf(user, &s.record),
+            Some(Authenticated { user, session: None }) => {
+                // Let in by the remember-me grace window: the browser's own token, if it is this user's.
+                match ctx
+                    .cookies
+                    .xsrf
+                    .iter()
+                    .find(|t| self.auth.xsrf.verify(t, State::LoggedIn(user.id)).is_some())
+                {
+                    Some(t) => t.clone(),
+                    None => self.auth.xsrf.token(Xsrf::new_nonce(), State::LoggedIn(user.id)),
+                }
+            }
+            None => {
+                if let Some(pending) = &ctx.xsrf_out {
+                    return pending.clone();
+                }
+                let own =
+                    ctx.cookies.xsrf.iter().find(|t| self.auth.xsrf.verify(t, State::LoggedOut).is_some());
+                match own {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = self.auth.xsrf.token(Xsrf::new_nonce(), State::LoggedOut);
+                        ctx.xsrf_out = Some(t.clone());
+                        t
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `submitted` is the right XSRF token for this request (SPEC §7).
+    pub fn xsrf_ok(&self, ctx: &Ctx, who: Option<&Authenticated>, submitted: Option<&str>) -> bool {
+        if ctx.x_atlassian_token.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("no-check")) {
+            return true;
+        }
+        let header = xsrf::header_token(ctx.x_atlassian_token.as_deref(), ctx.x_xsrf_token.as_deref());
+        let Some(sub) = header.or(submitted) else {
+            return false;
+        };
+        match who {
+            Some(Authenticated { user, session: Some(s) }) => {
+                self.auth.xsrf.matches_session(sub, &s.record.xsrf, user.id)
+            }
+            Some(Authenticated { user, session: None }) => {
+                self.auth.xsrf.verify(sub, State::LoggedIn(user.id)).is_some()
+            }
+            None => ctx.cookies.xsrf.iter().any(|c| self.auth.xsrf.matches_anonymous(sub, c)),
+        }
     }
 
     /// Like [`identify`](Self::identify), but 401 for anonymous requests, with
@@ -203,7 +408,7 @@ impl App {
     pub async fn require_session(&self, ctx: &mut Ctx) -> Result<Authenticated, ApiError> {
         match self.identify(ctx).await? {
             Some(a) => Ok(a),
-            None if !ctx.cookies.session.is_empty() => {
+            None if !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty() => {
                 ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
                 Err(ApiError::session_expired())
             }
@@ -219,7 +424,8 @@ impl App {
         AdminCredential::parse(token).is_some_and(|c| ct_eq(&c.hash(), &self.admin_credential))
     }
 
-    fn finish(&self, ctx: &Ctx, resp: &mut Response<Body>) {
+    fn finish(&self, ctx: &mut Ctx, resp: &mut Response<Body>, route: Route) {
+        let proxied = route == Route::Proxy;
         let h = resp.headers_mut();
         let user = ctx.user.as_deref().unwrap_or("anonymous");
         if let Ok(v) = HeaderValue::from_str(user) {
@@ -233,18 +439,46 @@ impl App {
         if let Some(t) = ctx.expires {
             h.insert("x-authd-session-expires", HeaderValue::from(t.unix_seconds()));
         }
+        if let Some(token) = ctx.xsrf_out.take() {
+            ctx.set_cookies.push(cookies::set_cookie(
+                &self.cookie_names.xsrf,
+                &token,
+                Attributes { http_only: false, max_age: None },
+            ));
+        }
         for c in &ctx.set_cookies {
             if let Ok(v) = HeaderValue::from_str(c) {
                 h.append(SET_COOKIE, v);
             }
         }
-        h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        if !proxied {
+            h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        }
+    }
+}
+
+fn text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Whether a path is one of authd's own (everything else goes to the upstream).
+fn is_own_path(segments: &[&str]) -> bool {
+    match segments {
+        ["rest", "auth", ..] | ["rest", "authd", ..] => true,
+        ["rest", "api", v, "myself" | "user" | "serverInfo"] => version(v, "2"),
+        ["login.jsp"] | ["account", ..] | ["healthz"] | ["metrics"] => true,
+        _ => false,
     }
 }
 
 /// Whether a path segment is the API version `want` or `latest`.
 fn version(segment: &str, want: &str) -> bool {
     segment == want || segment == "latest"
+}
+
+/// 403 `XSRF check failed` (SPEC §7).
+pub fn xsrf_failed() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "XSRF check failed")
 }
 
 /// 405 with the allowed methods.
@@ -274,6 +508,19 @@ mod tests {
         assert!(version("1", "1"));
         assert!(version("latest", "1"));
         assert!(!version("2", "1"));
+    }
+
+    #[test]
+    fn own_paths_and_app_paths() {
+        let own = |p: &str| is_own_path(&p.split('/').skip(1).collect::<Vec<_>>());
+        assert!(own("/rest/auth/1/session"));
+        assert!(own("/rest/api/latest/myself"));
+        assert!(own("/login.jsp"));
+        assert!(own("/account/sessions/revoke"));
+        assert!(!own("/rest/api/2/search"));
+        assert!(!own("/rest/api/2/issue/X-1"));
+        assert!(!own("/"));
+        assert!(!own("/app/login.jsp"));
     }
 
     #[test]

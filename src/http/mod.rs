@@ -7,6 +7,8 @@
 
 pub mod admin_api;
 pub mod app;
+pub mod pages;
+pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod session_api;
@@ -122,4 +124,12 @@ pub async fn serve(
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!("some requests were still running after {:?}; closing them", limits.drain_timeout);
     }
+}
+/// Compile-time check: the handler's future is `Send`, as hyper's executor
+/// needs. Without it, a non-`Send` value held across an `.await` shows up as
+/// an obscure "no method `into_owned`" error in `serve`.
+#[allow(dead_code)]
+fn _assert_send(app: Arc<App>, req: hyper::Request<hyper::body::Incoming>, peer: std::net::SocketAddr) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(app.handle(req, peer));
 }

@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -16,7 +15,11 @@ use super::response::ApiError;
 pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
 
 /// Reads a whole body, refusing one over `limit` bytes with 413.
-pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<super::response::BoxError>,
+{
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

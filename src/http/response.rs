@@ -14,8 +14,11 @@ use serde::Serialize;
 use crate::admin::AdminError;
 use crate::store::StoreError;
 
+/// The error of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body type of every response (authd's own and proxied ones).
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A response body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

@@ -12,16 +12,14 @@ use super::request::{
 };
 use super::response::{json, ApiError, Body};
 use crate::auth::{LoginContext, LoginError};
-use crate::cookies::{self, Attributes};
 use crate::store::{LoginStats, User};
-use crate::token::SessionId;
+use crate::token::{RememberToken, SessionId};
 
 #[derive(Deserialize)]
 struct LoginBody {
     username: String,
     password: String,
     #[serde(default, rename = "rememberMe")]
-    #[allow(dead_code)] // read by the remember-me feature
     remember_me: bool,
 }
 
@@ -31,37 +29,49 @@ pub async fn login(app: &App, req: Request<Incoming>, ctx: &mut Ctx) -> Result<R
     require_json(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
     let body: LoginBody = parse_json(&bytes)?;
-    let login_ctx = LoginContext {
-        replaces: ctx.cookies.session.iter().filter_map(|v| SessionId::parse(v)).map(|id| id.key()).collect(),
-        address: Some(ctx.peer.ip()),
-        browser: describe_browser(&ctx.user_agent),
-    };
+    let login_ctx = login_context(ctx, body.remember_me);
     match app.auth.login(&body.username, &body.password, login_ctx).await {
         Ok(done) => {
-            ctx.user = Some(done.user.name.clone());
-            ctx.handle = Some(done.session.key.handle());
-            ctx.expires = Some(done.session.expires);
-            let value = done.id.to_cookie_value();
-            ctx.set_cookies.push(cookies::set_cookie(
-                &app.cookie_names.session,
-                &value,
-                Attributes { http_only: true, max_age: None },
-            ));
+            app.apply_login(ctx, &done);
             let body = json!({
-                "session": { "name": app.cookie_names.session, "value": value },
+                "session": { "name": app.cookie_names.session, "value": done.id.to_cookie_value() },
                 "loginInfo": login_info(&done.user.logins),
             });
             Ok(json(StatusCode::OK, &body))
         }
-        Err(LoginError::BadCredentials) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "Login failed")
+        Err(e) => Err(login_error(e)),
+    }
+}
+
+/// The login context of a request: what it carried, who it is from.
+pub fn login_context(ctx: &Ctx, remember: bool) -> LoginContext {
+    LoginContext {
+        replaces: ctx.cookies.session.iter().filter_map(|v| SessionId::parse(v)).map(|id| id.key()).collect(),
+        replaces_series: ctx
+            .cookies
+            .remember
+            .iter()
+            .filter_map(|v| RememberToken::parse(v))
+            .map(|t| t.selector)
+            .collect(),
+        address: Some(ctx.peer.ip()),
+        browser: describe_browser(&ctx.user_agent),
+        remember,
+    }
+}
+
+/// The API answer for a failed login (SPEC §3).
+pub fn login_error(e: LoginError) -> ApiError {
+    match e {
+        LoginError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "Login failed")
             .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")
-            .header("www-authenticate", "JIRA REST POST")),
-        Err(LoginError::Unverified) => Err(ApiError::new(
+            .header("www-authenticate", "JIRA REST POST"),
+        LoginError::Unverified => ApiError::new(
             StatusCode::CONFLICT,
             "Your email address has not been verified. Open the verification link sent to you, then log in again.",
-        )),
-        Err(LoginError::Busy) => Err(ApiError::unavailable("Too many logins at once; try again shortly.", 1)),
-        Err(LoginError::Store(e)) => Err(e.into()),
+        ),
+        LoginError::Busy => ApiError::unavailable("Too many logins at once; try again shortly.", 1),
+        LoginError::Store(e) => e.into(),
     }
 }
 
@@ -76,14 +86,14 @@ pub async fn current(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
     Ok(json(StatusCode::OK, &body))
 }
 
-/// `DELETE /rest/auth/1/session`: log out.
+/// `DELETE /rest/auth/1/session`: log out; the session and this browser's
+/// remember-me series end.
 pub async fn logout(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let a = app.require_session(ctx).await?;
-    app.auth.logout(a.session.key).await?;
-    ctx.user = None;
-    ctx.handle = None;
-    ctx.expires = None;
-    ctx.set_cookies.push(cookies::expire_cookie(&app.cookie_names.session, true));
+    let series: Vec<_> =
+        ctx.cookies.remember.iter().filter_map(|v| RememberToken::parse(v)).map(|t| t.selector).collect();
+    app.auth.logout(&a.user, a.session.map(|s| s.key), &series).await?;
+    app.apply_logout(ctx);
     let mut resp = no_content();
     resp.headers_mut().insert("x-seraph-loginreason", hyper::header::HeaderValue::from_static("OUT"));
     Ok(resp)
@@ -111,7 +121,8 @@ pub async fn user(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result<Respo
 }
 
 /// `GET /rest/api/2/serverInfo`, public, so stock Jira clients can connect.
-pub fn server_info(app: &App, ctx: &Ctx) -> Response<Body> {
+pub async fn server_info(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    app.identify(ctx).await?;
     let version = env!("CARGO_PKG_VERSION");
     let numbers: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     let body = json!({
@@ -124,7 +135,7 @@ pub fn server_info(app: &App, ctx: &Ctx) -> Response<Body> {
         "scmInfo": "",
         "serverTitle": "authd",
     });
-    json(StatusCode::OK, &body)
+    Ok(json(StatusCode::OK, &body))
 }
 
 fn self_link(base: &str, name: &str) -> String {

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::token::SessionKey;
+use crate::token::{Selector, SessionKey};
 use codec::{DecodeError, Reader, Writer};
 
 /// A user's permanent number; names may be reused after a deletion, ids never.
@@ -56,14 +56,33 @@ pub trait Store: Send + Sync + 'static {
     /// Records a later last use (lazily: may be lost in a crash).
     fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp)
         -> StoreFuture<'_, ()>;
-    /// Deletes a session durably; `false` if it was not there.
-    fn delete_session(&self, key: SessionKey) -> StoreFuture<'_, bool>;
+    /// Deletes a session durably (and its remember-me series if `with_series`);
+    /// `false` if it was not there.
+    fn delete_session(&self, key: SessionKey, with_series: bool) -> StoreFuture<'_, bool>;
     /// A user's sessions, oldest first.
     fn sessions_of(&self, user: UserId) -> StoreFuture<'_, Vec<(SessionKey, Session)>>;
     /// Every session, oldest first (for administrators; a full scan).
     fn all_sessions(&self) -> StoreFuture<'_, Vec<(SessionKey, Session)>>;
-    /// Deletes a user's sessions durably, except `keep`; returns how many.
-    fn delete_sessions_of(&self, user: UserId, keep: Option<SessionKey>) -> StoreFuture<'_, usize>;
+    /// Deletes a user's sessions and remember-me series durably, except
+    /// `keep` and its series; returns how many sessions.
+    fn revoke_all_of(&self, user: UserId, keep: Option<SessionKey>) -> StoreFuture<'_, usize>;
+
+    /// A remember-me series.
+    fn series(&self, selector: Selector) -> StoreFuture<'_, Option<Series>>;
+    /// If the series' current validator hash is `expected`, rotates it to
+    /// `next` (keeping `expected` valid until `grace_until`) and creates
+    /// `session`, durably and atomically. Otherwise changes nothing and
+    /// returns the series as it is.
+    fn rotate_series(
+        &self,
+        selector: Selector,
+        expected: [u8; 32],
+        next: [u8; 32],
+        grace_until: Timestamp,
+        session: NewSession,
+    ) -> StoreFuture<'_, Rotation>;
+    /// Deletes a series durably; `false` if it was not there.
+    fn delete_series(&self, selector: Selector) -> StoreFuture<'_, bool>;
     /// The number of stored sessions (live or not yet swept).
     fn session_count(&self) -> StoreFuture<'_, u64>;
 
@@ -102,6 +121,8 @@ pub struct SessionLimits {
 pub struct SweepReport {
     /// Expired sessions deleted.
     pub sessions: u64,
+    /// Expired remember-me series deleted.
+    pub series: u64,
     /// Index entries that pointed at records already gone or still live (re-filed).
     pub stale: u64,
     /// Whether more expired entries may remain.
@@ -212,6 +233,10 @@ pub struct Session {
     pub address: Option<IpAddr>,
     /// A short description of the browser at login.
     pub browser: String,
+    /// The remember-me series this browser holds, if any.
+    pub series: Option<Selector>,
+    /// The nonce of the session's XSRF token.
+    pub xsrf: [u8; 10],
 }
 
 impl Session {
@@ -236,6 +261,36 @@ pub struct NewSession {
     pub max_per_user: u32,
     /// Count this as a successful password login (Jira's `loginInfo`).
     pub count_login: bool,
+    /// A remember-me series created with the session.
+    pub new_series: Option<(Selector, Series)>,
+}
+
+/// A remember-me series: one browser's standing permission to log in again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Series {
+    /// Whose.
+    pub user: UserId,
+    /// blake3 hash of the current validator.
+    pub current: [u8; 32],
+    /// Hash of the validator before the last rotation.
+    pub previous: Option<[u8; 32]>,
+    /// The previous validator is accepted until then.
+    pub previous_until: Timestamp,
+    /// When the series began.
+    pub created: Timestamp,
+    /// When it ends (never extended by use).
+    pub expires: Timestamp,
+}
+
+/// What [`Store::rotate_series`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Rotated, and the session was created.
+    Rotated,
+    /// The current validator was not the expected one; nothing changed.
+    Changed(Series),
+    /// No such series.
+    Missing,
 }
 
 /// Why a store operation failed.
@@ -280,6 +335,7 @@ pub fn name_key(name: &str) -> String {
 
 const USER_FORMAT: u8 = 1;
 const SESSION_FORMAT: u8 = 1;
+const SERIES_FORMAT: u8 = 1;
 
 impl User {
     /// The stored bytes of this user (without its id, which is the key).
@@ -334,7 +390,9 @@ impl Session {
             .u64(self.created.0)
             .u64(self.last_use.0)
             .opt_ip(self.address)
-            .short_str(&self.browser);
+            .short_str(&self.browser)
+            .opt_array(self.series.as_ref().map(|s| &s.0))
+            .array(&self.xsrf);
         w.finish()
     }
 
@@ -347,6 +405,37 @@ impl Session {
             last_use: Timestamp(r.u64()?),
             address: r.opt_ip()?,
             browser: r.short_str()?,
+            series: r.opt_array()?.map(Selector),
+            xsrf: r.array()?,
+        };
+        r.finish()?;
+        Ok(s)
+    }
+}
+
+impl Series {
+    /// The stored bytes of this series.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(SERIES_FORMAT);
+        w.u64(self.user)
+            .array(&self.current)
+            .opt_array(self.previous.as_ref())
+            .u64(self.previous_until.0)
+            .u64(self.created.0)
+            .u64(self.expires.0);
+        w.finish()
+    }
+
+    /// Reads a series back from its stored bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Series, DecodeError> {
+        let mut r = Reader::new(bytes, SERIES_FORMAT)?;
+        let s = Series {
+            user: r.u64()?,
+            current: r.array()?,
+            previous: r.opt_array()?,
+            previous_until: Timestamp(r.u64()?),
+            created: Timestamp(r.u64()?),
+            expires: Timestamp(r.u64()?),
         };
         r.finish()?;
         Ok(s)
@@ -391,10 +480,25 @@ mod tests {
             last_use: Timestamp(20),
             address: Some("127.0.0.1".parse().unwrap()),
             browser: "Firefox on Linux".into(),
+            series: Some(Selector([5; 16])),
+            xsrf: [9; 10],
         };
         let bytes = s.encode();
-        assert!(bytes.len() < 64, "{} bytes", bytes.len());
+        assert!(bytes.len() < 96, "{} bytes", bytes.len());
         assert_eq!(Session::decode(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn series_round_trips() {
+        let s = Series {
+            user: 3,
+            current: [1; 32],
+            previous: Some([2; 32]),
+            previous_until: Timestamp(9),
+            created: Timestamp(1),
+            expires: Timestamp(100),
+        };
+        assert_eq!(Series::decode(&s.encode()).unwrap(), s);
     }
 
     #[test]
@@ -414,6 +518,8 @@ mod tests {
             last_use: Timestamp(0),
             address: None,
             browser: String::new(),
+            series: None,
+            xsrf: [0; 10],
         };
         assert_eq!(s.deadline(limits), Timestamp(10_000));
         s.last_use = Timestamp(95_000);

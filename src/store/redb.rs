@@ -15,6 +15,8 @@
 //! - `user_names`: lower-cased name → user id
 //! - `sessions`: [`SessionKey`] → [`Session`] record
 //! - `user_sessions`: (user id, session key) → ()
+//! - `series`: remember-me selector → [`Series`] record
+//! - `user_series`: (user id, selector) → ()
 //! - `expiry`: (deadline ms, kind, id) → (), the sweeper's index
 
 use std::path::{Path, PathBuf};
@@ -30,11 +32,11 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    name_key, NewSession, NewUser, ServerSecrets, Session, SessionLimits, Store, StoreError, StoreFuture,
-    SweepReport, User, UserChange, UserId,
+    name_key, NewSession, NewUser, Rotation, Series, ServerSecrets, Session, SessionLimits, Store,
+    StoreError, StoreFuture, SweepReport, User, UserChange, UserId,
 };
 use crate::clock::Timestamp;
-use crate::token::{random, SessionKey};
+use crate::token::{ct_eq, random, Selector, SessionKey};
 
 /// The schema this build writes. Older files are migrated; newer ones refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -47,10 +49,13 @@ const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const USER_NAMES: TableDefinition<&str, u64> = TableDefinition::new("user_names");
 const SESSIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("sessions");
 const USER_SESSIONS: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_sessions");
+const SERIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("series");
+const USER_SERIES: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_series");
 const EXPIRY: TableDefinition<(u64, u8, &[u8; 16]), ()> = TableDefinition::new("expiry");
 
 /// Kinds of record in the expiry index.
 const KIND_SESSION: u8 = 1;
+const KIND_SERIES: u8 = 2;
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
@@ -233,7 +238,7 @@ impl Store for RedbStore {
             match change {
                 UserChange::Password { hash, keep } => {
                     user.password_hash = hash;
-                    t.delete_sessions_of(id, keep)?;
+                    t.revoke_all_of(id, keep)?;
                 }
                 UserChange::VerifyEmail => user.email_verified = true,
                 UserChange::LoginFailed { at } => user.logins = user.logins.failed(at),
@@ -249,7 +254,7 @@ impl Store for RedbStore {
             let Some(user) = t.user(id)? else {
                 return Ok(false);
             };
-            t.delete_sessions_of(id, None)?;
+            t.revoke_all_of(id, None)?;
             t.user_names.remove(name_key(&user.name).as_str()).map_err(storage)?;
             t.users.remove(id).map_err(storage)?;
             Ok(true)
@@ -275,7 +280,7 @@ impl Store for RedbStore {
             let mut user = t.user(uid)?.ok_or(StoreError::NotFound)?;
             let mut removed = Vec::new();
             for old in plan.replaces {
-                if t.delete_session(old)? {
+                if t.delete_session(old, false)? {
                     removed.push(old);
                 }
             }
@@ -285,9 +290,12 @@ impl Store for RedbStore {
                 existing.sort_by_key(|(_, s)| s.created);
                 let excess = existing.len() + 1 - max;
                 for (k, _) in existing.into_iter().take(excess) {
-                    t.delete_session(k)?;
+                    t.delete_session(k, false)?;
                     removed.push(k);
                 }
+            }
+            if let Some((selector, series)) = &plan.new_series {
+                t.put_series(*selector, series)?;
             }
             t.put_session(plan.key, &plan.session, plan.deadline)?;
             if plan.count_login {
@@ -317,8 +325,8 @@ impl Store for RedbStore {
         })
     }
 
-    fn delete_session(&self, key: SessionKey) -> StoreFuture<'_, bool> {
-        self.write(true, move |t| t.delete_session(key))
+    fn delete_session(&self, key: SessionKey, with_series: bool) -> StoreFuture<'_, bool> {
+        self.write(true, move |t| t.delete_session(key, with_series))
     }
 
     fn sessions_of(&self, user: UserId) -> StoreFuture<'_, Vec<(SessionKey, Session)>> {
@@ -353,8 +361,50 @@ impl Store for RedbStore {
         Box::pin(std::future::ready(r))
     }
 
-    fn delete_sessions_of(&self, user: UserId, keep: Option<SessionKey>) -> StoreFuture<'_, usize> {
-        self.write(true, move |t| t.delete_sessions_of(user, keep))
+    fn revoke_all_of(&self, user: UserId, keep: Option<SessionKey>) -> StoreFuture<'_, usize> {
+        self.write(true, move |t| t.revoke_all_of(user, keep))
+    }
+
+    fn series(&self, selector: Selector) -> StoreFuture<'_, Option<Series>> {
+        let r = self.read(|txn| {
+            let series = txn.open_table(SERIES).map_err(storage)?;
+            match series.get(&selector.0).map_err(storage)? {
+                Some(raw) => Ok(Some(Series::decode(raw.value())?)),
+                None => Ok(None),
+            }
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn rotate_series(
+        &self,
+        selector: Selector,
+        expected: [u8; 32],
+        next: [u8; 32],
+        grace_until: Timestamp,
+        session: NewSession,
+    ) -> StoreFuture<'_, Rotation> {
+        self.write(true, move |t| {
+            let Some(mut series) = t.series(selector)? else {
+                return Ok(Rotation::Missing);
+            };
+            if !ct_eq(&series.current, &expected) {
+                return Ok(Rotation::Changed(series));
+            }
+            if t.user(series.user)?.is_none() {
+                return Ok(Rotation::Missing);
+            }
+            series.previous = Some(series.current);
+            series.previous_until = grace_until;
+            series.current = next;
+            t.put_series(selector, &series)?;
+            t.put_session(session.key, &session.session, session.deadline)?;
+            Ok(Rotation::Rotated)
+        })
+    }
+
+    fn delete_series(&self, selector: Selector) -> StoreFuture<'_, bool> {
+        self.write(true, move |t| t.delete_series(selector))
     }
 
     fn session_count(&self) -> StoreFuture<'_, u64> {
@@ -376,6 +426,16 @@ impl Store for RedbStore {
             let mut report = SweepReport { more: due.len() >= batch, ..Default::default() };
             for (deadline, kind, id) in due {
                 t.expiry.remove((deadline, kind, &id)).map_err(storage)?;
+                if kind == KIND_SERIES {
+                    match t.series(Selector(id))? {
+                        Some(series) if series.expires.0 == deadline => {
+                            t.delete_series(Selector(id))?;
+                            report.series += 1;
+                        }
+                        _ => report.stale += 1,
+                    }
+                    continue;
+                }
                 if kind != KIND_SESSION {
                     report.stale += 1;
                     continue;
@@ -391,7 +451,7 @@ impl Store for RedbStore {
                         report.stale += 1;
                     }
                     Some(_) => {
-                        t.delete_session(key)?;
+                        t.delete_session(key, false)?;
                         report.sessions += 1;
                     }
                     None => report.stale += 1,
@@ -434,6 +494,8 @@ struct Tables<'t> {
     user_names: Table<'t, &'static str, u64>,
     sessions: Table<'t, &'static [u8; 16], &'static [u8]>,
     user_sessions: Table<'t, (u64, &'static [u8; 16]), ()>,
+    series: Table<'t, &'static [u8; 16], &'static [u8]>,
+    user_series: Table<'t, (u64, &'static [u8; 16]), ()>,
     expiry: Table<'t, (u64, u8, &'static [u8; 16]), ()>,
 }
 
@@ -445,6 +507,8 @@ impl<'t> Tables<'t> {
             user_names: txn.open_table(USER_NAMES).map_err(storage)?,
             sessions: txn.open_table(SESSIONS).map_err(storage)?,
             user_sessions: txn.open_table(USER_SESSIONS).map_err(storage)?,
+            series: txn.open_table(SERIES).map_err(storage)?,
+            user_series: txn.open_table(USER_SERIES).map_err(storage)?,
             expiry: txn.open_table(EXPIRY).map_err(storage)?,
         })
     }
@@ -473,13 +537,43 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    fn delete_session(&mut self, key: SessionKey) -> Result<bool, StoreError> {
+    fn delete_session(&mut self, key: SessionKey, with_series: bool) -> Result<bool, StoreError> {
         let Some((s, filed)) = self.session(key)? else {
             return Ok(false);
         };
         self.sessions.remove(&key.0).map_err(storage)?;
         self.user_sessions.remove((s.user, &key.0)).map_err(storage)?;
         self.expiry.remove((filed.0, KIND_SESSION, &key.0)).map_err(storage)?;
+        if let (true, Some(selector)) = (with_series, s.series) {
+            self.delete_series(selector)?;
+        }
+        Ok(true)
+    }
+
+    fn series(&self, selector: Selector) -> Result<Option<Series>, StoreError> {
+        match self.series.get(&selector.0).map_err(storage)? {
+            Some(raw) => Ok(Some(Series::decode(raw.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_series(&mut self, selector: Selector, s: &Series) -> Result<(), StoreError> {
+        if let Some(old) = self.series(selector)? {
+            self.expiry.remove((old.expires.0, KIND_SERIES, &selector.0)).map_err(storage)?;
+        }
+        self.series.insert(&selector.0, s.encode().as_slice()).map_err(storage)?;
+        self.user_series.insert((s.user, &selector.0), ()).map_err(storage)?;
+        self.expiry.insert((s.expires.0, KIND_SERIES, &selector.0), ()).map_err(storage)?;
+        Ok(())
+    }
+
+    fn delete_series(&mut self, selector: Selector) -> Result<bool, StoreError> {
+        let Some(s) = self.series(selector)? else {
+            return Ok(false);
+        };
+        self.series.remove(&selector.0).map_err(storage)?;
+        self.user_series.remove((s.user, &selector.0)).map_err(storage)?;
+        self.expiry.remove((s.expires.0, KIND_SERIES, &selector.0)).map_err(storage)?;
         Ok(true)
     }
 
@@ -498,11 +592,24 @@ impl<'t> Tables<'t> {
         Ok(out)
     }
 
-    fn delete_sessions_of(&mut self, user: UserId, keep: Option<SessionKey>) -> Result<usize, StoreError> {
+    fn revoke_all_of(&mut self, user: UserId, keep: Option<SessionKey>) -> Result<usize, StoreError> {
         let mut n = 0;
-        for (k, _) in self.sessions_of(user)? {
-            if Some(k) != keep && self.delete_session(k)? {
+        let mut kept_series = None;
+        for (k, s) in self.sessions_of(user)? {
+            if Some(k) == keep {
+                kept_series = s.series;
+            } else if self.delete_session(k, false)? {
                 n += 1;
+            }
+        }
+        let mut selectors = Vec::new();
+        for entry in self.user_series.range((user, &[0u8; 16])..=(user, &[0xffu8; 16])).map_err(storage)? {
+            let (k, _) = entry.map_err(storage)?;
+            selectors.push(Selector(*k.value().1));
+        }
+        for sel in selectors {
+            if Some(sel) != kept_series {
+                self.delete_series(sel)?;
             }
         }
         Ok(n)
@@ -745,7 +852,15 @@ mod tests {
     }
 
     fn session(user: UserId, at: u64) -> Session {
-        Session { user, created: Timestamp(at), last_use: Timestamp(at), address: None, browser: "t".into() }
+        Session {
+            user,
+            created: Timestamp(at),
+            last_use: Timestamp(at),
+            address: None,
+            browser: "t".into(),
+            series: None,
+            xsrf: [0; 10],
+        }
     }
 
     fn plan(key: u8, s: Session, deadline: u64) -> NewSession {
@@ -756,6 +871,7 @@ mod tests {
             replaces: Vec::new(),
             max_per_user: 100,
             count_login: true,
+            new_series: None,
         }
     }
 
@@ -789,7 +905,7 @@ mod tests {
         let u = s.user(uid).await.unwrap().unwrap();
         assert_eq!(u.logins, LoginStats::default().succeeded(Timestamp(1)).succeeded(Timestamp(50_000)));
         let r = s.sweep(Timestamp(20_000), LIMITS, 100).await.unwrap();
-        assert_eq!(r, SweepReport { sessions: 1, stale: 0, more: false });
+        assert_eq!(r, SweepReport { sessions: 1, series: 0, stale: 0, more: false });
         assert!(s.session(SessionKey([1; 16])).await.unwrap().is_none());
         assert!(s.session(SessionKey([2; 16])).await.unwrap().is_some());
         assert_eq!(s.sessions_of(uid).await.unwrap().len(), 1);

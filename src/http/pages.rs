@@ -1,0 +1,401 @@
+//! The browser pages (SPEC §8): `/login.jsp` and `/account`.
+//!
+//! Plain server-rendered HTML with a little inline CSS: no scripts, no
+//! external assets, so they work with scripts disabled and under a strict
+//! content security policy. Every form carries `atl_token`, and every POST
+//! is checked against it before anything else happens.
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, LOCATION};
+use hyper::{Request, Response, StatusCode};
+
+use super::app::{App, Ctx};
+use super::request::{encode_component, parse_urlencoded, query_pairs, read_body, LOGIN_BODY_LIMIT};
+use super::response::{empty, with_body, ApiError, Body};
+use super::session_api::login_context;
+use crate::auth::LoginError;
+use crate::clock::Timestamp;
+use crate::token::{Handle, RememberToken};
+
+/// Largest form body on the account page.
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// `GET /login.jsp`: the login form.
+pub async fn login_form(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let pairs = query_pairs(query)?;
+    let dest = field(&pairs, "os_destination").and_then(safe_destination);
+    let who = app.identify(ctx).await?;
+    let token = app.page_xsrf(ctx, who.as_ref());
+    let notice = who.as_ref().map(|a| {
+        format!(
+            "<p class=\"note\">You are logged in as <b>{}</b>. <a href=\"/account\">Your account</a></p>",
+            esc(&a.user.name)
+        )
+    });
+    let page = login_page(&token, dest.as_deref(), "", None, notice.as_deref());
+    Ok(html(StatusCode::OK, page))
+}
+
+/// `POST /login.jsp`: log in and go to `os_destination` (same-origin paths only) or `/account`.
+pub async fn login_submit(
+    app: &App,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, ApiError> {
+    let form = read_form(req, ctx, LOGIN_BODY_LIMIT).await?;
+    let who = app.identify(ctx).await?;
+    let submitted = field(&form, "atl_token");
+    let username = field(&form, "os_username").unwrap_or_default();
+    let dest = field(&form, "os_destination").and_then(safe_destination);
+    if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
+        let token = app.page_xsrf(ctx, who.as_ref());
+        let page = login_page(
+            &token,
+            dest.as_deref(),
+            &username,
+            Some("XSRF check failed: the form was stale or came from another site. Please try again."),
+            None,
+        );
+        return Ok(html(StatusCode::FORBIDDEN, page));
+    }
+    let password = field(&form, "os_password").unwrap_or_default();
+    let remember = field(&form, "os_cookie").is_some_and(|v| !v.is_empty() && v != "false");
+    let login_ctx = login_context(ctx, remember);
+    match app.auth.login(&username, &password, login_ctx).await {
+        Ok(done) => {
+            app.apply_login(ctx, &done);
+            let mut r = redirect(dest.as_deref().unwrap_or("/account"));
+            r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static("OK"));
+            Ok(r)
+        }
+        Err(e) => {
+            let (status, reason, message) = match e {
+                LoginError::BadCredentials => (
+                    StatusCode::UNAUTHORIZED,
+                    Some("AUTHENTICATED_FAILED"),
+                    "Sorry, your username and password are incorrect - please try again.",
+                ),
+                LoginError::Unverified => (
+                    StatusCode::CONFLICT,
+                    None,
+                    "Your email address has not been verified yet. Open the link we sent you, then log in.",
+                ),
+                LoginError::Busy => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "Too many people are logging in right now. Please try again in a moment.",
+                ),
+                LoginError::Store(e) => return Err(e.into()),
+            };
+            let token = app.page_xsrf(ctx, who.as_ref());
+            let mut r = html(status, login_page(&token, dest.as_deref(), &username, Some(message), None));
+            if let Some(reason) = reason {
+                r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static(reason));
+            }
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// `GET /account`: who you are and your sessions.
+pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let Some(who) = app.identify(ctx).await? else {
+        return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
+    };
+    let token = app.page_xsrf(ctx, Some(&who));
+    let sessions = app.auth.store.sessions_of(who.user.id).await?;
+    let current = who.session.as_ref().map(|s| s.key);
+    let mut rows = String::new();
+    for (key, s) in sessions.iter().rev() {
+        let this = Some(*key) == current;
+        rows.push_str(&format!(
+            "<tr{}><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>\
+             <form method=\"post\" action=\"/account/sessions/revoke\">{}\
+             <input type=\"hidden\" name=\"handle\" value=\"{}\">\
+             <button type=\"submit\">Log out</button></form></td></tr>\n",
+            if this { " class=\"this\"" } else { "" },
+            esc(&s.browser),
+            if this { " <span class=\"badge\">this one</span>" } else { "" },
+            readable(s.created),
+            readable(s.last_use),
+            s.address.map_or_else(|| "-".to_string(), |a| esc(&a.to_string())),
+            hidden_token(&token),
+            key.handle(),
+        ));
+    }
+    let u = &who.user;
+    let email = match &u.email {
+        Some(e) if u.email_verified => format!("{} (verified)", esc(e)),
+        Some(e) => format!("{} (not verified)", esc(e)),
+        None => "-".to_string(),
+    };
+    let body = format!(
+        "<h1>Your account</h1>\n\
+         <dl><dt>User</dt><dd id=\"username\">{name}</dd><dt>Email</dt><dd>{email}</dd>\
+         <dt>Roles</dt><dd>{roles}</dd><dt>Logins</dt><dd>{logins}</dd></dl>\n\
+         <h2>Your sessions</h2>\n\
+         <table><thead><tr><th>Browser</th><th>Created</th><th>Last used</th><th>Address</th><th></th></tr></thead>\n\
+         <tbody>\n{rows}</tbody></table>\n\
+         <div class=\"actions\">\
+         <form method=\"post\" action=\"/account/sessions/revoke-others\">{t}<button type=\"submit\">Log out all other sessions</button></form>\
+         <form method=\"post\" action=\"/account/sessions/revoke-all\">{t}<button type=\"submit\">Log out everywhere</button></form>\
+         <form method=\"post\" action=\"/account/logout\">{t}<button type=\"submit\" class=\"primary\">Log out</button></form>\
+         </div>",
+        name = esc(&u.name),
+        roles = if u.admin { "admin" } else { "-" },
+        logins = u.logins.login_count,
+        t = hidden_token(&token),
+    );
+    Ok(html(StatusCode::OK, layout("Your account", &body)))
+}
+
+/// `POST /account/...`: log out this, one, all other, or all sessions.
+pub async fn account_action(
+    app: &App,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+    action: &str,
+) -> Result<Response<Body>, ApiError> {
+    let form = read_form(req, ctx, FORM_LIMIT).await?;
+    let Some(who) = app.identify(ctx).await? else {
+        return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
+    };
+    if !app.xsrf_ok(ctx, Some(&who), field(&form, "atl_token").as_deref()) {
+        let body = "<h1>XSRF check failed</h1><p>The form was stale or came from another site. \
+                    <a href=\"/account\">Back to your account</a></p>";
+        return Ok(html(StatusCode::FORBIDDEN, layout("XSRF check failed", body)));
+    }
+    let current = who.session.as_ref().map(|s| s.key);
+    let browser_series: Vec<_> =
+        ctx.cookies.remember.iter().filter_map(|v| RememberToken::parse(v)).map(|t| t.selector).collect();
+    match action {
+        "logout" => {
+            app.auth.logout(&who.user, current, &browser_series).await?;
+            app.apply_logout(ctx);
+            Ok(redirect("/login.jsp"))
+        }
+        "revoke" => {
+            let handle = field(&form, "handle").and_then(|h| Handle::parse(&h));
+            let sessions = app.auth.store.sessions_of(who.user.id).await?;
+            let key = handle.and_then(|h| sessions.iter().map(|(k, _)| *k).find(|k| h.matches(k)));
+            match key {
+                Some(k) if Some(k) == current => {
+                    app.auth.logout(&who.user, current, &browser_series).await?;
+                    app.apply_logout(ctx);
+                    Ok(redirect("/login.jsp"))
+                }
+                Some(k) => {
+                    app.auth.end_session(k).await?;
+                    Ok(redirect("/account"))
+                }
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "No such session")),
+            }
+        }
+        "revoke-others" => {
+            let n = app.auth.store.revoke_all_of(who.user.id, current).await?;
+            tracing::info!(user = %who.user.name, sessions = n, "logged out all other sessions");
+            Ok(redirect("/account"))
+        }
+        "revoke-all" => {
+            let n = app.auth.store.revoke_all_of(who.user.id, None).await?;
+            tracing::info!(user = %who.user.name, sessions = n, "logged out everywhere");
+            app.apply_logout(ctx);
+            Ok(redirect("/login.jsp"))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// A destination is followed only if it is a path on this site: it starts
+/// with one `/` (not `//` or `/\`, which browsers read as another host),
+/// and holds no backslash, control character or space.
+pub fn safe_destination(d: String) -> Option<String> {
+    let ok = d.starts_with('/')
+        && !d.starts_with("//")
+        && !d.contains('\\')
+        && d.len() <= 2048
+        && !d.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then_some(d)
+}
+
+async fn read_form(
+    req: Request<Incoming>,
+    ctx: &Ctx,
+    limit: usize,
+) -> Result<Vec<(String, String)>, ApiError> {
+    if ctx.media_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The form must be sent as application/x-www-form-urlencoded.",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, limit).await?;
+    parse_urlencoded(&bytes)
+}
+
+fn field(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn redirect(to: &str) -> Response<Body> {
+    let mut r = empty(StatusCode::SEE_OTHER);
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut r = with_body(status, "text/html; charset=utf-8", page);
+    let h = r.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    r
+}
+
+fn hidden_token(token: &str) -> String {
+    format!("<input type=\"hidden\" name=\"atl_token\" value=\"{}\">", esc(token))
+}
+
+fn login_page(
+    token: &str,
+    dest: Option<&str>,
+    username: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> String {
+    let error = error.map(|e| format!("<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>", esc(e)));
+    let dest = dest.map(|d| format!("<input type=\"hidden\" name=\"os_destination\" value=\"{}\">", esc(d)));
+    let body = format!(
+        "<h1>Log in</h1>\n{notice}{error}\
+         <form method=\"post\" action=\"/login.jsp\" id=\"login-form\">\n\
+         {token}{dest}\
+         <label for=\"os_username\">Username</label>\
+         <input type=\"text\" id=\"os_username\" name=\"os_username\" value=\"{user}\" autocomplete=\"username\" autofocus required>\n\
+         <label for=\"os_password\">Password</label>\
+         <input type=\"password\" id=\"os_password\" name=\"os_password\" autocomplete=\"current-password\" required>\n\
+         <label class=\"check\"><input type=\"checkbox\" id=\"os_cookie\" name=\"os_cookie\" value=\"true\"> Remember my login on this computer</label>\n\
+         <button type=\"submit\" id=\"login-submit\" class=\"primary\">Log in</button>\n\
+         </form>",
+        notice = notice.unwrap_or(""),
+        error = error.unwrap_or_default(),
+        token = hidden_token(token),
+        dest = dest.unwrap_or_default(),
+        user = esc(username),
+    );
+    layout("Log in", &body)
+}
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} - authd</title><style>{CSS}</style></head>\n\
+         <body><main>{body}</main><footer>authd</footer></body></html>\n",
+        title = esc(title),
+    )
+}
+
+const CSS: &str = "\
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;background:#f4f5f7;color:#172b4d;margin:0}\
+main{max-width:760px;margin:48px auto;background:#fff;padding:28px 32px;border-radius:6px;box-shadow:0 1px 3px rgba(9,30,66,.25)}\
+h1{font-size:24px;margin:0 0 16px}h2{font-size:18px;margin:24px 0 8px}\
+label{display:block;margin:12px 0 4px;font-weight:600}label.check{font-weight:normal}\
+input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:8px;border:2px solid #dfe1e6;border-radius:4px;font:inherit}\
+button{margin-top:14px;padding:7px 14px;border:0;border-radius:4px;background:#ebecf0;font:inherit;cursor:pointer}\
+button.primary{background:#0052cc;color:#fff}\
+.error{background:#ffebe6;border-left:4px solid #de350b;padding:8px 12px}\
+.note{background:#deebff;padding:8px 12px}\
+dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}dd{margin:0}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #dfe1e6}\
+td form button{margin:0}tr.this{background:#e3fcef}\
+.badge{background:#00875a;color:#fff;border-radius:3px;padding:1px 6px;font-size:12px}\
+.actions{display:flex;gap:12px;flex-wrap:wrap}\
+footer{text-align:center;color:#6b778c;font-size:12px;margin-bottom:24px}";
+
+/// `2026-11-22 09:15 UTC`.
+fn readable(t: Timestamp) -> String {
+    let s = t.to_jira_string();
+    match (s.get(..10), s.get(11..16)) {
+        (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
+        _ => s,
+    }
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where the login page sends someone who must log in to see `path`.
+pub fn login_url_for(path: &str) -> String {
+    format!("/login.jsp?os_destination={}", encode_component(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_must_be_local_paths() {
+        for ok in ["/account", "/app/page?x=1&y=2#frag", "/%2F%2Fevil.example"] {
+            assert_eq!(safe_destination(ok.into()).as_deref(), Some(ok));
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "javascript:alert(1)",
+            "/ok\r\nSet-Cookie: x=1",
+            "/a b",
+            "",
+            "evil.example",
+        ] {
+            assert_eq!(safe_destination(bad.into()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn html_escaping() {
+        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn login_page_has_the_jira_fields() {
+        let p = login_page("TOKEN", Some("/x"), "bob", Some("bad"), None);
+        for needle in [
+            "name=\"os_username\"",
+            "name=\"os_password\"",
+            "name=\"os_cookie\"",
+            "Remember my login on this computer",
+            "name=\"os_destination\" value=\"/x\"",
+            "name=\"atl_token\" value=\"TOKEN\"",
+            "value=\"bob\"",
+        ] {
+            assert!(p.contains(needle), "{needle}");
+        }
+        assert!(!p.contains("<script"));
+    }
+}

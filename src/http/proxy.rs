@@ -1,0 +1,321 @@
+//! The reverse proxy (SPEC §9): every path that is not authd's own goes to
+//! the app behind it, with the caller's identity added.
+//!
+//! Invariants:
+//! - the app learns who the caller is only from headers authd sets
+//!   (`X-Authd-User`, `X-AUSERNAME`, `X-Authd-Roles`); copies the client
+//!   sent are removed first;
+//! - authd's session and remember-me cookies never reach the app (they are
+//!   secrets); the XSRF cookie and the app's own cookies do;
+//! - the XSRF rule of SPEC §7 holds for the app's forms: an unsafe request
+//!   from a foreign origin is refused, and one with a form content type that
+//!   carries a session cookie must show its token;
+//! - bodies stream both ways, except a form body that must be searched for
+//!   its `atl_token`, which is buffered up to `--max-body`.
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
+use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::app::{xsrf_failed, App, Ctx};
+use super::request::{parse_urlencoded, read_body};
+use super::response::{full, ApiError, Body, BoxError};
+use crate::auth::Authenticated;
+use crate::xsrf;
+
+/// The app behind authd.
+pub struct Upstream {
+    /// `http://host:port` (no path).
+    base: String,
+    client: Client<HttpConnector, Body>,
+    /// Largest body forwarded.
+    pub max_body: usize,
+    /// Anonymous requests are not forwarded.
+    pub require_login: bool,
+}
+
+impl Upstream {
+    /// A proxy to `base` (an `http://host:port` URL).
+    pub fn new(base: &str, max_body: usize, require_login: bool) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(connector);
+        Upstream { base: base.trim_end_matches('/').to_string(), client, max_body, require_login }
+    }
+}
+
+/// Checks an `--upstream` value: `http://host[:port]`, no path.
+pub fn parse_upstream(s: &str) -> Result<String, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("must be an http:// URL (authd terminates TLS; the app listens on plain HTTP)".into());
+    }
+    if uri.authority().is_none() {
+        return Err("must name a host, e.g. http://127.0.0.1:3000".into());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must not have a path or query".into());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// Headers that describe one hop, never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Identity headers only authd may set.
+const IDENTITY: [&str; 4] = ["x-authd-user", "x-ausername", "x-authd-roles", "x-authd-xsrf-token"];
+
+/// Forwards one request to the app.
+pub async fn forward(
+    app: &App,
+    up: &Upstream,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, ApiError> {
+    let who = app.identify(ctx).await?;
+    if who.is_none() && up.require_login {
+        return Ok(login_required(ctx, req.uri()));
+    }
+    let (parts, incoming) = req.into_parts();
+    let mut incoming = Some(incoming);
+    let mut buffered = None;
+    if xsrf::is_unsafe(&parts.method) {
+        if !app.origin_ok(ctx) {
+            return Err(xsrf_failed());
+        }
+        let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
+        if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
+            let in_header = ctx.x_atlassian_token.is_some() || ctx.x_xsrf_token.is_some();
+            let mut submitted = None;
+            if let (false, Some(stream)) = (in_header, incoming.take()) {
+                let bytes = read_body(&parts.headers, stream, up.max_body).await?;
+                submitted = form_token(&parts.headers, &bytes);
+                buffered = Some(bytes);
+            }
+            if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
+                return Err(xsrf_failed());
+            }
+        }
+    }
+    if let Some(len) = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+        if len > up.max_body as u64 {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large."));
+        }
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri =
+        format!("{}{path}", up.base).parse().map_err(|_| ApiError::bad_request("Bad request path."))?;
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri).version(hyper::Version::HTTP_11);
+    if let Some(h) = out.headers_mut() {
+        *h = upstream_headers(app, &parts.headers, ctx, who.as_ref());
+    }
+    let body: Body = match (buffered, incoming) {
+        (Some(bytes), _) => full(bytes),
+        (None, Some(stream)) => stream.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
+        (None, None) => full(bytes::Bytes::new()),
+    };
+    let out = out
+        .body(http_body_util::Limited::new(body, up.max_body).boxed())
+        .map_err(|_| ApiError::bad_request("Bad request."))?;
+    let resp = up.client.request(out).await.map_err(|e| {
+        if caused_by_limit(&e) {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+        }
+        tracing::warn!("upstream request failed: {e}");
+        ApiError::new(StatusCode::BAD_GATEWAY, "The app behind authd did not answer.")
+    })?;
+    let (mut rparts, rbody) = resp.into_parts();
+    strip_hop_by_hop(&mut rparts.headers);
+    Ok(Response::from_parts(rparts, rbody.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+}
+
+/// Whether an upstream failure was the request body passing `--max-body`.
+fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The answer to an anonymous request when `--require-login` is set:
+/// browsers go to the login page, API clients get 401.
+fn login_required(ctx: &Ctx, uri: &Uri) -> Response<Body> {
+    let wants_html = ctx.media_type.is_none() && ctx.user_agent.contains("Mozilla");
+    if wants_html {
+        let dest = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut r = super::response::empty(StatusCode::SEE_OTHER);
+        if let Ok(v) = HeaderValue::from_str(&super::pages::login_url_for(dest)) {
+            r.headers_mut().insert(hyper::header::LOCATION, v);
+        }
+        r
+    } else {
+        ApiError::unauthenticated().into_response()
+    }
+}
+
+/// The headers sent to the app: the client's, minus hop-by-hop, identity
+/// copies and authd's secret cookies; plus identity and forwarding headers.
+fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authenticated>) -> HeaderMap {
+    let mut h = client.clone();
+    strip_hop_by_hop(&mut h);
+    for name in IDENTITY {
+        h.remove(name);
+    }
+    h.remove(COOKIE);
+    let names = &app.cookie_names;
+    for value in client.get_all(COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        let kept: Vec<String> = crate::cookies::pairs(text)
+            .into_iter()
+            .filter(|(n, _)| *n != names.session && *n != names.remember)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        if !kept.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                h.append(COOKIE, v);
+            }
+        }
+    }
+    if let Some(a) = who {
+        let roles = crate::admin::roles(&a.user).join(",");
+        for (name, value) in
+            [("x-authd-user", &a.user.name), ("x-ausername", &a.user.name), ("x-authd-roles", &roles)]
+        {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(HeaderName::from_static(name), v);
+            }
+        }
+        if let Some(s) = &a.session {
+            if let Ok(v) = HeaderValue::from_str(&app.auth.session_xsrf(&a.user, &s.record)) {
+                h.insert(HeaderName::from_static("x-authd-xsrf-token"), v);
+            }
+        }
+    }
+    let forwarded_for = match client.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", ctx.peer.ip()),
+        None => ctx.peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        h.insert("x-forwarded-for", v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    if let Some(host) = ctx.base.strip_prefix("https://").and_then(|b| HeaderValue::from_str(b).ok()) {
+        h.insert("x-forwarded-host", host.clone());
+        h.insert(HOST, host);
+    }
+    h
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
+        h.remove(name);
+    }
+}
+
+/// The `atl_token` field of a form body, for the three form encodings.
+pub fn form_token(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-www-form-urlencoded" => {
+            parse_urlencoded(body).ok()?.into_iter().find(|(k, _)| k == "atl_token").map(|(_, v)| v)
+        }
+        "multipart/form-data" => multipart_field(body, &boundary(ct)?, "atl_token"),
+        "text/plain" => std::str::from_utf8(body)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("atl_token="))
+            .map(|v| v.trim_end_matches('\r').to_string()),
+        _ => None,
+    }
+}
+
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("boundary")).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The value of field `name` in a `multipart/form-data` body.
+fn multipart_field(body: &[u8], boundary: &str, name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let wanted = format!("name=\"{name}\"");
+    for part in text.split(delimiter.as_str()).skip(1) {
+        let (head, value) = part.split_once("\r\n\r\n")?;
+        let disposition =
+            head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
+        if disposition.split(';').any(|p| p.trim() == wanted) {
+            return Some(value.strip_suffix("\r\n").unwrap_or(value).to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_are_found_in_every_form_encoding() {
+        let h = headers("application/x-www-form-urlencoded");
+        assert_eq!(form_token(&h, b"a=1&atl_token=T%5F1&b=2").as_deref(), Some("T_1"));
+        let h = headers("text/plain");
+        assert_eq!(form_token(&h, b"a=1\r\natl_token=T_2\r\n").as_deref(), Some("T_2"));
+        let h = headers("multipart/form-data; boundary=XyZ");
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ\r\nContent-Disposition: form-data; name=\"atl_token\"\r\n\r\nT_3\r\n--XyZ--\r\n";
+        assert_eq!(form_token(&h, body).as_deref(), Some("T_3"));
+        assert_eq!(form_token(&headers("application/json"), b"{\"atl_token\":\"x\"}"), None);
+        assert_eq!(form_token(&headers("multipart/form-data"), b"junk"), None);
+    }
+
+    #[test]
+    fn upstream_urls() {
+        assert_eq!(parse_upstream("http://127.0.0.1:3000/").as_deref(), Ok("http://127.0.0.1:3000"));
+        assert!(parse_upstream("https://x").is_err());
+        assert!(parse_upstream("http://x/app").is_err());
+        assert!(parse_upstream("nonsense").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_including_those_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}
