@@ -21,6 +21,9 @@ pub struct UserView {
     pub login_count: u64,
     pub failed_login_count: u32,
     pub last_login_time: Option<String>,
+    /// Only in the answer to "add": the link that verifies the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_link: Option<String>,
 }
 
 impl From<&User> for UserView {
@@ -34,6 +37,7 @@ impl From<&User> for UserView {
             login_count: u.logins.login_count,
             failed_login_count: u.logins.failed_count,
             last_login_time: u.logins.last_login.map(|t| t.to_jira_string()),
+            verification_link: None,
         }
     }
 }
@@ -154,8 +158,9 @@ impl Auth {
         self.store.user_by_name(name).await?.ok_or_else(|| AdminError::NoSuchUser(name.to_string()))
     }
 
-    /// Creates a user.
-    pub async fn add_user(&self, req: AddUser) -> Result<User, AdminError> {
+    /// Creates a user; an unverified address gets a verification link
+    /// (logged, and returned in the view).
+    pub async fn add_user(&self, req: AddUser) -> Result<UserView, AdminError> {
         if !valid_name(&req.name) {
             return Err(AdminError::InvalidName(req.name));
         }
@@ -179,7 +184,11 @@ impl Auth {
             })
             .await?;
         tracing::info!(user = %user.name, admin = user.admin, "user added");
-        Ok(user)
+        let mut view = UserView::from(&user);
+        if !user.email_verified {
+            view.verification_link = self.new_verification(&user).await?;
+        }
+        Ok(view)
     }
 
     /// Sets a new password; ends every session of the user except `keep`.
@@ -203,7 +212,7 @@ impl Auth {
         Ok(self.store.update_user(user.id, UserChange::VerifyEmail).await?)
     }
 
-    /// Clears a user's failed-login count.
+    /// Clears a user's failed-login count and any challenge demand.
     pub async fn unlock(&self, name: &str) -> Result<User, AdminError> {
         let user = self.find_user(name).await?;
         Ok(self.store.update_user(user.id, UserChange::Unlock).await?)

@@ -13,16 +13,21 @@
 //! - a session check writes at most once per touch interval per session;
 //! - a remember-me validator is used once: each use rotates it (SPEC §6).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
+use crate::config::Timeouts;
+use crate::lockout::LockoutPolicy;
 use crate::metrics::{LoginOutcome, Metrics};
 use crate::password::{PasswordPool, PoolBusy};
+use crate::pow::Pow;
 use crate::remember::{self, Verdict as RememberVerdict};
 use crate::session::{SessionPolicy, Verdict};
-use crate::store::{NewSession, Rotation, Series, Session, Store, StoreError, User, UserChange};
+use crate::store::{Lockout, NewSession, Rotation, Series, Session, Store, StoreError, User, Verification};
+use crate::throttle::Throttle;
 use crate::token::{RememberToken, Selector, SessionId, SessionKey, Validator};
 use crate::xsrf::{State, Xsrf};
 
@@ -44,7 +49,21 @@ pub struct Auth {
     pub max_sessions_per_user: u32,
     /// XSRF token minting and checking.
     pub xsrf: Xsrf,
+    /// The failed-login state machine's tuning.
+    pub lockout: LockoutPolicy,
+    /// Failed logins per client address.
+    pub throttle: Throttle,
+    /// The login page's proof-of-work challenge.
+    pub pow: Pow,
+    /// Lockout records of names that are not users, so that a challenge
+    /// does not reveal which names exist (in memory, bounded).
+    pub phantoms: Mutex<HashMap<[u8; 16], Lockout>>,
+    /// The public base URL, for links made outside a request (verification).
+    pub public_base: String,
 }
+
+/// Most phantom lockout records kept.
+const MAX_PHANTOMS: usize = 10_000;
 
 /// Remember-me settings.
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +108,8 @@ pub struct LoginContext {
     pub browser: String,
     /// Start a remember-me series.
     pub remember: bool,
+    /// A proof-of-work challenge and its solution (login page only).
+    pub challenge: Option<(String, String)>,
 }
 
 /// A successful login (by password or by remember-me).
@@ -109,6 +130,18 @@ pub struct LoggedIn {
 pub enum LoginError {
     /// Unknown user or wrong password (deliberately not told apart).
     BadCredentials,
+    /// The account demands a challenge (too many failures); the password was not checked.
+    Denied {
+        /// When the demand lapses.
+        until: Timestamp,
+        /// Whom a proof-of-work challenge must be issued for.
+        subject: [u8; 16],
+    },
+    /// Too many failed logins from this address; nothing was checked.
+    Throttled {
+        /// When the address may try again.
+        until: Timestamp,
+    },
     /// Right password, unverified email address.
     Unverified,
     /// The password pool is full; try again shortly.
@@ -142,7 +175,70 @@ pub enum Remembered {
     Theft,
 }
 
+/// What an [`Auth`] is tuned by (from the command line, or defaults for the CLI).
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Session and remember-me timeouts.
+    pub timeouts: Timeouts,
+    /// Consecutive failures before a challenge.
+    pub max_failed_logins: u32,
+    /// First challenge period.
+    pub lockout: Duration,
+    /// Failed logins per address per ten minutes.
+    pub address_failures: u32,
+    /// Leading zero bits the login page's puzzle needs.
+    pub challenge_difficulty: u8,
+    /// Sessions per user.
+    pub max_sessions_per_user: u32,
+    /// argon2 threads.
+    pub hash_workers: usize,
+    /// argon2 jobs that may wait.
+    pub hash_queue: usize,
+    /// The public base URL.
+    pub public_base: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            timeouts: Timeouts::default(),
+            max_failed_logins: 3,
+            lockout: Duration::from_secs(300),
+            address_failures: 30,
+            challenge_difficulty: 16,
+            max_sessions_per_user: 100,
+            hash_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            hash_queue: 64,
+            public_base: "https://127.0.0.1:8443".to_string(),
+        }
+    }
+}
+
+/// The window of the per-address throttle.
+pub const ADDRESS_WINDOW: Duration = Duration::from_secs(600);
+
 impl Auth {
+    /// The service over `store`, reading time from `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, s: &AuthSettings) -> Auth {
+        let secrets = store.secrets().clone();
+        let pow_key = blake3::derive_key("authd 2026-11 proof-of-work key", &secrets.xsrf_key);
+        Auth {
+            policy: SessionPolicy::new(&s.timeouts),
+            remember: RememberPolicy { age: s.timeouts.remember_me_age, grace: s.timeouts.remember_me_grace },
+            passwords: PasswordPool::new(s.hash_workers, s.hash_queue),
+            metrics: Arc::new(Metrics::default()),
+            max_sessions_per_user: s.max_sessions_per_user,
+            xsrf: Xsrf::new(&secrets.server_id, secrets.xsrf_key),
+            lockout: LockoutPolicy::new(s.max_failed_logins, s.lockout),
+            throttle: Throttle::new(s.address_failures, ADDRESS_WINDOW),
+            pow: Pow::new(pow_key, s.challenge_difficulty, Duration::from_secs(600)),
+            phantoms: Mutex::new(HashMap::new()),
+            public_base: s.public_base.clone(),
+            store,
+            clock,
+        }
+    }
+
     /// The current time.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
@@ -154,14 +250,36 @@ impl Auth {
     }
 
     /// Checks a user name and password and, if they are right, starts a session.
+    ///
+    /// Order matters: the address throttle and the account's challenge are
+    /// checked before the password, so neither costs argon2 work.
     pub async fn login(&self, name: &str, password: &str, ctx: LoginContext) -> Result<LoggedIn, LoginError> {
+        let now = self.now();
+        if let Some(until) = ctx.address.and_then(|ip| self.throttle.blocked_until(ip, now)) {
+            self.metrics.login(LoginOutcome::Denied);
+            return Err(LoginError::Throttled { until });
+        }
         let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
+        let subject = Pow::subject(name);
+        let lock = match &user {
+            Some(u) => self.store.lockout(u.id).await?,
+            None => self.phantoms.lock().unwrap_or_else(|p| p.into_inner()).get(&subject).copied(),
+        };
+        if let Some(until) = self.lockout.challenged_until(lock.as_ref(), now) {
+            let solved =
+                ctx.challenge.as_ref().is_some_and(|(c, s)| self.pow.verify(c, s, subject, now).is_ok());
+            if !solved {
+                self.metrics.login(LoginOutcome::Denied);
+                tracing::info!("login refused: the account demands a challenge");
+                return Err(LoginError::Denied { until, subject });
+            }
+        }
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.passwords.verify(password.to_string(), hash).await?;
         let user = match user {
             Some(u) if ok => u,
             other => {
-                self.login_failed(other.as_ref()).await?;
+                self.login_failed(other.as_ref(), subject, ctx.address).await?;
                 return Err(LoginError::BadCredentials);
             }
         };
@@ -211,15 +329,47 @@ impl Auth {
         })
     }
 
-    /// Records a failed login. The unknown-user path does a durable write of
-    /// the same kind, so the two cannot be told apart by timing.
-    async fn login_failed(&self, user: Option<&User>) -> Result<(), StoreError> {
+    /// Records a failed login: the account's lockout machine and Jira's
+    /// counters, and the address throttle. The unknown-user path runs the
+    /// same machine on a phantom record and does a durable write of the same
+    /// kind, so the two cannot be told apart by timing or by outcome.
+    async fn login_failed(
+        &self,
+        user: Option<&User>,
+        subject: [u8; 16],
+        address: Option<IpAddr>,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
         self.metrics.login(LoginOutcome::Failed);
+        if let Some(ip) = address {
+            self.throttle.failed(ip, now);
+        }
+        let policy = self.lockout;
         match user {
             Some(u) => {
-                self.store.update_user(u.id, UserChange::LoginFailed { at: self.now() }).await?;
+                let step = Box::new(move |old| {
+                    let next = policy.on_failure(old, now);
+                    (next, policy.forget_at(&next))
+                });
+                self.store.login_failed(u.id, now, step).await?;
             }
-            None => self.store.flush().await?,
+            None => {
+                {
+                    let mut phantoms = self.phantoms.lock().unwrap_or_else(|p| p.into_inner());
+                    if phantoms.len() >= MAX_PHANTOMS && !phantoms.contains_key(&subject) {
+                        phantoms.retain(|_, l| now < policy.forget_at(l));
+                        if phantoms.len() >= MAX_PHANTOMS {
+                            let victim = phantoms.keys().next().copied();
+                            if let Some(v) = victim {
+                                phantoms.remove(&v);
+                            }
+                        }
+                    }
+                    let next = policy.on_failure(phantoms.get(&subject).copied(), now);
+                    phantoms.insert(subject, next);
+                }
+                self.store.flush().await?;
+            }
         }
         tracing::info!("failed login");
         Ok(())
@@ -373,12 +523,58 @@ impl Auth {
         Ok(())
     }
 
+    /// The challenge subject of `name` if that account (or phantom) demands a
+    /// challenge right now.
+    pub async fn challenge_subject(&self, name: &str) -> Result<Option<[u8; 16]>, StoreError> {
+        let now = self.now();
+        let subject = Pow::subject(name);
+        let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
+        let lock = match user {
+            Some(u) => self.store.lockout(u.id).await?,
+            None => self.phantoms.lock().unwrap_or_else(|p| p.into_inner()).get(&subject).copied(),
+        };
+        Ok(self.lockout.challenged_until(lock.as_ref(), now).map(|_| subject))
+    }
+
+    /// Makes an email-verification link for `user`'s address (valid seven days)
+    /// and writes it to the log, authd's local mail sink.
+    pub async fn new_verification(&self, user: &User) -> Result<Option<String>, StoreError> {
+        let Some(email) = user.email.clone() else { return Ok(None) };
+        let secret: [u8; 32] = crate::token::random();
+        let token = Verification { user: user.id, email, expires: self.now().plus(VERIFICATION_TTL) };
+        self.store.create_verification(verification_hash(&secret), token).await?;
+        let link = format!("{}/verify-email?token={}", self.public_base, crate::token::b64(&secret));
+        tracing::info!(user = %user.name, "email verification link (local mail sink): {link}");
+        Ok(Some(link))
+    }
+
+    /// Redeems a verification link's token; the user whose address it verified.
+    pub async fn redeem_verification(&self, token: &str) -> Result<Option<User>, StoreError> {
+        let Some(secret) = crate::token::b64_exact::<32>(token) else { return Ok(None) };
+        let user = self.store.redeem_verification(verification_hash(&secret), self.now()).await?;
+        if let Some(u) = &user {
+            tracing::info!(user = %u.name, "email address verified");
+        }
+        Ok(user)
+    }
+
     /// Ends one session (and its series) by key, for revocations.
     pub async fn end_session(&self, key: SessionKey) -> Result<bool, StoreError> {
         let gone = self.store.delete_session(key, true).await?;
         tracing::info!(session = %key.handle(), "session revoked");
         Ok(gone)
     }
+}
+
+/// How long an email-verification link works.
+pub const VERIFICATION_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+fn verification_hash(secret: &[u8; 32]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut h = blake3::Hasher::new_derive_key("authd 2026-11 email verification");
+    h.update(secret);
+    h.finalize_xof().fill(&mut out);
+    out
 }
 
 /// Whether `name` can be a user name: 1 to 64 characters, letters, digits

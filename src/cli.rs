@@ -18,7 +18,7 @@ use hyper::Method;
 use serde_json::json;
 
 use crate::admin::{AddUser, SessionView, UserView};
-use crate::auth::{Auth, RememberPolicy};
+use crate::auth::{Auth, AuthSettings};
 use crate::client::AdminClient;
 use crate::clock::SystemClock;
 use crate::config::{
@@ -27,12 +27,7 @@ use crate::config::{
 use crate::datadir::DataDir;
 use crate::http::proxy::parse_upstream;
 use crate::http::request::encode_component;
-use crate::metrics::Metrics;
-use crate::password::PasswordPool;
-use crate::session::SessionPolicy;
 use crate::store::redb::{OpenError, RedbStore};
-use crate::store::Store as _;
-use crate::xsrf::Xsrf;
 
 const SEC: Duration = Duration::from_secs(1);
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
@@ -213,6 +208,14 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_MAX_BODY", value_name = "BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
     pub max_body: u64,
+    /// Failed logins from one address per ten minutes before it gets 429.
+    #[arg(long, env = "AUTHD_MAX_FAILED_LOGINS_PER_ADDRESS", value_name = "N", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_failed_logins_per_address: u32,
+    /// Leading zero bits of the login page's proof-of-work puzzle (16 ≈ a second in a browser).
+    #[arg(long, env = "AUTHD_CHALLENGE_DIFFICULTY", value_name = "BITS", default_value_t = 16,
+          value_parser = clap::value_parser!(u8).range(1..=28))]
+    pub challenge_difficulty: u8,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, env = "AUTHD_LOG", value_name = "FILTER", default_value = "info")]
     pub log: String,
@@ -246,6 +249,8 @@ impl ServeArgs {
             upstream: self.upstream.clone(),
             require_login: self.require_login,
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
+            address_failures: self.max_failed_logins_per_address,
+            challenge_difficulty: self.challenge_difficulty,
         }
     }
 }
@@ -355,7 +360,7 @@ fn cert(data: &std::path::Path) -> Result<(), String> {
 /// Where administrative commands are carried out.
 enum Backend {
     /// The database, opened directly (no server running).
-    Local(Auth),
+    Local(Box<Auth>),
     /// A running server's admin API.
     Remote(AdminClient),
 }
@@ -366,21 +371,8 @@ impl Backend {
         dir.prepare()?;
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
             Ok(store) => {
-                let cores = std::thread::available_parallelism().map_or(1, usize::from);
-                let defaults = Timeouts::default();
-                Ok(Backend::Local(Auth {
-                    xsrf: Xsrf::new(&store.secrets().server_id, store.secrets().xsrf_key),
-                    remember: RememberPolicy {
-                        age: defaults.remember_me_age,
-                        grace: defaults.remember_me_grace,
-                    },
-                    store: Arc::new(store),
-                    clock: Arc::new(SystemClock),
-                    policy: SessionPolicy::new(&Timeouts::default()),
-                    passwords: PasswordPool::new(cores, 4),
-                    metrics: Arc::new(Metrics::default()),
-                    max_sessions_per_user: 100,
-                }))
+                let settings = AuthSettings::default();
+                Ok(Backend::Local(Box::new(Auth::new(Arc::new(store), Arc::new(SystemClock), &settings))))
             }
             Err(OpenError::Locked(_)) => AdminClient::from_dir(&dir).map(Backend::Remote),
             Err(e) => Err(e.to_string()),
@@ -415,13 +407,16 @@ async fn user(data: &std::path::Path, cmd: UserCommand) -> Result<(), String> {
         UserCommand::Add { name, email, admin, unverified, .. } => {
             let req = AddUser { name, password: password.unwrap_or_default(), email, admin, unverified };
             let view: UserView = match &backend {
-                Backend::Local(auth) => UserView::from(&auth.add_user(req).await.map_err(|e| e.to_string())?),
+                Backend::Local(auth) => auth.add_user(req).await.map_err(|e| e.to_string())?,
                 Backend::Remote(c) => {
                     let body = serde_json::to_value(&req).map_err(|e| e.to_string())?;
                     c.call(Method::POST, "/rest/authd/1/admin/users", Some(&body)).await?
                 }
             };
             println!("added user {}{}", view.name, if view.roles.is_empty() { "" } else { " (admin)" });
+            if let Some(link) = &view.verification_link {
+                println!("email verification link for {}: {link}", view.email.as_deref().unwrap_or(""));
+            }
         }
         UserCommand::Passwd { name, .. } => {
             let password = password.unwrap_or_default();

@@ -44,6 +44,27 @@ pub struct Config {
     pub require_login: bool,
     /// Largest request body forwarded to the app.
     pub max_body: usize,
+    /// Failed logins per client address per ten minutes before 429.
+    pub address_failures: u32,
+    /// Leading zero bits of the login page's proof-of-work puzzle.
+    pub challenge_difficulty: u8,
+}
+
+impl Config {
+    /// The authentication service's settings.
+    pub fn auth_settings(&self, public_base: String) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            timeouts: self.timeouts,
+            max_failed_logins: self.max_failed_logins,
+            lockout: self.lockout,
+            address_failures: self.address_failures,
+            challenge_difficulty: self.challenge_difficulty,
+            max_sessions_per_user: self.max_sessions_per_user,
+            hash_workers: self.hash_workers,
+            hash_queue: self.hash_queue,
+            public_base,
+        }
+    }
 }
 
 /// The session-lifetime settings of SPEC §1 and §5.

@@ -74,8 +74,11 @@ pub struct Metrics {
     latency_sum_us: AtomicU64,
     logins: [AtomicU64; 3],
     sweeps: AtomicU64,
-    swept_sessions: AtomicU64,
+    swept: [AtomicU64; 4],
 }
+
+/// The record kinds the sweeper deletes, in `Metrics::swept` order.
+const SWEPT_KINDS: [&str; 4] = ["session", "remember_me_series", "lockout", "verification_token"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -86,7 +89,7 @@ impl Default for Metrics {
             latency_sum_us: AtomicU64::new(0),
             logins: Default::default(),
             sweeps: AtomicU64::new(0),
-            swept_sessions: AtomicU64::new(0),
+            swept: Default::default(),
         }
     }
 }
@@ -122,9 +125,11 @@ impl Metrics {
     }
 
     /// Counts a sweeper run and what it deleted.
-    pub fn swept(&self, sessions: u64) {
+    pub fn swept(&self, r: &crate::store::SweepReport) {
         self.sweeps.fetch_add(1, Relaxed);
-        self.swept_sessions.fetch_add(sessions, Relaxed);
+        for (counter, n) in self.swept.iter().zip([r.sessions, r.series, r.lockouts, r.verifications]) {
+            counter.fetch_add(n, Relaxed);
+        }
     }
 
     /// Sweeper runs so far.
@@ -180,11 +185,9 @@ impl Metrics {
         let _ = writeln!(out, "authd_sweeper_runs_total {}", self.sweeps.load(Relaxed));
         let _ = writeln!(out, "# HELP authd_sweeper_deleted_total Records the sweeper deleted, by kind.");
         let _ = writeln!(out, "# TYPE authd_sweeper_deleted_total counter");
-        let _ = writeln!(
-            out,
-            "authd_sweeper_deleted_total{{kind=\"session\"}} {}",
-            self.swept_sessions.load(Relaxed)
-        );
+        for (kind, counter) in SWEPT_KINDS.iter().zip(&self.swept) {
+            let _ = writeln!(out, "authd_sweeper_deleted_total{{kind=\"{kind}\"}} {}", counter.load(Relaxed));
+        }
         out
     }
 }
@@ -200,7 +203,7 @@ mod tests {
         m.request(Route::Session, 200, Duration::from_millis(30));
         m.request(Route::Session, 418, Duration::from_millis(3));
         m.login(LoginOutcome::Failed);
-        m.swept(5);
+        m.swept(&crate::store::SweepReport { sessions: 5, series: 1, ..Default::default() });
         let text = m.render(7);
         assert!(text.contains("authd_http_requests_total{route=\"session\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("authd_http_requests_total{route=\"session\",status=\"other\"} 1"));
@@ -210,5 +213,6 @@ mod tests {
         assert!(text.contains("authd_logins_total{outcome=\"failed\"} 1"));
         assert!(text.contains("authd_sessions 7"));
         assert!(text.contains("authd_sweeper_deleted_total{kind=\"session\"} 5"));
+        assert!(text.contains("authd_sweeper_deleted_total{kind=\"remember_me_series\"} 1"));
     }
 }

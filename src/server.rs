@@ -13,19 +13,15 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::admin::AddUser;
-use crate::auth::{Auth, RememberPolicy};
+use crate::auth::Auth;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::datadir::{write_private, DataDir};
 use crate::http::proxy::Upstream;
 use crate::http::{self, App, Limits};
-use crate::metrics::Metrics;
-use crate::password::PasswordPool;
-use crate::session::SessionPolicy;
 use crate::store::redb::RedbStore;
 use crate::store::Store;
 use crate::token::{random_password, AdminCredential};
-use crate::xsrf::Xsrf;
 use crate::{sweeper, tls};
 
 /// Why the server could not start.
@@ -67,16 +63,9 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     let addr =
         listener.local_addr().map_err(|e| StartError(format!("cannot read the bound address: {e}")))?;
 
-    let auth = Arc::new(Auth {
-        store: Arc::clone(&store),
-        clock: Arc::new(SystemClock),
-        policy: SessionPolicy::new(&cfg.timeouts),
-        passwords: PasswordPool::new(cfg.hash_workers, cfg.hash_queue),
-        metrics: Arc::new(Metrics::default()),
-        max_sessions_per_user: cfg.max_sessions_per_user,
-        remember: RememberPolicy { age: cfg.timeouts.remember_me_age, grace: cfg.timeouts.remember_me_grace },
-        xsrf: Xsrf::new(&store.secrets().server_id, store.secrets().xsrf_key),
-    });
+    let public_base = cfg.base_url.clone().unwrap_or_else(|| format!("https://{}", loopback(addr)));
+    let auth =
+        Arc::new(Auth::new(Arc::clone(&store), Arc::new(SystemClock), &cfg.auth_settings(public_base)));
     let first_password = bootstrap_admin(&auth).await?;
 
     let credential = AdminCredential::generate();

@@ -22,15 +22,24 @@ pub async fn sweep_once(auth: &Auth, batch: usize) -> Result<SweepReport, StoreE
     loop {
         let r = auth.store.sweep(auth.now(), auth.policy.limits, batch).await?;
         total.sessions += r.sessions;
+        total.series += r.series;
+        total.lockouts += r.lockouts;
+        total.verifications += r.verifications;
         total.stale += r.stale;
         if !r.more {
             break;
         }
         tokio::task::yield_now().await;
     }
-    auth.metrics.swept(total.sessions);
-    if total.sessions > 0 {
-        tracing::info!(sessions = total.sessions, "sweeper deleted expired records");
+    auth.metrics.swept(&total);
+    if total.sessions + total.series + total.lockouts + total.verifications > 0 {
+        tracing::info!(
+            sessions = total.sessions,
+            series = total.series,
+            lockouts = total.lockouts,
+            verifications = total.verifications,
+            "sweeper deleted expired records"
+        );
     }
     Ok(total)
 }

@@ -59,8 +59,7 @@ pub async fn handle(
         (Method::GET, ["users"], _) => Ok(json(StatusCode::OK, &auth.list_users().await?)),
         (Method::POST, ["users"], _) => {
             let body: AddUser = read_json(req).await?;
-            let user = auth.add_user(body).await?;
-            Ok(json(StatusCode::CREATED, &UserView::from(&user)))
+            Ok(json(StatusCode::CREATED, &auth.add_user(body).await?))
         }
         (Method::GET, ["users", _], Some(n)) => {
             Ok(json(StatusCode::OK, &UserView::from(&auth.find_user(n).await?)))

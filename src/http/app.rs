@@ -217,6 +217,13 @@ impl App {
                 };
                 (Route::Pages, r)
             }
+            ["verify-email"] => {
+                let r = match method {
+                    Method::GET => pages::verify_email(self, req.uri().query(), ctx).await,
+                    _ => Err(not_allowed("GET")),
+                };
+                (Route::Pages, r)
+            }
             ["healthz"] => {
                 let r = match method {
                     Method::GET | Method::HEAD => {
@@ -466,7 +473,7 @@ fn is_own_path(segments: &[&str]) -> bool {
     match segments {
         ["rest", "auth", ..] | ["rest", "authd", ..] => true,
         ["rest", "api", v, "myself" | "user" | "serverInfo"] => version(v, "2"),
-        ["login.jsp"] | ["account", ..] | ["healthz"] | ["metrics"] => true,
+        ["login.jsp"] | ["account", ..] | ["verify-email"] | ["healthz"] | ["metrics"] => true,
         _ => false,
     }
 }

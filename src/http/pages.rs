@@ -1,9 +1,11 @@
-//! The browser pages (SPEC §8): `/login.jsp` and `/account`.
+//! The browser pages (SPEC §8): `/login.jsp`, `/account`, `/verify-email`.
 //!
-//! Plain server-rendered HTML with a little inline CSS: no scripts, no
-//! external assets, so they work with scripts disabled and under a strict
-//! content security policy. Every form carries `atl_token`, and every POST
-//! is checked against it before anything else happens.
+//! Plain server-rendered HTML with a little inline CSS, no external assets,
+//! usable with scripts disabled, under a strict content security policy.
+//! The one script is the proof-of-work solver on the login page of an
+//! account that demands a challenge (SPEC §3), allowed by a per-response
+//! nonce. Every form carries `atl_token`, and every POST is checked against
+//! it before anything else happens.
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, LOCATION};
@@ -12,7 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use super::app::{App, Ctx};
 use super::request::{encode_component, parse_urlencoded, query_pairs, read_body, LOGIN_BODY_LIMIT};
 use super::response::{empty, with_body, ApiError, Body};
-use super::session_api::login_context;
+use super::session_api::{login_context, retry_after};
 use crate::auth::LoginError;
 use crate::clock::Timestamp;
 use crate::token::{Handle, RememberToken};
@@ -32,8 +34,9 @@ pub async fn login_form(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result
             esc(&a.user.name)
         )
     });
-    let page = login_page(&token, dest.as_deref(), "", None, notice.as_deref());
-    Ok(html(StatusCode::OK, page))
+    let page =
+        LoginPage { token: &token, dest: dest.as_deref(), notice: notice.as_deref(), ..LoginPage::default() };
+    Ok(html(StatusCode::OK, page.render(), None))
 }
 
 /// `POST /login.jsp`: log in and go to `os_destination` (same-origin paths only) or `/account`.
@@ -49,53 +52,150 @@ pub async fn login_submit(
     let dest = field(&form, "os_destination").and_then(safe_destination);
     if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
         let token = app.page_xsrf(ctx, who.as_ref());
-        let page = login_page(
-            &token,
-            dest.as_deref(),
-            &username,
-            Some("XSRF check failed: the form was stale or came from another site. Please try again."),
-            None,
-        );
-        return Ok(html(StatusCode::FORBIDDEN, page));
+        let page = LoginPage {
+            token: &token,
+            dest: dest.as_deref(),
+            username: &username,
+            error: Some("XSRF check failed: the form was stale or came from another site. Please try again."),
+            ..LoginPage::default()
+        };
+        return Ok(html(StatusCode::FORBIDDEN, page.render(), None));
     }
     let password = field(&form, "os_password").unwrap_or_default();
     let remember = field(&form, "os_cookie").is_some_and(|v| !v.is_empty() && v != "false");
-    let login_ctx = login_context(ctx, remember);
-    match app.auth.login(&username, &password, login_ctx).await {
+    let mut login_ctx = login_context(ctx, remember);
+    login_ctx.challenge = field(&form, "pow_challenge").zip(field(&form, "pow_solution"));
+    let e = match app.auth.login(&username, &password, login_ctx).await {
         Ok(done) => {
             app.apply_login(ctx, &done);
             let mut r = redirect(dest.as_deref().unwrap_or("/account"));
             r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static("OK"));
-            Ok(r)
+            return Ok(r);
         }
-        Err(e) => {
-            let (status, reason, message) = match e {
-                LoginError::BadCredentials => (
-                    StatusCode::UNAUTHORIZED,
-                    Some("AUTHENTICATED_FAILED"),
-                    "Sorry, your username and password are incorrect - please try again.",
-                ),
-                LoginError::Unverified => (
-                    StatusCode::CONFLICT,
-                    None,
-                    "Your email address has not been verified yet. Open the link we sent you, then log in.",
-                ),
-                LoginError::Busy => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    "Too many people are logging in right now. Please try again in a moment.",
-                ),
-                LoginError::Store(e) => return Err(e.into()),
-            };
-            let token = app.page_xsrf(ctx, who.as_ref());
-            let mut r = html(status, login_page(&token, dest.as_deref(), &username, Some(message), None));
-            if let Some(reason) = reason {
-                r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static(reason));
+        Err(LoginError::Store(e)) => return Err(e.into()),
+        Err(e) => e,
+    };
+    let now = app.auth.now();
+    let failure = Failure::of(&e, now);
+    // An account that demands a challenge gets a fresh puzzle with the page.
+    let subject = match &e {
+        LoginError::Denied { subject, .. } => Some(*subject),
+        LoginError::BadCredentials => app.auth.challenge_subject(&username).await?,
+        _ => None,
+    };
+    let challenge = subject.map(|s| app.auth.pow.issue(s, now));
+    let script_nonce = challenge.as_ref().map(|_| crate::token::b64(&crate::token::random::<16>()));
+    let token = app.page_xsrf(ctx, who.as_ref());
+    let page = LoginPage {
+        token: &token,
+        dest: dest.as_deref(),
+        username: &username,
+        error: Some(&failure.message),
+        challenge: challenge.as_deref().map(|c| (c, app.auth.pow.difficulty)),
+        script_nonce: script_nonce.as_deref(),
+        ..LoginPage::default()
+    };
+    let mut r = html(failure.status, page.render(), script_nonce.as_deref());
+    if let Some(reason) = failure.reason {
+        r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static(reason));
+    }
+    if let Some(secs) = failure.retry_after {
+        r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+    }
+    Ok(r)
+}
+
+/// How the login page reports a failed login.
+struct Failure {
+    status: StatusCode,
+    reason: Option<&'static str>,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Failure {
+    fn of(e: &LoginError, now: Timestamp) -> Failure {
+        let f =
+            |status, reason, message: String, retry_after| Failure { status, reason, message, retry_after };
+        match e {
+            LoginError::BadCredentials => f(
+                StatusCode::UNAUTHORIZED,
+                Some("AUTHENTICATED_FAILED"),
+                "Sorry, your username and password are incorrect - please try again.".into(),
+                None,
+            ),
+            LoginError::Denied { until, .. } => {
+                let secs = retry_after(*until, now);
+                f(
+                    StatusCode::FORBIDDEN,
+                    Some("AUTHENTICATION_DENIED"),
+                    format!(
+                        "There have been too many failed logins for this account. Your browser is solving a \
+                         short check; when it is done, enter your password again. Without scripts, wait {} \
+                         and try again.",
+                        for_people(secs)
+                    ),
+                    Some(secs),
+                )
             }
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            LoginError::Throttled { until } => {
+                let secs = retry_after(*until, now);
+                f(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    format!(
+                        "Too many failed logins from your network address. Try again in {}.",
+                        for_people(secs)
+                    ),
+                    Some(secs),
+                )
             }
-            Ok(r)
+            LoginError::Unverified => f(
+                StatusCode::CONFLICT,
+                None,
+                "Your email address has not been verified yet. Open the link we sent you, then log in."
+                    .into(),
+                None,
+            ),
+            LoginError::Busy | LoginError::Store(_) => f(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "Too many people are logging in right now. Please try again in a moment.".into(),
+                Some(1),
+            ),
+        }
+    }
+}
+
+/// `N minutes` or `N seconds`.
+fn for_people(secs: u64) -> String {
+    match secs {
+        0..=1 => "1 second".into(),
+        2..=89 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}
+
+/// `GET /verify-email?token=...`: the link `authd user add --email ... --unverified` printed.
+pub async fn verify_email(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let pairs = query_pairs(query)?;
+    let token = field(&pairs, "token").unwrap_or_default();
+    let user = app.auth.redeem_verification(&token).await?;
+    app.identify(ctx).await?;
+    match user {
+        Some(u) => {
+            let body = format!(
+                "<h1>Email address verified</h1><p id=\"verified\">Thank you, <b>{}</b>: {} is verified. \
+                 <a href=\"/login.jsp\">Log in</a></p>",
+                esc(&u.name),
+                esc(u.email.as_deref().unwrap_or("")),
+            );
+            Ok(html(StatusCode::OK, layout("Email address verified", &body), None))
+        }
+        None => {
+            let body = "<h1>This link does not work</h1><p>The verification link is invalid, was already \
+                        used, or has expired. Ask an administrator for a new one.</p>";
+            Ok(html(StatusCode::NOT_FOUND, layout("Invalid link", body), None))
         }
     }
 }
@@ -149,7 +249,7 @@ pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
         logins = u.logins.login_count,
         t = hidden_token(&token),
     );
-    Ok(html(StatusCode::OK, layout("Your account", &body)))
+    Ok(html(StatusCode::OK, layout("Your account", &body), None))
 }
 
 /// `POST /account/...`: log out this, one, all other, or all sessions.
@@ -166,7 +266,7 @@ pub async fn account_action(
     if !app.xsrf_ok(ctx, Some(&who), field(&form, "atl_token").as_deref()) {
         let body = "<h1>XSRF check failed</h1><p>The form was stale or came from another site. \
                     <a href=\"/account\">Back to your account</a></p>";
-        return Ok(html(StatusCode::FORBIDDEN, layout("XSRF check failed", body)));
+        return Ok(html(StatusCode::FORBIDDEN, layout("XSRF check failed", body), None));
     }
     let current = who.session.as_ref().map(|s| s.key);
     let browser_series: Vec<_> =
@@ -249,15 +349,18 @@ fn redirect(to: &str) -> Response<Body> {
     r
 }
 
-fn html(status: StatusCode, page: String) -> Response<Body> {
+/// An HTML page with a strict content security policy; `script_nonce`
+/// allows the one inline script that carries it (the challenge solver).
+fn html(status: StatusCode, page: String, script_nonce: Option<&str>) -> Response<Body> {
     let mut r = with_body(status, "text/html; charset=utf-8", page);
     let h = r.headers_mut();
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
+    let script = script_nonce.map(|n| format!(" script-src 'nonce-{n}';")).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none';{script} style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert("content-security-policy", v);
+    }
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     r
@@ -267,34 +370,76 @@ fn hidden_token(token: &str) -> String {
     format!("<input type=\"hidden\" name=\"atl_token\" value=\"{}\">", esc(token))
 }
 
-fn login_page(
-    token: &str,
-    dest: Option<&str>,
-    username: &str,
-    error: Option<&str>,
-    notice: Option<&str>,
-) -> String {
-    let error = error.map(|e| format!("<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>", esc(e)));
-    let dest = dest.map(|d| format!("<input type=\"hidden\" name=\"os_destination\" value=\"{}\">", esc(d)));
-    let body = format!(
-        "<h1>Log in</h1>\n{notice}{error}\
-         <form method=\"post\" action=\"/login.jsp\" id=\"login-form\">\n\
-         {token}{dest}\
-         <label for=\"os_username\">Username</label>\
-         <input type=\"text\" id=\"os_username\" name=\"os_username\" value=\"{user}\" autocomplete=\"username\" autofocus required>\n\
-         <label for=\"os_password\">Password</label>\
-         <input type=\"password\" id=\"os_password\" name=\"os_password\" autocomplete=\"current-password\" required>\n\
-         <label class=\"check\"><input type=\"checkbox\" id=\"os_cookie\" name=\"os_cookie\" value=\"true\"> Remember my login on this computer</label>\n\
-         <button type=\"submit\" id=\"login-submit\" class=\"primary\">Log in</button>\n\
-         </form>",
-        notice = notice.unwrap_or(""),
-        error = error.unwrap_or_default(),
-        token = hidden_token(token),
-        dest = dest.unwrap_or_default(),
-        user = esc(username),
-    );
-    layout("Log in", &body)
+/// The login form and what it must say.
+#[derive(Default)]
+struct LoginPage<'a> {
+    token: &'a str,
+    dest: Option<&'a str>,
+    username: &'a str,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+    /// A proof-of-work challenge and its difficulty in bits.
+    challenge: Option<(&'a str, u8)>,
+    script_nonce: Option<&'a str>,
 }
+
+impl LoginPage<'_> {
+    fn render(&self) -> String {
+        let error = self
+            .error
+            .map(|e| format!("<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>", esc(e)));
+        let dest = self
+            .dest
+            .map(|d| format!("<input type=\"hidden\" name=\"os_destination\" value=\"{}\">", esc(d)));
+        let (pow_fields, pow_attr, pow_script) = match (self.challenge, self.script_nonce) {
+            (Some((c, bits)), Some(nonce)) => (
+                format!(
+                    "<input type=\"hidden\" name=\"pow_challenge\" value=\"{}\">\
+                     <input type=\"hidden\" name=\"pow_solution\" id=\"pow_solution\" value=\"\">\
+                     <p class=\"note\" id=\"pow-status\">Checking your browser&hellip;</p>\
+                     <noscript><p class=\"note\">Scripts are off, so the check cannot run: wait, then try again.</p></noscript>",
+                    esc(c)
+                ),
+                format!(" data-pow-bits=\"{bits}\""),
+                format!("<script nonce=\"{}\">{SOLVER}</script>", esc(nonce)),
+            ),
+            _ => (String::new(), String::new(), String::new()),
+        };
+        let body = format!(
+            "<h1>Log in</h1>\n{notice}{error}\
+             <form method=\"post\" action=\"/login.jsp\" id=\"login-form\"{pow_attr}>\n\
+             {token}{dest}{pow_fields}\
+             <label for=\"os_username\">Username</label>\
+             <input type=\"text\" id=\"os_username\" name=\"os_username\" value=\"{user}\" autocomplete=\"username\" autofocus required>\n\
+             <label for=\"os_password\">Password</label>\
+             <input type=\"password\" id=\"os_password\" name=\"os_password\" autocomplete=\"current-password\" required>\n\
+             <label class=\"check\"><input type=\"checkbox\" id=\"os_cookie\" name=\"os_cookie\" value=\"true\"> Remember my login on this computer</label>\n\
+             <button type=\"submit\" id=\"login-submit\" class=\"primary\">Log in</button>\n\
+             </form>{pow_script}",
+            notice = self.notice.unwrap_or(""),
+            error = error.unwrap_or_default(),
+            token = hidden_token(self.token),
+            dest = dest.unwrap_or_default(),
+            user = esc(self.username),
+        );
+        layout("Log in", &body)
+    }
+}
+
+/// Finds a counter whose SHA-256 with the challenge has enough leading zero
+/// bits (WebCrypto, 512 digests at a time), then enables the form.
+const SOLVER: &str = "(async()=>{\
+const f=document.getElementById('login-form');const ch=f.elements['pow_challenge'].value;\
+const bits=Number(f.dataset.powBits);const st=document.getElementById('pow-status');\
+const btn=document.getElementById('login-submit');btn.disabled=true;const enc=new TextEncoder();\
+const zeros=d=>{let n=0;for(const x of new Uint8Array(d)){if(x===0){n+=8;continue}return n+Math.clz32(x)-24}return n};\
+let start=0,found=-1;const t0=performance.now();\
+while(found<0){const ps=[];for(let k=0;k<512;k++){const n=start+k;\
+ps.push(crypto.subtle.digest('SHA-256',enc.encode(ch+':'+n)).then(d=>zeros(d)>=bits?n:-1))}\
+for(const r of await Promise.all(ps)){if(r>=0&&found<0)found=r}start+=512}\
+document.getElementById('pow_solution').value=String(found);btn.disabled=false;\
+st.textContent='Check done in '+Math.round(performance.now()-t0)+' ms: enter your password and log in.';\
+st.dataset.solved='true'})();";
 
 fn layout(title: &str, body: &str) -> String {
     format!(
@@ -384,7 +529,14 @@ mod tests {
 
     #[test]
     fn login_page_has_the_jira_fields() {
-        let p = login_page("TOKEN", Some("/x"), "bob", Some("bad"), None);
+        let p = LoginPage {
+            token: "TOKEN",
+            dest: Some("/x"),
+            username: "bob",
+            error: Some("bad"),
+            ..LoginPage::default()
+        }
+        .render();
         for needle in [
             "name=\"os_username\"",
             "name=\"os_password\"",
@@ -397,5 +549,28 @@ mod tests {
             assert!(p.contains(needle), "{needle}");
         }
         assert!(!p.contains("<script"));
+    }
+
+    #[test]
+    fn a_challenge_adds_the_puzzle_and_its_solver() {
+        let p = LoginPage {
+            token: "T",
+            challenge: Some(("CH", 12)),
+            script_nonce: Some("N"),
+            ..LoginPage::default()
+        }
+        .render();
+        assert!(p.contains("name=\"pow_challenge\" value=\"CH\""));
+        assert!(p.contains("data-pow-bits=\"12\""));
+        assert!(p.contains("<script nonce=\"N\">"));
+        assert!(p.contains("<noscript>"));
+    }
+
+    #[test]
+    fn waits_read_well() {
+        assert_eq!(for_people(1), "1 second");
+        assert_eq!(for_people(30), "30 seconds");
+        assert_eq!(for_people(300), "5 minutes");
+        assert_eq!(for_people(301), "6 minutes");
     }
 }

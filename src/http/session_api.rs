@@ -12,6 +12,7 @@ use super::request::{
 };
 use super::response::{json, ApiError, Body};
 use crate::auth::{LoginContext, LoginError};
+use crate::clock::Timestamp;
 use crate::store::{LoginStats, User};
 use crate::token::{RememberToken, SessionId};
 
@@ -39,7 +40,7 @@ pub async fn login(app: &App, req: Request<Incoming>, ctx: &mut Ctx) -> Result<R
             });
             Ok(json(StatusCode::OK, &body))
         }
-        Err(e) => Err(login_error(e)),
+        Err(e) => Err(login_error(e, &ctx.base, app.auth.now())),
     }
 }
 
@@ -57,12 +58,25 @@ pub fn login_context(ctx: &Ctx, remember: bool) -> LoginContext {
         address: Some(ctx.peer.ip()),
         browser: describe_browser(&ctx.user_agent),
         remember,
+        challenge: None,
     }
 }
 
 /// The API answer for a failed login (SPEC §3).
-pub fn login_error(e: LoginError) -> ApiError {
+pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
     match e {
+        LoginError::Denied { until, .. } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Login denied: too many failed logins. Log in through the login page, or try again later.",
+        )
+        .header("x-seraph-loginreason", "AUTHENTICATION_DENIED")
+        .header("x-authentication-denied-reason", &format!("CAPTCHA_CHALLENGE; login-url={base}/login.jsp"))
+        .header("retry-after", &retry_after(until, now).to_string()),
+        LoginError::Throttled { until } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed logins from your address; try again later.",
+        )
+        .header("retry-after", &retry_after(until, now).to_string()),
         LoginError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "Login failed")
             .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")
             .header("www-authenticate", "JIRA REST POST"),
@@ -136,6 +150,11 @@ pub async fn server_info(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, Api
         "serverTitle": "authd",
     });
     Ok(json(StatusCode::OK, &body))
+}
+
+/// Whole seconds from `now` until `until`, at least one.
+pub fn retry_after(until: Timestamp, now: Timestamp) -> u64 {
+    until.since(now).as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX)
 }
 
 fn self_link(base: &str, name: &str) -> String {

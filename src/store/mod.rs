@@ -83,6 +83,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Rotation>;
     /// Deletes a series durably; `false` if it was not there.
     fn delete_series(&self, selector: Selector) -> StoreFuture<'_, bool>;
+
+    /// A user's failed-login (lockout) record.
+    fn lockout(&self, user: UserId) -> StoreFuture<'_, Option<Lockout>>;
+    /// Records a failed login atomically: Jira's counters, and the lockout
+    /// record replaced by `step(old)` (which also says when to forget it).
+    fn login_failed(&self, user: UserId, at: Timestamp, step: LockoutStep) -> StoreFuture<'_, Lockout>;
+
+    /// Files an email-verification token (by hash) for `user`.
+    fn create_verification(&self, hash: [u8; 16], token: Verification) -> StoreFuture<'_, ()>;
+    /// Redeems a verification token: marks the address verified and deletes
+    /// the token. `None` if unknown, expired, or its user or address changed.
+    fn redeem_verification(&self, hash: [u8; 16], now: Timestamp) -> StoreFuture<'_, Option<User>>;
     /// The number of stored sessions (live or not yet swept).
     fn session_count(&self) -> StoreFuture<'_, u64>;
 
@@ -123,6 +135,10 @@ pub struct SweepReport {
     pub sessions: u64,
     /// Expired remember-me series deleted.
     pub series: u64,
+    /// Lockout records forgotten.
+    pub lockouts: u64,
+    /// Expired verification tokens deleted.
+    pub verifications: u64,
     /// Index entries that pointed at records already gone or still live (re-filed).
     pub stale: u64,
     /// Whether more expired entries may remain.
@@ -214,9 +230,7 @@ pub enum UserChange {
     Password { hash: String, keep: Option<SessionKey> },
     /// Marks the email address verified.
     VerifyEmail,
-    /// Records a failed login.
-    LoginFailed { at: Timestamp },
-    /// Clears the failure count.
+    /// Clears the failure count and any lockout.
     Unlock,
 }
 
@@ -282,6 +296,33 @@ pub struct Series {
     pub expires: Timestamp,
 }
 
+/// A user's failed-login state (see `lockout` for the machine).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lockout {
+    /// Consecutive failures since the last trigger.
+    pub strikes: u32,
+    /// How many times the challenge has been triggered.
+    pub level: u32,
+    /// The challenge stands until then.
+    pub until: Option<Timestamp>,
+    /// The latest failure.
+    pub last_event: Timestamp,
+}
+
+/// A transition of the lockout machine: the new record, and when to forget it.
+pub type LockoutStep = Box<dyn FnOnce(Option<Lockout>) -> (Lockout, Timestamp) + Send>;
+
+/// An email-verification token (stored under the hash of its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// Whose address.
+    pub user: UserId,
+    /// The address it verifies (a changed address voids it).
+    pub email: String,
+    /// When it stops working.
+    pub expires: Timestamp,
+}
+
 /// What [`Store::rotate_series`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {
@@ -336,6 +377,8 @@ pub fn name_key(name: &str) -> String {
 const USER_FORMAT: u8 = 1;
 const SESSION_FORMAT: u8 = 1;
 const SERIES_FORMAT: u8 = 1;
+const LOCKOUT_FORMAT: u8 = 1;
+const VERIFICATION_FORMAT: u8 = 1;
 
 impl User {
     /// The stored bytes of this user (without its id, which is the key).
@@ -442,9 +485,61 @@ impl Series {
     }
 }
 
+impl Lockout {
+    /// The stored bytes, with the time the record may be forgotten.
+    pub fn encode(&self, forget_at: Timestamp) -> Vec<u8> {
+        let mut w = Writer::new(LOCKOUT_FORMAT);
+        w.u32(self.strikes)
+            .u32(self.level)
+            .opt_u64(self.until.map(|t| t.0))
+            .u64(self.last_event.0)
+            .u64(forget_at.0);
+        w.finish()
+    }
+
+    /// Reads a record and its forget time back.
+    pub fn decode(bytes: &[u8]) -> Result<(Lockout, Timestamp), DecodeError> {
+        let mut r = Reader::new(bytes, LOCKOUT_FORMAT)?;
+        let l = Lockout {
+            strikes: r.u32()?,
+            level: r.u32()?,
+            until: r.opt_u64()?.map(Timestamp),
+            last_event: Timestamp(r.u64()?),
+        };
+        let forget = Timestamp(r.u64()?);
+        r.finish()?;
+        Ok((l, forget))
+    }
+}
+
+impl Verification {
+    /// The stored bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(VERIFICATION_FORMAT);
+        w.u64(self.user).str(&self.email).u64(self.expires.0);
+        w.finish()
+    }
+
+    /// Reads a token record back.
+    pub fn decode(bytes: &[u8]) -> Result<Verification, DecodeError> {
+        let mut r = Reader::new(bytes, VERIFICATION_FORMAT)?;
+        let v = Verification { user: r.u64()?, email: r.str()?, expires: Timestamp(r.u64()?) };
+        r.finish()?;
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lockout_and_verification_round_trip() {
+        let l = Lockout { strikes: 2, level: 3, until: Some(Timestamp(7)), last_event: Timestamp(5) };
+        assert_eq!(Lockout::decode(&l.encode(Timestamp(99))).unwrap(), (l, Timestamp(99)));
+        let v = Verification { user: 4, email: "a@b".into(), expires: Timestamp(8) };
+        assert_eq!(Verification::decode(&v.encode()).unwrap(), v);
+    }
 
     fn user() -> User {
         User {

@@ -17,6 +17,8 @@
 //! - `user_sessions`: (user id, session key) → ()
 //! - `series`: remember-me selector → [`Series`] record
 //! - `user_series`: (user id, selector) → ()
+//! - `lockouts`: user id → [`Lockout`] record (failed-login state)
+//! - `verifications`: hash of an email-verification token → [`Verification`]
 //! - `expiry`: (deadline ms, kind, id) → (), the sweeper's index
 
 use std::path::{Path, PathBuf};
@@ -32,8 +34,8 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    name_key, NewSession, NewUser, Rotation, Series, ServerSecrets, Session, SessionLimits, Store,
-    StoreError, StoreFuture, SweepReport, User, UserChange, UserId,
+    name_key, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series, ServerSecrets, Session,
+    SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange, UserId, Verification,
 };
 use crate::clock::Timestamp;
 use crate::token::{ct_eq, random, Selector, SessionKey};
@@ -51,11 +53,15 @@ const SESSIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("sessio
 const USER_SESSIONS: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_sessions");
 const SERIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("series");
 const USER_SERIES: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_series");
+const LOCKOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("lockouts");
+const VERIFICATIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("verifications");
 const EXPIRY: TableDefinition<(u64, u8, &[u8; 16]), ()> = TableDefinition::new("expiry");
 
 /// Kinds of record in the expiry index.
 const KIND_SESSION: u8 = 1;
 const KIND_SERIES: u8 = 2;
+const KIND_LOCKOUT: u8 = 3;
+const KIND_VERIFICATION: u8 = 4;
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
@@ -241,8 +247,10 @@ impl Store for RedbStore {
                     t.revoke_all_of(id, keep)?;
                 }
                 UserChange::VerifyEmail => user.email_verified = true,
-                UserChange::LoginFailed { at } => user.logins = user.logins.failed(at),
-                UserChange::Unlock => user.logins.failed_count = 0,
+                UserChange::Unlock => {
+                    user.logins.failed_count = 0;
+                    t.delete_lockout(id)?;
+                }
             }
             t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
             Ok(user)
@@ -255,6 +263,7 @@ impl Store for RedbStore {
                 return Ok(false);
             };
             t.revoke_all_of(id, None)?;
+            t.delete_lockout(id)?;
             t.user_names.remove(name_key(&user.name).as_str()).map_err(storage)?;
             t.users.remove(id).map_err(storage)?;
             Ok(true)
@@ -301,6 +310,7 @@ impl Store for RedbStore {
             if plan.count_login {
                 user.logins = user.logins.succeeded(plan.session.created);
                 t.users.insert(uid, user.encode().as_slice()).map_err(storage)?;
+                t.delete_lockout(uid)?;
             }
             Ok(removed)
         })
@@ -407,6 +417,59 @@ impl Store for RedbStore {
         self.write(true, move |t| t.delete_series(selector))
     }
 
+    fn lockout(&self, user: UserId) -> StoreFuture<'_, Option<Lockout>> {
+        let r = self.read(|txn| {
+            let table = txn.open_table(LOCKOUTS).map_err(storage)?;
+            match table.get(user).map_err(storage)? {
+                Some(raw) => Ok(Some(Lockout::decode(raw.value())?.0)),
+                None => Ok(None),
+            }
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn login_failed(&self, user: UserId, at: Timestamp, step: LockoutStep) -> StoreFuture<'_, Lockout> {
+        self.write(true, move |t| {
+            let mut u = t.user(user)?.ok_or(StoreError::NotFound)?;
+            let old = t.lockout(user)?;
+            let (next, forget_at) = step(old.map(|(l, _)| l));
+            if let Some((_, old_forget)) = old {
+                t.expiry.remove((old_forget.0, KIND_LOCKOUT, &id16(user))).map_err(storage)?;
+            }
+            t.lockouts.insert(user, next.encode(forget_at).as_slice()).map_err(storage)?;
+            t.expiry.insert((forget_at.0, KIND_LOCKOUT, &id16(user)), ()).map_err(storage)?;
+            u.logins = u.logins.failed(at);
+            t.users.insert(user, u.encode().as_slice()).map_err(storage)?;
+            Ok(next)
+        })
+    }
+
+    fn create_verification(&self, hash: [u8; 16], token: Verification) -> StoreFuture<'_, ()> {
+        self.write(true, move |t| {
+            t.verifications.insert(&hash, token.encode().as_slice()).map_err(storage)?;
+            t.expiry.insert((token.expires.0, KIND_VERIFICATION, &hash), ()).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn redeem_verification(&self, hash: [u8; 16], now: Timestamp) -> StoreFuture<'_, Option<User>> {
+        self.write(true, move |t| {
+            let Some(raw) = t.verifications.get(&hash).map_err(storage)?.map(|g| g.value().to_vec()) else {
+                return Ok(None);
+            };
+            let v = Verification::decode(&raw)?;
+            t.verifications.remove(&hash).map_err(storage)?;
+            t.expiry.remove((v.expires.0, KIND_VERIFICATION, &hash)).map_err(storage)?;
+            let Some(mut user) = t.user(v.user)? else { return Ok(None) };
+            if now >= v.expires || user.email.as_deref() != Some(v.email.as_str()) {
+                return Ok(None);
+            }
+            user.email_verified = true;
+            t.users.insert(user.id, user.encode().as_slice()).map_err(storage)?;
+            Ok(Some(user))
+        })
+    }
+
     fn session_count(&self) -> StoreFuture<'_, u64> {
         let r = self.read(|txn| txn.open_table(SESSIONS).map_err(storage)?.len().map_err(storage));
         Box::pin(std::future::ready(r))
@@ -433,6 +496,26 @@ impl Store for RedbStore {
                             report.series += 1;
                         }
                         _ => report.stale += 1,
+                    }
+                    continue;
+                }
+                if kind == KIND_LOCKOUT {
+                    let user =
+                        u64::from_le_bytes(id.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default());
+                    match t.lockout(user)? {
+                        Some((_, forget)) if forget.0 == deadline => {
+                            t.lockouts.remove(user).map_err(storage)?;
+                            report.lockouts += 1;
+                        }
+                        _ => report.stale += 1,
+                    }
+                    continue;
+                }
+                if kind == KIND_VERIFICATION {
+                    if t.verifications.remove(&id).map_err(storage)?.is_some() {
+                        report.verifications += 1;
+                    } else {
+                        report.stale += 1;
                     }
                     continue;
                 }
@@ -496,6 +579,8 @@ struct Tables<'t> {
     user_sessions: Table<'t, (u64, &'static [u8; 16]), ()>,
     series: Table<'t, &'static [u8; 16], &'static [u8]>,
     user_series: Table<'t, (u64, &'static [u8; 16]), ()>,
+    lockouts: Table<'t, u64, &'static [u8]>,
+    verifications: Table<'t, &'static [u8; 16], &'static [u8]>,
     expiry: Table<'t, (u64, u8, &'static [u8; 16]), ()>,
 }
 
@@ -509,6 +594,8 @@ impl<'t> Tables<'t> {
             user_sessions: txn.open_table(USER_SESSIONS).map_err(storage)?,
             series: txn.open_table(SERIES).map_err(storage)?,
             user_series: txn.open_table(USER_SERIES).map_err(storage)?,
+            lockouts: txn.open_table(LOCKOUTS).map_err(storage)?,
+            verifications: txn.open_table(VERIFICATIONS).map_err(storage)?,
             expiry: txn.open_table(EXPIRY).map_err(storage)?,
         })
     }
@@ -548,6 +635,21 @@ impl<'t> Tables<'t> {
             self.delete_series(selector)?;
         }
         Ok(true)
+    }
+
+    fn lockout(&self, user: UserId) -> Result<Option<(Lockout, Timestamp)>, StoreError> {
+        match self.lockouts.get(user).map_err(storage)? {
+            Some(raw) => Ok(Some(Lockout::decode(raw.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_lockout(&mut self, user: UserId) -> Result<(), StoreError> {
+        if let Some((_, forget)) = self.lockout(user)? {
+            self.lockouts.remove(user).map_err(storage)?;
+            self.expiry.remove((forget.0, KIND_LOCKOUT, &id16(user))).map_err(storage)?;
+        }
+        Ok(())
     }
 
     fn series(&self, selector: Selector) -> Result<Option<Series>, StoreError> {
@@ -725,6 +827,15 @@ fn next_user_id(meta: &mut Table<'_, &'static str, &'static [u8]>) -> Result<Use
     };
     meta.insert("next_user_id", current.saturating_add(1).to_le_bytes().as_slice()).map_err(storage)?;
     Ok(current)
+}
+
+/// A user id as a 16-byte expiry-index id.
+fn id16(user: UserId) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (o, b) in out.iter_mut().zip(user.to_le_bytes()) {
+        *o = b;
+    }
+    out
 }
 
 fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
@@ -905,7 +1016,7 @@ mod tests {
         let u = s.user(uid).await.unwrap().unwrap();
         assert_eq!(u.logins, LoginStats::default().succeeded(Timestamp(1)).succeeded(Timestamp(50_000)));
         let r = s.sweep(Timestamp(20_000), LIMITS, 100).await.unwrap();
-        assert_eq!(r, SweepReport { sessions: 1, series: 0, stale: 0, more: false });
+        assert_eq!(r, SweepReport { sessions: 1, more: false, ..SweepReport::default() });
         assert!(s.session(SessionKey([1; 16])).await.unwrap().is_none());
         assert!(s.session(SessionKey([2; 16])).await.unwrap().is_some());
         assert_eq!(s.sessions_of(uid).await.unwrap().len(), 1);
@@ -983,6 +1094,52 @@ mod tests {
         assert!(s.user_by_name("a").await.unwrap().is_none());
         // The expiry index holds nothing for the deleted sessions.
         assert_eq!(s.sweep(Timestamp(u64::MAX), LIMITS, 100).await.unwrap(), SweepReport::default());
+    }
+
+    #[tokio::test]
+    async fn failed_logins_update_counters_and_lockout_atomically_and_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        let step = |forget: u64| -> LockoutStep {
+            Box::new(move |old: Option<Lockout>| {
+                let mut l = old.unwrap_or_default();
+                l.strikes += 1;
+                (l, Timestamp(forget))
+            })
+        };
+        s.login_failed(uid, Timestamp(10), step(5_000)).await.unwrap();
+        let l = s.login_failed(uid, Timestamp(20), step(6_000)).await.unwrap();
+        assert_eq!(l.strikes, 2);
+        assert_eq!(s.user(uid).await.unwrap().unwrap().logins.failed_count, 2);
+        // Only the latest forget time is in the index.
+        assert_eq!(s.sweep(Timestamp(5_500), LIMITS, 100).await.unwrap().lockouts, 0);
+        assert_eq!(s.sweep(Timestamp(6_500), LIMITS, 100).await.unwrap().lockouts, 1);
+        assert_eq!(s.lockout(uid).await.unwrap(), None);
+        // A successful login deletes the record too.
+        s.login_failed(uid, Timestamp(30), step(9_000)).await.unwrap();
+        s.create_session(plan(1, session(uid, 40), 99_000)).await.unwrap();
+        assert_eq!(s.lockout(uid).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn verification_tokens_work_once_and_only_for_the_same_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let mut nu = new_user("a");
+        nu.email = Some("a@x".into());
+        nu.email_verified = false;
+        let uid = s.create_user(nu).await.unwrap().id;
+        let v = Verification { user: uid, email: "a@x".into(), expires: Timestamp(1_000) };
+        s.create_verification([1; 16], v.clone()).await.unwrap();
+        assert_eq!(s.redeem_verification([1; 16], Timestamp(2_000)).await.unwrap(), None, "expired");
+        s.create_verification([2; 16], v.clone()).await.unwrap();
+        let u = s.redeem_verification([2; 16], Timestamp(500)).await.unwrap().unwrap();
+        assert!(u.email_verified);
+        assert_eq!(s.redeem_verification([2; 16], Timestamp(500)).await.unwrap(), None, "used");
+        let other = Verification { email: "b@x".into(), ..v };
+        s.create_verification([3; 16], other).await.unwrap();
+        assert_eq!(s.redeem_verification([3; 16], Timestamp(500)).await.unwrap(), None, "another address");
     }
 
     #[tokio::test]

@@ -1,0 +1,162 @@
+//! The failed-login state machine (SPEC §3), after kanidm's softlock.
+//!
+//! ```text
+//!             failure, strikes + 1 < max
+//!            ┌───────┐
+//!            ▼       │
+//!   ──► Open(strikes) ──── failure, strikes + 1 = max ────► Challenged(until)
+//!            ▲                                               │  │
+//!            └──────────── now ≥ until (level kept) ─────────┘  │
+//!                                                               │ failure after a solved
+//!                                    success / unlock:          │ challenge: level + 1,
+//!                                    record deleted             ▼ until moves out again
+//! ```
+//!
+//! Each trigger sets `until = now + base · 2^(level-1)`, capped at one hour.
+//! While challenged, the API refuses the user without checking the password;
+//! the login page lets a person through by solving a proof-of-work puzzle.
+//! The record is forgotten (the sweeper deletes it) a day after its last
+//! event, so the doubling does not follow a user forever.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::store::Lockout;
+
+/// How the machine is tuned.
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutPolicy {
+    /// Consecutive failures that trigger a challenge.
+    pub max_failures: u32,
+    /// The first challenge period.
+    pub base: Duration,
+    /// The longest challenge period.
+    pub cap: Duration,
+    /// How long after its last event a record is remembered.
+    pub memory: Duration,
+}
+
+impl LockoutPolicy {
+    /// The policy for `--max-failed-logins` and `--lockout`.
+    pub fn new(max_failures: u32, base: Duration) -> Self {
+        LockoutPolicy {
+            max_failures: max_failures.max(1),
+            base,
+            cap: Duration::from_secs(3600),
+            memory: Duration::from_secs(86_400),
+        }
+    }
+
+    /// Whether a login for this record at `now` must be challenged, and until when.
+    pub fn challenged_until(&self, rec: Option<&Lockout>, now: Timestamp) -> Option<Timestamp> {
+        rec.and_then(|r| r.until).filter(|&until| now < until)
+    }
+
+    /// The record after a failed login at `now`.
+    pub fn on_failure(&self, rec: Option<Lockout>, now: Timestamp) -> Lockout {
+        let rec = rec.filter(|r| now < self.forget_at(r)).unwrap_or_default();
+        let challenged = self.challenged_until(Some(&rec), now).is_some();
+        let strikes = rec.strikes.saturating_add(1);
+        if challenged || strikes >= self.max_failures {
+            let level = rec.level.saturating_add(1);
+            Lockout { strikes: 0, level, until: Some(now.plus(self.period(level))), last_event: now }
+        } else {
+            Lockout { strikes, last_event: now, ..rec }
+        }
+    }
+
+    /// How long the `level`-th trigger lasts: base · 2^(level-1), at most the cap.
+    pub fn period(&self, level: u32) -> Duration {
+        let factor = 1u32.checked_shl(level.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap)
+    }
+
+    /// When the record may be deleted.
+    pub fn forget_at(&self, rec: &Lockout) -> Timestamp {
+        rec.until.unwrap_or(rec.last_event).max(rec.last_event).plus(self.memory)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+
+    fn policy() -> LockoutPolicy {
+        LockoutPolicy::new(3, Duration::from_secs(300))
+    }
+
+    fn at(minutes: u64) -> Timestamp {
+        Timestamp(1_000_000 + minutes * MIN)
+    }
+
+    fn fail(rec: Option<Lockout>, t: Timestamp) -> Option<Lockout> {
+        Some(policy().on_failure(rec, t))
+    }
+
+    #[test]
+    fn the_third_consecutive_failure_triggers_a_challenge() {
+        let p = policy();
+        let r = fail(None, at(0));
+        let r = fail(r, at(0));
+        assert_eq!(p.challenged_until(r.as_ref(), at(0)), None);
+        let r = fail(r, at(0));
+        assert_eq!(p.challenged_until(r.as_ref(), at(0)), Some(at(5)));
+    }
+
+    #[test]
+    fn the_challenge_lapses_and_doubles_when_triggered_again() {
+        let p = policy();
+        let mut r = None;
+        for _ in 0..3 {
+            r = fail(r, at(0));
+        }
+        assert_eq!(p.challenged_until(r.as_ref(), at(5)), None, "lapsed after 5 minutes");
+        for _ in 0..3 {
+            r = fail(r, at(6));
+        }
+        assert_eq!(p.challenged_until(r.as_ref(), at(6)), Some(at(16)), "second trigger: 10 minutes");
+        for _ in 0..3 {
+            r = fail(r, at(17));
+        }
+        assert_eq!(p.challenged_until(r.as_ref(), at(17)), Some(at(37)), "third: 20 minutes");
+    }
+
+    #[test]
+    fn the_period_is_capped_at_an_hour() {
+        let p = policy();
+        assert_eq!(p.period(1), Duration::from_secs(300));
+        assert_eq!(p.period(4), Duration::from_secs(2400));
+        assert_eq!(p.period(5), Duration::from_secs(3600));
+        assert_eq!(p.period(40), Duration::from_secs(3600));
+        assert_eq!(p.period(u32::MAX), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_failure_while_challenged_retriggers() {
+        let p = policy();
+        let mut r = None;
+        for _ in 0..3 {
+            r = fail(r, at(0));
+        }
+        // A solved puzzle let a wrong password through at minute 1.
+        let r = fail(r, at(1));
+        assert_eq!(p.challenged_until(r.as_ref(), at(1)), Some(at(11)));
+    }
+
+    #[test]
+    fn records_are_forgotten_after_a_quiet_day() {
+        let p = policy();
+        let mut r = None;
+        for _ in 0..3 {
+            r = fail(r, at(0));
+        }
+        let forget = p.forget_at(r.as_ref().unwrap());
+        assert_eq!(forget, at(5 + 24 * 60));
+        // A failure after that starts from scratch: level 1 again, and one strike only.
+        let r = fail(r, Timestamp(forget.0 + 1));
+        assert_eq!(r.unwrap().strikes, 1);
+        assert_eq!(r.unwrap().level, 0);
+    }
+}
