@@ -3,5 +3,6 @@
 
 mod support;
 
+mod cookies;
 mod corpus;
 mod session_api;

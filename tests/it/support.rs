@@ -48,12 +48,23 @@ impl Server {
 
     /// Starts authd; on failure returns its exit status and stderr.
     pub fn try_start_in(data: &Path, args: &[&str]) -> Result<Server, (Option<ExitStatus>, String)> {
+        Server::try_start_env(data, args, &[])
+    }
+
+    /// Starts authd with extra `AUTHD_*` environment variables; on failure
+    /// returns its exit status and stderr.
+    pub fn try_start_env(
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, (Option<ExitStatus>, String)> {
         let mut child = Command::new(BIN)
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("AUTHD_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -288,4 +299,130 @@ pub fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 /// A header as a string.
 pub fn header(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers().get(name).map(|v| v.to_str().unwrap().to_string())
+}
+
+/// An HTTPS client that speaks only HTTP/1.1 (ALPN `http/1.1`).
+pub fn h1_client_for(cert_pem: &[u8]) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Sends raw bytes over one HTTP/1.1 TLS connection to `s` and returns
+/// everything the server answers until it closes (or 10 s pass).
+pub async fn raw_h1(s: &Server, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&s.cert_pem()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(request).await;
+    let _ = stream.flush().await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// The status code of a raw HTTP/1.1 answer.
+pub fn raw_status(answer: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(answer);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// Checks Jira's error shape: `{"errorMessages":["..."],"errors":{}}` and nothing else.
+pub fn assert_jira_error(body: &Value) {
+    let obj = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["errorMessages", "errors"], "error body has other keys: {body}");
+    let msgs = body["errorMessages"].as_array().unwrap_or_else(|| panic!("errorMessages: {body}"));
+    assert!(!msgs.is_empty(), "errorMessages is empty: {body}");
+    for m in msgs {
+        assert!(m.as_str().is_some_and(|m| !m.trim().is_empty()), "blank message in {body}");
+    }
+    assert_eq!(body["errors"], json!({}), "errors is not an empty object: {body}");
+}
+
+/// The first error message of a Jira-shaped body.
+pub fn error_message(body: &Value) -> String {
+    body["errorMessages"][0].as_str().unwrap_or_default().to_string()
+}
+
+/// The status of `GET /rest/auth/1/session` presenting `JSESSIONID=id`.
+pub async fn session_status(s: &Server, id: &str) -> u16 {
+    s.bare_client()
+        .get(s.at("/rest/auth/1/session"))
+        .header("cookie", format!("JSESSIONID={id}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Logs in with a cookie-less client; returns the session ID from the body.
+pub async fn login_id(s: &Server, user: &str, password: &str) -> String {
+    let body = s.login_ok(&s.bare_client(), user, password).await;
+    body["session"]["value"].as_str().unwrap().to_string()
+}
+
+/// The value of one series in Prometheus text, e.g. `authd_sessions` or
+/// `authd_sweeper_deleted_total{kind="session"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `GET /metrics` as text.
+pub async fn metrics_text(s: &Server) -> String {
+    let r = s.bare_client().get(s.at("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// SHA-256 of the first certificate in a PEM file, lower-case hex without separators.
+pub fn cert_sha256_hex(cert_pem: &[u8]) -> String {
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem).next().unwrap().unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `Set-Cookie` value split into name, value and attributes (as written).
+pub fn parse_set_cookie(sc: &str) -> (String, String, Vec<String>) {
+    let mut parts = sc.split(';').map(str::trim);
+    let (name, value) = parts.next().unwrap().split_once('=').unwrap();
+    (name.to_string(), value.to_string(), parts.filter(|p| !p.is_empty()).map(str::to_string).collect())
 }
