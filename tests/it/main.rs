@@ -6,3 +6,4 @@ mod support;
 mod cookies;
 mod corpus;
 mod session_api;
+mod timeouts;
