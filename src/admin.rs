@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{valid_name, Auth};
 use crate::password::{check_new, PasswordRule};
-use crate::store::{NewUser, Session, StoreError, User, UserChange};
-use crate::token::{Handle, SessionKey};
+use crate::store::{ApiTokenRecord, NewUser, Session, StoreError, User, UserChange};
+use crate::token::{token_id, ApiToken, Handle, SessionKey};
 
 /// A user as listings show it (no password hash, ever).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,6 +24,19 @@ pub struct UserView {
     /// Only in the answer to "add": the link that verifies the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification_link: Option<String>,
+}
+
+impl TokenView {
+    /// The view of one stored token of `user`.
+    pub fn new(hash: &[u8; 16], t: &ApiTokenRecord, user: &str) -> Self {
+        TokenView {
+            id: token_id(hash),
+            user: user.to_string(),
+            label: t.label.clone(),
+            created: t.created.to_jira_string(),
+            token: None,
+        }
+    }
 }
 
 impl From<&User> for UserView {
@@ -77,6 +90,26 @@ impl SessionView {
     }
 }
 
+/// An API token as listings show it (never the secret).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    pub id: String,
+    pub user: String,
+    pub label: String,
+    pub created: String,
+    /// Only in the answer to "add": the token itself, shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// The body of "add a token".
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AddToken {
+    #[serde(default)]
+    pub label: String,
+}
+
 /// The body of "add a user" (CLI and admin API).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,6 +139,8 @@ pub enum AdminError {
     NoSuchUser(String),
     /// No session has this handle.
     NoSuchSession(String),
+    /// No API token has this id.
+    NoSuchToken(String),
     /// The password pool is full.
     Busy,
     /// The store failed.
@@ -123,6 +158,7 @@ impl std::fmt::Display for AdminError {
             AdminError::UserExists(n) => write!(f, "user '{n}' already exists"),
             AdminError::NoSuchUser(n) => write!(f, "no user named '{n}'"),
             AdminError::NoSuchSession(h) => write!(f, "no session with handle '{h}'"),
+            AdminError::NoSuchToken(id) => write!(f, "no API token with id '{id}'"),
             AdminError::Busy => f.write_str("the server is busy; try again"),
             AdminError::Store(e) => write!(f, "{e}"),
         }
@@ -271,6 +307,35 @@ impl Auth {
         let n = self.store.revoke_all_of(user.id, None).await?;
         tracing::info!(user = %user.name, sessions = n, "signed out everywhere");
         Ok(n)
+    }
+
+    /// Makes an API token for `user`; the answer holds the secret, once.
+    pub async fn add_token(&self, user: &User, label: &str) -> Result<TokenView, AdminError> {
+        let token = ApiToken::generate();
+        let label = crate::store::codec::truncate_utf8(label.trim(), 100).to_string();
+        let rec = ApiTokenRecord { user: user.id, label, created: self.now() };
+        self.store.create_token(token.hash(), rec.clone()).await?;
+        tracing::info!(user = %user.name, id = %token_id(&token.hash()), "API token added");
+        Ok(TokenView { token: Some(token.reveal()), ..TokenView::new(&token.hash(), &rec, &user.name) })
+    }
+
+    /// A user's API tokens (ids and labels only).
+    pub async fn list_tokens(&self, user: &User) -> Result<Vec<TokenView>, AdminError> {
+        let tokens = self.store.tokens_of(user.id).await?;
+        Ok(tokens.iter().map(|(h, t)| TokenView::new(h, t, &user.name)).collect())
+    }
+
+    /// Revokes an API token by id (only `owner`'s, if given).
+    pub async fn revoke_token(&self, id: &str, owner: Option<&User>) -> Result<(), AdminError> {
+        let no_such = || AdminError::NoSuchToken(id.to_string());
+        let prefix = crate::token::unhex::<6>(id).ok_or_else(no_such)?;
+        match self.store.delete_token(prefix, owner.map(|u| u.id)).await? {
+            Some(_) => {
+                tracing::info!(id, "API token revoked");
+                Ok(())
+            }
+            None => Err(no_such()),
+        }
     }
 
     async fn hash_password(&self, password: String) -> Result<String, AdminError> {

@@ -17,12 +17,13 @@ use clap::{Args, Parser, Subcommand};
 use hyper::Method;
 use serde_json::json;
 
-use crate::admin::{AddUser, SessionView, UserView};
+use crate::admin::{AddUser, SessionView, TokenView, UserView};
 use crate::auth::{Auth, AuthSettings};
 use crate::client::AdminClient;
 use crate::clock::SystemClock;
 use crate::config::{
-    parse_base_url, parse_cookie_prefix, Config, DurationParser, Timeouts, MAX_REMEMBER_ME_AGE,
+    parse_base_url, parse_cookie_prefix, parse_cors_origin, Config, DurationParser, Timeouts,
+    MAX_REMEMBER_ME_AGE,
 };
 use crate::datadir::DataDir;
 use crate::http::proxy::parse_upstream;
@@ -58,8 +59,37 @@ pub enum Command {
     /// List and end sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage API tokens (for `Authorization: Basic user:token`).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the certificate's path and SHA-256 fingerprint.
     Cert,
+}
+
+/// `authd token ...`
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make an API token for a user; it is printed once and stored hashed.
+    Add {
+        /// The user name.
+        name: String,
+        /// What the token is for.
+        #[arg(long, env = "AUTHD_LABEL", default_value = "")]
+        label: String,
+    },
+    /// List a user's API tokens (ids and labels, never the tokens).
+    List {
+        /// The user name.
+        name: String,
+        /// Print JSON instead of a table.
+        #[arg(long, env = "AUTHD_JSON")]
+        json: bool,
+    },
+    /// Revoke an API token by id.
+    Revoke {
+        /// The token's id (from `authd token list`).
+        id: String,
+    },
 }
 
 /// `authd user ...`
@@ -201,6 +231,10 @@ pub struct ServeArgs {
     /// The app behind authd: every path that is not authd's own is forwarded there.
     #[arg(long, env = "AUTHD_UPSTREAM", value_name = "URL", value_parser = parse_upstream)]
     pub upstream: Option<String>,
+    /// An origin allowed to make credentialed cross-origin requests (repeatable; never `*`).
+    #[arg(long = "cors-origin", env = "AUTHD_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',',
+          value_parser = parse_cors_origin)]
+    pub cors_origin: Vec<String>,
     /// With --upstream: anonymous browsers go to the login page, API clients get 401.
     #[arg(long, env = "AUTHD_REQUIRE_LOGIN")]
     pub require_login: bool,
@@ -247,6 +281,7 @@ impl ServeArgs {
             hash_workers: cores,
             hash_queue: 64,
             upstream: self.upstream.clone(),
+            cors_origins: self.cors_origin.clone(),
             require_login: self.require_login,
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
             address_failures: self.max_failed_logins_per_address,
@@ -302,6 +337,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Cert) => cert(&data),
         Some(Command::User(cmd)) => runtime.block_on(user(&data, cmd)),
         Some(Command::Session(cmd)) => runtime.block_on(session(&data, cmd)),
+        Some(Command::Token(cmd)) => runtime.block_on(token(&data, cmd)),
     };
     drop(runtime);
     match result {
@@ -545,6 +581,56 @@ async fn session(data: &std::path::Path, cmd: SessionCommand) -> Result<(), Stri
             println!("ended session {handle}");
         }
         SessionCommand::Revoke { .. } => return Err("give a session handle or --user NAME".into()),
+    }
+    Ok(())
+}
+
+async fn token(data: &std::path::Path, cmd: TokenCommand) -> Result<(), String> {
+    let backend = Backend::open(data).await?;
+    match cmd {
+        TokenCommand::Add { name, label } => {
+            let view: TokenView = match &backend {
+                Backend::Local(auth) => {
+                    let user = auth.find_user(&name).await.map_err(|e| e.to_string())?;
+                    auth.add_token(&user, &label).await.map_err(|e| e.to_string())?
+                }
+                Backend::Remote(c) => {
+                    let body = json!({ "label": label });
+                    c.call(Method::POST, &user_path(&name, "/tokens"), Some(&body)).await?
+                }
+            };
+            println!("added API token {} for {}; it is shown only this once:", view.id, view.user);
+            println!("{}", view.token.unwrap_or_default());
+        }
+        TokenCommand::List { name, json } => {
+            let tokens: Vec<TokenView> = match &backend {
+                Backend::Local(auth) => {
+                    let user = auth.find_user(&name).await.map_err(|e| e.to_string())?;
+                    auth.list_tokens(&user).await.map_err(|e| e.to_string())?
+                }
+                Backend::Remote(c) => c.call(Method::GET, &user_path(&name, "/tokens"), None).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?);
+            } else {
+                print_table(
+                    &["ID", "USER", "LABEL", "CREATED"],
+                    tokens
+                        .iter()
+                        .map(|t| vec![t.id.clone(), t.user.clone(), t.label.clone(), t.created.clone()]),
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            match &backend {
+                Backend::Local(auth) => auth.revoke_token(&id, None).await.map_err(|e| e.to_string())?,
+                Backend::Remote(c) => {
+                    let path = format!("/rest/authd/1/admin/tokens/{}", encode_component(&id));
+                    c.call::<serde_json::Value>(Method::DELETE, &path, None).await?;
+                }
+            }
+            println!("revoked API token {id}");
+        }
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub hash_queue: usize,
     /// The app behind authd (`http://host:port`), if any.
     pub upstream: Option<String>,
+    /// Origins allowed to make credentialed cross-origin requests.
+    pub cors_origins: Vec<String>,
     /// Anonymous requests to the app go to the login page (browsers) or get 401.
     pub require_login: bool,
     /// Largest request body forwarded to the app.
@@ -202,6 +204,23 @@ pub fn parse_cookie_prefix(s: &str) -> Result<String, String> {
     }
 }
 
+/// Checks a `--cors-origin`: `scheme://host[:port]`, exactly as browsers send `Origin`.
+pub fn parse_cors_origin(s: &str) -> Result<String, String> {
+    if s.trim() == "*" {
+        return Err("authd never allows every origin with credentials; name each origin".into());
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let host_ok = !rest.is_empty()
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !host_ok {
+        return Err("must be an origin such as https://app.example (no path, no trailing slash)".into());
+    }
+    Ok(s.to_string())
+}
+
 /// Checks a `--base-url`: an absolute http(s) URL without a trailing slash.
 pub fn parse_base_url(s: &str) -> Result<String, String> {
     let rest = s
@@ -264,6 +283,15 @@ mod tests {
         assert!(parse_cookie_prefix("a b").is_err());
         assert!(parse_cookie_prefix("x=").is_err());
         assert!(parse_cookie_prefix("x;").is_err());
+    }
+
+    #[test]
+    fn cors_origins() {
+        assert!(parse_cors_origin("https://app.example").is_ok());
+        assert!(parse_cors_origin("http://localhost:3000").is_ok());
+        assert!(parse_cors_origin("*").is_err());
+        assert!(parse_cors_origin("https://app.example/").is_err());
+        assert!(parse_cors_origin("app.example").is_err());
     }
 
     #[test]

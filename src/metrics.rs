@@ -19,11 +19,14 @@ pub enum Route {
     Admin,
     Pages,
     Proxy,
+    Verify,
+    OwnSessions,
+    Tokens,
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 10] = [
+    const ALL: [Route; 13] = [
         Route::Session,
         Route::Myself,
         Route::User,
@@ -33,6 +36,9 @@ impl Route {
         Route::Admin,
         Route::Pages,
         Route::Proxy,
+        Route::Verify,
+        Route::OwnSessions,
+        Route::Tokens,
         Route::Other,
     ];
 
@@ -47,6 +53,9 @@ impl Route {
             Route::Admin => "admin",
             Route::Pages => "pages",
             Route::Proxy => "proxy",
+            Route::Verify => "verify",
+            Route::OwnSessions => "sessions",
+            Route::Tokens => "tokens",
             Route::Other => "other",
         }
     }

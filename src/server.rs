@@ -87,7 +87,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
         base_url: cfg.base_url.clone(),
         listen_authority: loopback(addr).to_string(),
         admin_credential: credential.hash(),
-        cors_origins: Vec::new(),
+        cors_origins: cfg.cors_origins.clone(),
         upstream: cfg.upstream.as_deref().map(|u| Upstream::new(u, cfg.max_body, cfg.require_login)),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

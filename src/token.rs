@@ -223,6 +223,39 @@ impl RememberToken {
     }
 }
 
+/// An API token for `Authorization: Basic user:token`: `authd_` and 256
+/// random bits. Shown once; the store keeps its hash.
+#[derive(Clone)]
+pub struct ApiToken([u8; 32]);
+redacted_debug!(ApiToken);
+
+impl ApiToken {
+    /// A fresh random token.
+    pub fn generate() -> Self {
+        ApiToken(random())
+    }
+
+    /// Parses the `authd_...` form.
+    pub fn parse(s: &str) -> Option<Self> {
+        b64_exact(s.strip_prefix("authd_")?).map(ApiToken)
+    }
+
+    /// The form shown to its owner, once.
+    pub fn reveal(&self) -> String {
+        format!("authd_{}", b64(&self.0))
+    }
+
+    /// The hash the store files it under.
+    pub fn hash(&self) -> [u8; 16] {
+        derive("authd 2026-11 api token", &self.0)
+    }
+}
+
+/// The public id of an API token: the first 6 bytes of its hash, in hex.
+pub fn token_id(hash: &[u8; 16]) -> String {
+    hex(hash.get(..6).unwrap_or(&[]))
+}
+
 /// A credential the server leaves in the data dir for the CLI's admin calls.
 #[derive(Clone)]
 pub struct AdminCredential([u8; 32]);
@@ -305,6 +338,17 @@ mod tests {
             assert!(RememberToken::parse(junk).is_none(), "{junk:?}");
         }
         assert_eq!(format!("{:?}", t.validator), "Validator(..)");
+    }
+
+    #[test]
+    fn api_tokens_round_trip_and_hash_stably() {
+        let t = ApiToken::generate();
+        let shown = t.reveal();
+        assert!(shown.starts_with("authd_") && shown.len() == 49);
+        assert_eq!(ApiToken::parse(&shown).unwrap().hash(), t.hash());
+        assert!(ApiToken::parse(&shown[6..]).is_none());
+        assert_eq!(token_id(&t.hash()).len(), 12);
+        assert_eq!(format!("{t:?}"), "ApiToken(..)");
     }
 
     #[test]

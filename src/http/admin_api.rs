@@ -15,6 +15,9 @@
 //! POST   admin/users/NAME/unlock        clear failed logins
 //! PUT    admin/users/NAME/password      {password}; ends all their sessions
 //! DELETE admin/users/NAME/sessions      sign out everywhere
+//! GET    admin/users/NAME/tokens        list a user's API tokens
+//! POST   admin/users/NAME/tokens        {label?} → 201 with the token, shown once
+//! DELETE admin/tokens/ID                revoke an API token
 //! GET    admin/sessions[?user=NAME]     list sessions (handles only)
 //! DELETE admin/sessions/HANDLE          end one session
 //! ```
@@ -27,7 +30,7 @@ use serde_json::json;
 use super::app::{no_content, App, Ctx};
 use super::request::{decode_component, parse_json, query_pairs, read_body, require_json};
 use super::response::{json, ApiError, Body};
-use crate::admin::{AddUser, UserView};
+use crate::admin::{AddToken, AddUser, UserView};
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 16 * 1024;
@@ -83,6 +86,25 @@ pub async fn handle(
             let revoked = auth.revoke_user(n).await?;
             Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
         }
+        (Method::GET, ["users", _, "tokens"], Some(n)) => {
+            Ok(json(StatusCode::OK, &auth.list_tokens(&auth.find_user(n).await?).await?))
+        }
+        (Method::POST, ["users", _, "tokens"], Some(n)) => {
+            let user = auth.find_user(n).await?;
+            let (parts, body) = req.into_parts();
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, ADMIN_BODY_LIMIT).await?;
+            let add: AddToken = if bytes.iter().all(u8::is_ascii_whitespace) {
+                AddToken::default()
+            } else {
+                parse_json(&bytes)?
+            };
+            Ok(json(StatusCode::CREATED, &auth.add_token(&user, &add.label).await?))
+        }
+        (Method::DELETE, ["tokens", id], _) => {
+            auth.revoke_token(id, None).await?;
+            Ok(no_content())
+        }
         (Method::GET, ["sessions"], _) => {
             let q = query_pairs(req.uri().query())?;
             let user = q.iter().find(|(k, _)| k == "user").map(|(_, v)| v.as_str());
@@ -96,9 +118,10 @@ pub async fn handle(
             _,
             ["users"]
             | ["users", _]
-            | ["users", _, "verify" | "unlock" | "password" | "sessions"]
+            | ["users", _, "verify" | "unlock" | "password" | "sessions" | "tokens"]
             | ["sessions"]
-            | ["sessions", _],
+            | ["sessions", _]
+            | ["tokens", _],
             _,
         ) => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
         _ => Err(ApiError::not_found()),

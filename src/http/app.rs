@@ -17,13 +17,13 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 
 use super::request::{describe_browser, media_type};
 use super::response::{empty, with_body, ApiError, Body};
-use super::{admin_api, pages, proxy, session_api};
+use super::{admin_api, authd_api, pages, proxy, session_api};
 use crate::auth::{Auth, Authenticated, LoggedIn, Remembered};
 use crate::clock::Timestamp;
 use crate::cookies::{self, Attributes, CookieNames, RequestCookies};
 use crate::metrics::Route;
 use crate::remember;
-use crate::token::{ct_eq, AdminCredential, Handle, RememberToken, SessionId};
+use crate::token::{ct_eq, AdminCredential, ApiToken, Handle, RememberToken, SessionId};
 use crate::xsrf::{self, State, Xsrf};
 
 /// Everything a request handler needs, shared by all connections.
@@ -82,6 +82,10 @@ pub struct Ctx {
     pub set_cookies: Vec<String>,
     /// A new value for the browser's XSRF cookie.
     pub xsrf_out: Option<String>,
+    /// Do not log in by remember-me cookie (forward auth).
+    pub no_remember: bool,
+    /// `Authorization: Basic` was sent and did not match an API token.
+    pub basic_failed: bool,
 }
 
 impl App {
@@ -93,7 +97,10 @@ impl App {
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
         let mut ctx = self.context(&req, peer);
-        let (route, result) = self.dispatch(req, &mut ctx).await;
+        let (route, result) = match self.preflight(&req, &ctx) {
+            Some(answer) => (Route::Other, answer),
+            None => self.dispatch(req, &mut ctx).await,
+        };
         let mut resp = result.unwrap_or_else(ApiError::into_response);
         self.finish(&mut ctx, &mut resp, route);
         self.auth.metrics.request(route, resp.status().as_u16(), started.elapsed());
@@ -125,6 +132,8 @@ impl App {
             expires: None,
             set_cookies: Vec::new(),
             xsrf_out: None,
+            no_remember: false,
+            basic_failed: false,
         }
     }
 
@@ -193,6 +202,21 @@ impl App {
                 };
                 (Route::ServerInfo, r)
             }
+            ["rest", "authd", v, "verify"] if version(v, "1") => {
+                let r = match method {
+                    Method::GET | Method::HEAD | Method::POST => authd_api::verify(self, &req, ctx).await,
+                    _ => Err(not_allowed("GET, HEAD")),
+                };
+                (Route::Verify, r)
+            }
+            ["rest", "authd", v, "sessions", rest @ ..] if version(v, "1") && rest.len() <= 1 => {
+                let handle = rest.first().copied();
+                (Route::OwnSessions, authd_api::sessions(self, &method, ctx, handle).await)
+            }
+            ["rest", "authd", v, "tokens", rest @ ..] if version(v, "1") && rest.len() <= 1 => {
+                let id = rest.first().map(|s| s.to_string());
+                (Route::Tokens, authd_api::tokens(self, req, ctx, id.as_deref()).await)
+            }
             ["rest", "authd", v, "admin", rest @ ..] if version(v, "1") => {
                 let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
                 (Route::Admin, admin_api::handle(self, req, ctx, &rest).await)
@@ -244,6 +268,39 @@ impl App {
         }
     }
 
+    /// Answers a CORS preflight for an allowed origin (SPEC §9); `None` if
+    /// this is not one (other origins' preflights get no CORS headers, so
+    /// the browser refuses the real request).
+    fn preflight(&self, req: &Request<Incoming>, ctx: &Ctx) -> Option<Result<Response<Body>, ApiError>> {
+        if req.method() != Method::OPTIONS || !req.headers().contains_key("access-control-request-method") {
+            return None;
+        }
+        let origin = ctx.origin.as_deref()?;
+        if !self.cors_allowed(origin) {
+            return None;
+        }
+        let mut r = empty(StatusCode::NO_CONTENT);
+        let h = r.headers_mut();
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+        );
+        let requested = req.headers().get("access-control-request-headers").cloned();
+        h.insert(
+            "access-control-allow-headers",
+            requested.unwrap_or(HeaderValue::from_static(
+                "content-type, x-atlassian-token, x-xsrf-token, x-authd-passive, authorization",
+            )),
+        );
+        h.insert("access-control-max-age", HeaderValue::from_static("600"));
+        Some(Ok(r))
+    }
+
+    /// Whether `origin` is a `--cors-origin` (exact, case-insensitive).
+    pub fn cors_allowed(&self, origin: &str) -> bool {
+        self.cors_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
     async fn metrics(&self) -> Result<Response<Body>, ApiError> {
         let sessions = self.auth.store.session_count().await?;
         let text = self.auth.metrics.render(sessions);
@@ -286,6 +343,20 @@ impl App {
                 return Ok(Some(Authenticated { user, session: Some(session) }));
             }
         }
+        if let Some(auth) = ctx.authorization.clone() {
+            match self.basic(&auth).await? {
+                Some(Some(user)) => {
+                    ctx.user = Some(user.name.clone());
+                    return Ok(Some(Authenticated { user, session: None }));
+                }
+                // Flagged, not fatal: public endpoints still answer anonymously.
+                Some(None) => ctx.basic_failed = true,
+                None => {}
+            }
+        }
+        if ctx.no_remember {
+            return Ok(None);
+        }
         let Some(token) = ctx.cookies.remember.iter().find_map(|v| RememberToken::parse(v)) else {
             if !ctx.cookies.remember.is_empty() {
                 ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
@@ -317,6 +388,31 @@ impl App {
                 Ok(None)
             }
         }
+    }
+
+    /// For an `Authorization: Basic user:apitoken` header, `Some(user)` if the
+    /// token is that user's, `Some(None)` if not; `None` for other schemes.
+    async fn basic(&self, header: &str) -> Result<Option<Option<crate::store::User>>, ApiError> {
+        use base64::Engine as _;
+        let Some(b64) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")) else {
+            return Ok(None);
+        };
+        let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
+        let pair = decoded.and_then(|d| String::from_utf8(d).ok());
+        let found = match pair.as_deref().and_then(|p| p.split_once(':')) {
+            Some((name, secret)) => match ApiToken::parse(secret) {
+                Some(token) => self
+                    .auth
+                    .store
+                    .token(token.hash())
+                    .await?
+                    .map(|(_, user)| user)
+                    .filter(|u| crate::store::name_key(&u.name) == crate::store::name_key(name)),
+                None => None,
+            },
+            None => None,
+        };
+        Ok(Some(found))
     }
 
     /// Records a fresh login in `ctx`: the session cookie, the remember-me
@@ -415,6 +511,11 @@ impl App {
     pub async fn require_session(&self, ctx: &mut Ctx) -> Result<Authenticated, ApiError> {
         match self.identify(ctx).await? {
             Some(a) => Ok(a),
+            None if ctx.basic_failed => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Basic authentication failed: unknown user or API token.",
+            )
+            .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")),
             None if !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty() => {
                 ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
                 Err(ApiError::session_expired())
@@ -460,6 +561,21 @@ impl App {
         }
         if !proxied {
             h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        }
+        if !self.cors_origins.is_empty() {
+            h.append(hyper::header::VARY, HeaderValue::from_static("Origin"));
+            if let Some(origin) = ctx.origin.as_deref().filter(|o| self.cors_allowed(o)) {
+                if let Ok(v) = HeaderValue::from_str(origin) {
+                    h.insert("access-control-allow-origin", v);
+                    h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
+                    h.insert(
+                        "access-control-expose-headers",
+                        HeaderValue::from_static(
+                            "x-ausername, x-asessionid, x-authd-session-expires, x-seraph-loginreason, retry-after",
+                        ),
+                    );
+                }
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod admin_api;
 pub mod app;
+pub mod authd_api;
 pub mod pages;
 pub mod proxy;
 pub mod request;

@@ -82,13 +82,15 @@ const IDENTITY: [&str; 4] = ["x-authd-user", "x-ausername", "x-authd-roles", "x-
 pub async fn forward(
     app: &App,
     up: &Upstream,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let who = app.identify(ctx).await?;
     if who.is_none() && up.require_login {
         return Ok(login_required(ctx, req.uri()));
     }
+    let upgrade = upgrade_protocol(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, incoming) = req.into_parts();
     let mut incoming = Some(incoming);
     let mut buffered = None;
@@ -121,6 +123,10 @@ pub async fn forward(
     let mut out = Request::builder().method(parts.method.clone()).uri(uri).version(hyper::Version::HTTP_11);
     if let Some(h) = out.headers_mut() {
         *h = upstream_headers(app, &parts.headers, ctx, who.as_ref());
+        if let Some(protocol) = &upgrade {
+            h.insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(hyper::header::UPGRADE, protocol.clone());
+        }
     }
     let body: Body = match (buffered, incoming) {
         (Some(bytes), _) => full(bytes),
@@ -137,9 +143,45 @@ pub async fn forward(
         tracing::warn!("upstream request failed: {e}");
         ApiError::new(StatusCode::BAD_GATEWAY, "The app behind authd did not answer.")
     })?;
+    let mut resp = resp;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_side) = client_upgrade {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(splice(client_side, upstream_side));
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, full(bytes::Bytes::new())));
+        }
+    }
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
     Ok(Response::from_parts(rparts, rbody.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+}
+
+/// The `Upgrade` protocol of a request that asks for one (`Connection: upgrade`).
+fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
+    let asks = h
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    asks.then(|| h.get(hyper::header::UPGRADE).cloned()).flatten()
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection
+/// (WebSockets), until either side closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!("upgraded connection ended: {e}");
+    }
 }
 
 /// Whether an upstream failure was the request body passing `--max-body`.

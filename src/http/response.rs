@@ -149,7 +149,7 @@ impl From<AdminError> for ApiError {
                 ApiError::bad_request(e.to_string())
             }
             AdminError::UserExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            AdminError::NoSuchUser(_) | AdminError::NoSuchSession(_) => {
+            AdminError::NoSuchUser(_) | AdminError::NoSuchSession(_) | AdminError::NoSuchToken(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
             AdminError::Busy => ApiError::unavailable(e.to_string(), 1),

@@ -90,6 +90,16 @@ pub trait Store: Send + Sync + 'static {
     /// record replaced by `step(old)` (which also says when to forget it).
     fn login_failed(&self, user: UserId, at: Timestamp, step: LockoutStep) -> StoreFuture<'_, Lockout>;
 
+    /// Files an API token (by hash), durably.
+    fn create_token(&self, hash: [u8; 16], token: ApiTokenRecord) -> StoreFuture<'_, ()>;
+    /// The API token with this hash, and its user.
+    fn token(&self, hash: [u8; 16]) -> StoreFuture<'_, Option<(ApiTokenRecord, User)>>;
+    /// A user's API tokens (hash, record), oldest first.
+    fn tokens_of(&self, user: UserId) -> StoreFuture<'_, Vec<([u8; 16], ApiTokenRecord)>>;
+    /// Deletes the API token whose hash starts with `id` (of `user`, if
+    /// given), durably; the deleted token's record.
+    fn delete_token(&self, id: [u8; 6], user: Option<UserId>) -> StoreFuture<'_, Option<ApiTokenRecord>>;
+
     /// Files an email-verification token (by hash) for `user`.
     fn create_verification(&self, hash: [u8; 16], token: Verification) -> StoreFuture<'_, ()>;
     /// Redeems a verification token: marks the address verified and deletes
@@ -312,6 +322,17 @@ pub struct Lockout {
 /// A transition of the lockout machine: the new record, and when to forget it.
 pub type LockoutStep = Box<dyn FnOnce(Option<Lockout>) -> (Lockout, Timestamp) + Send>;
 
+/// An API token (stored under the hash of its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    /// Whose.
+    pub user: UserId,
+    /// What it is for, as its owner said.
+    pub label: String,
+    /// When it was made.
+    pub created: Timestamp,
+}
+
 /// An email-verification token (stored under the hash of its secret).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verification {
@@ -379,6 +400,7 @@ const SESSION_FORMAT: u8 = 1;
 const SERIES_FORMAT: u8 = 1;
 const LOCKOUT_FORMAT: u8 = 1;
 const VERIFICATION_FORMAT: u8 = 1;
+const TOKEN_FORMAT: u8 = 1;
 
 impl User {
     /// The stored bytes of this user (without its id, which is the key).
@@ -509,6 +531,23 @@ impl Lockout {
         let forget = Timestamp(r.u64()?);
         r.finish()?;
         Ok((l, forget))
+    }
+}
+
+impl ApiTokenRecord {
+    /// The stored bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(TOKEN_FORMAT);
+        w.u64(self.user).short_str(&self.label).u64(self.created.0);
+        w.finish()
+    }
+
+    /// Reads a token record back.
+    pub fn decode(bytes: &[u8]) -> Result<ApiTokenRecord, DecodeError> {
+        let mut r = Reader::new(bytes, TOKEN_FORMAT)?;
+        let t = ApiTokenRecord { user: r.u64()?, label: r.short_str()?, created: Timestamp(r.u64()?) };
+        r.finish()?;
+        Ok(t)
     }
 }
 

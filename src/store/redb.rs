@@ -18,6 +18,8 @@
 //! - `series`: remember-me selector → [`Series`] record
 //! - `user_series`: (user id, selector) → ()
 //! - `lockouts`: user id → [`Lockout`] record (failed-login state)
+//! - `tokens`: hash of an API token → [`ApiTokenRecord`]
+//! - `user_tokens`: (user id, token hash) → ()
 //! - `verifications`: hash of an email-verification token → [`Verification`]
 //! - `expiry`: (deadline ms, kind, id) → (), the sweeper's index
 
@@ -34,8 +36,9 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    name_key, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series, ServerSecrets, Session,
-    SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange, UserId, Verification,
+    name_key, ApiTokenRecord, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series, ServerSecrets,
+    Session, SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange, UserId,
+    Verification,
 };
 use crate::clock::Timestamp;
 use crate::token::{ct_eq, random, Selector, SessionKey};
@@ -54,6 +57,8 @@ const USER_SESSIONS: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::ne
 const SERIES: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("series");
 const USER_SERIES: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_series");
 const LOCKOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("lockouts");
+const TOKENS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("tokens");
+const USER_TOKENS: TableDefinition<(u64, &[u8; 16]), ()> = TableDefinition::new("user_tokens");
 const VERIFICATIONS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("verifications");
 const EXPIRY: TableDefinition<(u64, u8, &[u8; 16]), ()> = TableDefinition::new("expiry");
 
@@ -264,6 +269,10 @@ impl Store for RedbStore {
             };
             t.revoke_all_of(id, None)?;
             t.delete_lockout(id)?;
+            for (hash, _) in t.tokens_of(id)? {
+                t.tokens.remove(&hash).map_err(storage)?;
+                t.user_tokens.remove((id, &hash)).map_err(storage)?;
+            }
             t.user_names.remove(name_key(&user.name).as_str()).map_err(storage)?;
             t.users.remove(id).map_err(storage)?;
             Ok(true)
@@ -444,6 +453,68 @@ impl Store for RedbStore {
         })
     }
 
+    fn create_token(&self, hash: [u8; 16], token: ApiTokenRecord) -> StoreFuture<'_, ()> {
+        self.write(true, move |t| {
+            t.user(token.user)?.ok_or(StoreError::NotFound)?;
+            t.tokens.insert(&hash, token.encode().as_slice()).map_err(storage)?;
+            t.user_tokens.insert((token.user, &hash), ()).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn token(&self, hash: [u8; 16]) -> StoreFuture<'_, Option<(ApiTokenRecord, User)>> {
+        let r = self.read(|txn| {
+            let tokens = txn.open_table(TOKENS).map_err(storage)?;
+            let Some(raw) = tokens.get(&hash).map_err(storage)? else { return Ok(None) };
+            let token = ApiTokenRecord::decode(raw.value())?;
+            let users = txn.open_table(USERS).map_err(storage)?;
+            Ok(get_user_ro(&users, token.user)?.map(|u| (token, u)))
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn tokens_of(&self, user: UserId) -> StoreFuture<'_, Vec<([u8; 16], ApiTokenRecord)>> {
+        let r = self.read(|txn| {
+            let index = txn.open_table(USER_TOKENS).map_err(storage)?;
+            let tokens = txn.open_table(TOKENS).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in index.range((user, &[0u8; 16])..=(user, &[0xffu8; 16])).map_err(storage)? {
+                let (k, _) = entry.map_err(storage)?;
+                let hash = *k.value().1;
+                if let Some(raw) = tokens.get(&hash).map_err(storage)? {
+                    out.push((hash, ApiTokenRecord::decode(raw.value())?));
+                }
+            }
+            out.sort_by_key(|(_, t)| t.created);
+            Ok(out)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn delete_token(&self, id: [u8; 6], user: Option<UserId>) -> StoreFuture<'_, Option<ApiTokenRecord>> {
+        self.write(true, move |t| {
+            let mut low = [0u8; 16];
+            let mut high = [0xffu8; 16];
+            for ((l, h), b) in low.iter_mut().zip(high.iter_mut()).zip(id) {
+                *l = b;
+                *h = b;
+            }
+            let mut found = None;
+            if let Some(entry) = t.tokens.range::<&[u8; 16]>(&low..=&high).map_err(storage)?.next() {
+                let (k, v) = entry.map_err(storage)?;
+                found = Some((*k.value(), ApiTokenRecord::decode(v.value())?));
+            }
+            match found {
+                Some((hash, rec)) if user.is_none_or(|u| u == rec.user) => {
+                    t.tokens.remove(&hash).map_err(storage)?;
+                    t.user_tokens.remove((rec.user, &hash)).map_err(storage)?;
+                    Ok(Some(rec))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
     fn create_verification(&self, hash: [u8; 16], token: Verification) -> StoreFuture<'_, ()> {
         self.write(true, move |t| {
             t.verifications.insert(&hash, token.encode().as_slice()).map_err(storage)?;
@@ -580,6 +651,8 @@ struct Tables<'t> {
     series: Table<'t, &'static [u8; 16], &'static [u8]>,
     user_series: Table<'t, (u64, &'static [u8; 16]), ()>,
     lockouts: Table<'t, u64, &'static [u8]>,
+    tokens: Table<'t, &'static [u8; 16], &'static [u8]>,
+    user_tokens: Table<'t, (u64, &'static [u8; 16]), ()>,
     verifications: Table<'t, &'static [u8; 16], &'static [u8]>,
     expiry: Table<'t, (u64, u8, &'static [u8; 16]), ()>,
 }
@@ -595,6 +668,8 @@ impl<'t> Tables<'t> {
             series: txn.open_table(SERIES).map_err(storage)?,
             user_series: txn.open_table(USER_SERIES).map_err(storage)?,
             lockouts: txn.open_table(LOCKOUTS).map_err(storage)?,
+            tokens: txn.open_table(TOKENS).map_err(storage)?,
+            user_tokens: txn.open_table(USER_TOKENS).map_err(storage)?,
             verifications: txn.open_table(VERIFICATIONS).map_err(storage)?,
             expiry: txn.open_table(EXPIRY).map_err(storage)?,
         })
@@ -642,6 +717,18 @@ impl<'t> Tables<'t> {
             Some(raw) => Ok(Some(Lockout::decode(raw.value())?)),
             None => Ok(None),
         }
+    }
+
+    fn tokens_of(&self, user: UserId) -> Result<Vec<([u8; 16], ApiTokenRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.user_tokens.range((user, &[0u8; 16])..=(user, &[0xffu8; 16])).map_err(storage)? {
+            let (k, _) = entry.map_err(storage)?;
+            let hash = *k.value().1;
+            if let Some(raw) = self.tokens.get(&hash).map_err(storage)? {
+                out.push((hash, ApiTokenRecord::decode(raw.value())?));
+            }
+        }
+        Ok(out)
     }
 
     fn delete_lockout(&mut self, user: UserId) -> Result<(), StoreError> {
@@ -1140,6 +1227,24 @@ mod tests {
         let other = Verification { email: "b@x".into(), ..v };
         s.create_verification([3; 16], other).await.unwrap();
         assert_eq!(s.redeem_verification([3; 16], Timestamp(500)).await.unwrap(), None, "another address");
+    }
+
+    #[tokio::test]
+    async fn api_tokens_are_found_by_hash_listed_and_revoked_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let a = s.create_user(new_user("a")).await.unwrap().id;
+        let b = s.create_user(new_user("b")).await.unwrap().id;
+        let rec = |user, label: &str| ApiTokenRecord { user, label: label.into(), created: Timestamp(1) };
+        s.create_token([7; 16], rec(a, "ci")).await.unwrap();
+        s.create_token([8; 16], rec(b, "x")).await.unwrap();
+        assert_eq!(s.token([7; 16]).await.unwrap().unwrap().1.id, a);
+        assert_eq!(s.tokens_of(a).await.unwrap().len(), 1);
+        assert_eq!(s.delete_token([7; 6], Some(b)).await.unwrap(), None, "not b's token");
+        assert_eq!(s.delete_token([7; 6], Some(a)).await.unwrap().unwrap().label, "ci");
+        assert!(s.token([7; 16]).await.unwrap().is_none());
+        assert!(s.delete_user(b).await.unwrap());
+        assert!(s.token([8; 16]).await.unwrap().is_none(), "deleting a user deletes their tokens");
     }
 
     #[tokio::test]

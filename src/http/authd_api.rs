@@ -1,0 +1,170 @@
+//! authd's own REST API beside Jira's (SPEC §9): forward auth, your own
+//! sessions, your own API tokens.
+//!
+//! ```text
+//! GET    /rest/authd/1/verify              forward auth: 200 + identity headers, or 401
+//! GET    /rest/authd/1/sessions            your sessions (handles, never IDs)
+//! DELETE /rest/authd/1/sessions/HANDLE     end one of them
+//! DELETE /rest/authd/1/sessions            end all of them (every device)
+//! GET    /rest/authd/1/tokens              your API tokens (ids and labels)
+//! POST   /rest/authd/1/tokens              {label} → 201 with the token, shown once
+//! DELETE /rest/authd/1/tokens/ID           revoke one
+//! ```
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use super::app::{no_content, xsrf_failed, App, Ctx};
+use super::pages::safe_destination;
+use super::request::{encode_component, parse_json, read_body, require_json};
+use super::response::{json, ApiError, Body};
+use crate::admin::{roles, AddToken};
+use crate::token::Handle;
+use crate::xsrf;
+
+/// Largest body of a token request.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// `GET /rest/authd/1/verify`: forward auth for nginx `auth_request`, Caddy
+/// `forward_auth` and Traefik ForwardAuth. The original request is
+/// described by `X-Forwarded-Method` and `X-Forwarded-Uri` (or nginx's
+/// `X-Original-URI`); an unsafe original method from a foreign origin is
+/// refused (the proxies copy `Origin` and `Sec-Fetch-Site`). Remember-me
+/// logins are not done here: the proxies do not pass `Set-Cookie` from a
+/// successful check back to the browser, and a rotated cookie that never
+/// arrives would look like theft. A 401 carries `X-Authd-Login-Url`.
+pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let h = req.headers();
+    let original_method = h
+        .get("x-forwarded-method")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|m| Method::from_bytes(m.trim().as_bytes()).ok())
+        .unwrap_or(Method::GET);
+    let original_uri = h
+        .get("x-forwarded-uri")
+        .or_else(|| h.get("x-original-uri"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if xsrf::is_unsafe(&original_method) && !app.origin_ok(ctx) {
+        return Err(xsrf_failed());
+    }
+    ctx.no_remember = true;
+    match app.identify(ctx).await? {
+        Some(a) => {
+            let mut r =
+                json(StatusCode::OK, &serde_json::json!({ "name": a.user.name, "roles": roles(&a.user) }));
+            let headers = r.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&a.user.name) {
+                headers.insert("x-authd-user", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&roles(&a.user).join(",")) {
+                headers.insert("x-authd-roles", v);
+            }
+            Ok(r)
+        }
+        None => {
+            let dest = original_uri.and_then(safe_destination);
+            let login = match dest {
+                Some(d) => format!("{}/login.jsp?os_destination={}", ctx.base, encode_component(&d)),
+                None => format!("{}/login.jsp", ctx.base),
+            };
+            let e = if ctx.cookies.session.is_empty() {
+                ApiError::unauthenticated()
+            } else {
+                ApiError::session_expired()
+            };
+            Err(e.header("x-authd-login-url", &login))
+        }
+    }
+}
+
+/// One of your sessions.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnSession {
+    handle: String,
+    created: String,
+    last_used: String,
+    address: Option<String>,
+    browser: String,
+    current: bool,
+}
+
+/// `/rest/authd/1/sessions[/HANDLE]`.
+pub async fn sessions(
+    app: &App,
+    method: &Method,
+    ctx: &mut Ctx,
+    handle: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let who = app.require_session(ctx).await?;
+    let current = who.session.as_ref().map(|s| s.key);
+    let mine = app.auth.store.sessions_of(who.user.id).await?;
+    match (method, handle) {
+        (&Method::GET, None) => {
+            let list: Vec<OwnSession> = mine
+                .iter()
+                .map(|(k, s)| OwnSession {
+                    handle: k.handle().to_string(),
+                    created: s.created.to_jira_string(),
+                    last_used: s.last_use.to_jira_string(),
+                    address: s.address.map(|a| a.to_string()),
+                    browser: s.browser.clone(),
+                    current: Some(*k) == current,
+                })
+                .collect();
+            Ok(json(StatusCode::OK, &list))
+        }
+        (&Method::DELETE, None) => {
+            let n = app.auth.store.revoke_all_of(who.user.id, None).await?;
+            tracing::info!(user = %who.user.name, sessions = n, "signed out on every device");
+            if current.is_some() {
+                app.apply_logout(ctx);
+            }
+            Ok(no_content())
+        }
+        (&Method::DELETE, Some(h)) => {
+            let no_such =
+                || ApiError::new(StatusCode::NOT_FOUND, format!("You have no session with handle '{h}'."));
+            let handle = Handle::parse(h).ok_or_else(no_such)?;
+            let key = mine.iter().map(|(k, _)| *k).find(|k| handle.matches(k)).ok_or_else(no_such)?;
+            app.auth.end_session(key).await?;
+            if Some(key) == current {
+                app.apply_logout(ctx);
+            }
+            Ok(no_content())
+        }
+        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+    }
+}
+
+/// `/rest/authd/1/tokens[/ID]`.
+pub async fn tokens(
+    app: &App,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+    id: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let who = app.require_session(ctx).await?;
+    match (req.method().clone(), id) {
+        (Method::GET, None) => Ok(json(StatusCode::OK, &app.auth.list_tokens(&who.user).await?)),
+        (Method::POST, None) => {
+            let (parts, body) = req.into_parts();
+            require_json(&parts.headers)?;
+            let bytes = read_body(&parts.headers, body, BODY_LIMIT).await?;
+            let add: AddToken = if bytes.iter().all(u8::is_ascii_whitespace) {
+                AddToken::default()
+            } else {
+                parse_json(&bytes)?
+            };
+            Ok(json(StatusCode::CREATED, &app.auth.add_token(&who.user, &add.label).await?))
+        }
+        (Method::DELETE, Some(id)) => {
+            app.auth.revoke_token(id, Some(&who.user)).await?;
+            Ok(no_content())
+        }
+        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+    }
+}
