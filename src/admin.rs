@@ -141,6 +141,8 @@ pub enum AdminError {
     NoSuchSession(String),
     /// No API token has this id.
     NoSuchToken(String),
+    /// The current password given was not the user's.
+    WrongPassword,
     /// The password pool is full.
     Busy,
     /// The store failed.
@@ -159,6 +161,7 @@ impl std::fmt::Display for AdminError {
             AdminError::NoSuchUser(n) => write!(f, "no user named '{n}'"),
             AdminError::NoSuchSession(h) => write!(f, "no session with handle '{h}'"),
             AdminError::NoSuchToken(id) => write!(f, "no API token with id '{id}'"),
+            AdminError::WrongPassword => f.write_str("the current password is not correct"),
             AdminError::Busy => f.write_str("the server is busy; try again"),
             AdminError::Store(e) => write!(f, "{e}"),
         }
@@ -252,6 +255,15 @@ impl Auth {
     pub async fn unlock(&self, name: &str) -> Result<User, AdminError> {
         let user = self.find_user(name).await?;
         Ok(self.store.update_user(user.id, UserChange::Unlock).await?)
+    }
+
+    /// Grants (`true`) or withdraws the admin role; the user's sessions move
+    /// to new IDs on their next use.
+    pub async fn set_admin(&self, name: &str, admin: bool) -> Result<User, AdminError> {
+        let user = self.find_user(name).await?;
+        let user = self.store.update_user(user.id, UserChange::Admin(admin)).await?;
+        tracing::info!(user = %user.name, admin, "roles changed");
+        Ok(user)
     }
 
     /// Deletes a user and all their sessions.

@@ -85,6 +85,17 @@ pub struct ActiveSession {
     pub expires: Timestamp,
 }
 
+/// A live session, as a check found it.
+#[derive(Clone, Debug)]
+pub struct SessionUse {
+    /// Whose.
+    pub user: User,
+    /// The session (under its new key if it was rotated).
+    pub session: ActiveSession,
+    /// The new ID, for the cookie, if the check moved the session to one.
+    pub new_id: Option<SessionId>,
+}
+
 /// Who a request is: a user, and the session it used (if any: a request let
 /// in by the remember-me grace window has none).
 #[derive(Clone, Debug)]
@@ -470,36 +481,101 @@ impl Auth {
         browser: String,
         xsrf: [u8; 10],
     ) -> Session {
-        Session { user: user.id, created: now, last_use: now, address, browser, series: None, xsrf }
+        Session {
+            user: user.id,
+            created: now,
+            last_use: now,
+            address,
+            browser,
+            series: None,
+            xsrf,
+            epoch: user.epoch,
+        }
     }
 
-    /// The session behind a session ID, if it is alive; slides it unless `passive`.
-    pub async fn session(
-        &self,
-        id: &SessionId,
-        passive: bool,
-    ) -> Result<Option<(User, ActiveSession)>, StoreError> {
+    /// The session behind a session ID, if it is alive; slides it unless
+    /// `passive`. A session whose user's roles changed since it got its ID
+    /// moves to a new ID here (returned in [`SessionUse::new_id`]).
+    pub async fn session(&self, id: &SessionId, passive: bool) -> Result<Option<SessionUse>, StoreError> {
         let key = id.key();
         let Some((record, user)) = self.store.session(key).await? else {
             return Ok(None);
         };
         let now = self.now();
-        match self.policy.judge(&record, now, passive) {
-            Verdict::Expired => Ok(None),
-            Verdict::Valid { expires, touch } => {
-                let mut record = record;
-                if let Some(deadline) = touch {
-                    record.last_use = now;
-                    let store = Arc::clone(&self.store);
-                    // Touches are lazy: the answer does not wait for the write.
-                    tokio::spawn(async move {
-                        if let Err(e) = store.touch_session(key, now, deadline).await {
-                            tracing::warn!("could not record session use: {e}");
-                        }
-                    });
-                }
-                Ok(Some((user, ActiveSession { key, record, expires })))
+        let (expires, touch) = match self.policy.judge(&record, now, passive) {
+            Verdict::Expired => return Ok(None),
+            Verdict::Valid { expires, touch } => (expires, touch),
+        };
+        let mut record = record;
+        if record.epoch != user.epoch {
+            record.epoch = user.epoch;
+            if touch.is_some() {
+                record.last_use = now;
             }
+            let (new_id, session) = self.rotate(key, record).await?;
+            tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
+            return Ok(Some(SessionUse { user, session, new_id: Some(new_id) }));
+        }
+        if let Some(deadline) = touch {
+            record.last_use = now;
+            let store = Arc::clone(&self.store);
+            // Touches are lazy: the answer does not wait for the write.
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(key, now, deadline).await {
+                    tracing::warn!("could not record session use: {e}");
+                }
+            });
+        }
+        Ok(Some(SessionUse { user, session: ActiveSession { key, record, expires }, new_id: None }))
+    }
+
+    /// Moves a session to a new ID, keeping its times, durably; the old ID dies.
+    pub async fn rotate(
+        &self,
+        old: SessionKey,
+        record: Session,
+    ) -> Result<(SessionId, ActiveSession), StoreError> {
+        let id = SessionId::generate();
+        let deadline = record.deadline(self.policy.limits);
+        self.store
+            .create_session(NewSession {
+                key: id.key(),
+                session: record.clone(),
+                deadline,
+                replaces: vec![old],
+                max_per_user: self.max_sessions_per_user,
+                count_login: false,
+                new_series: None,
+            })
+            .await?;
+        let expires = deadline;
+        Ok((id.clone(), ActiveSession { key: id.key(), record, expires }))
+    }
+
+    /// Changes a user's own password after checking the current one: every
+    /// other session and remember-me series ends, and the session in use
+    /// moves to a new ID (returned), as after a login.
+    pub async fn change_own_password(
+        &self,
+        user: &User,
+        current: Option<&ActiveSession>,
+        old_password: &str,
+        new_password: String,
+    ) -> Result<Option<(SessionId, ActiveSession)>, crate::admin::AdminError> {
+        use crate::admin::AdminError;
+        crate::password::check_new(&new_password).map_err(AdminError::InvalidPassword)?;
+        let ok = self
+            .passwords
+            .verify(old_password.to_string(), Some(user.password_hash.clone()))
+            .await
+            .map_err(|_| AdminError::Busy)?;
+        if !ok {
+            return Err(AdminError::WrongPassword);
+        }
+        self.set_password(&user.name, new_password, current.map(|s| s.key)).await?;
+        match current {
+            Some(s) => Ok(Some(self.rotate(s.key, s.record.clone()).await?)),
+            None => Ok(None),
         }
     }
 

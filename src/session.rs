@@ -87,6 +87,7 @@ mod tests {
             browser: String::new(),
             series: None,
             xsrf: [0; 10],
+            epoch: 0,
         }
     }
 

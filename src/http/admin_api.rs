@@ -14,6 +14,7 @@
 //! POST   admin/users/NAME/verify        mark the email address verified
 //! POST   admin/users/NAME/unlock        clear failed logins
 //! PUT    admin/users/NAME/password      {password}; ends all their sessions
+//! PUT    admin/users/NAME/roles         {roles: ["admin"] or []}; sessions move to new IDs
 //! DELETE admin/users/NAME/sessions      sign out everywhere
 //! GET    admin/users/NAME/tokens        list a user's API tokens
 //! POST   admin/users/NAME/tokens        {label?} → 201 with the token, shown once
@@ -38,6 +39,11 @@ const ADMIN_BODY_LIMIT: usize = 16 * 1024;
 #[derive(Deserialize)]
 struct PasswordBody {
     password: String,
+}
+
+#[derive(Deserialize)]
+struct RolesBody {
+    roles: Vec<String>,
 }
 
 /// Routes one admin request; `rest` is the path after `admin/`.
@@ -82,6 +88,15 @@ pub async fn handle(
             auth.set_password(n, body.password, None).await?;
             Ok(no_content())
         }
+        (Method::PUT, ["users", _, "roles"], Some(n)) => {
+            let body: RolesBody = read_json(req).await?;
+            let admin = match body.roles.as_slice() {
+                [] => false,
+                [r] if r == "admin" => true,
+                _ => return Err(ApiError::bad_request("roles must be [] or [\"admin\"]")),
+            };
+            Ok(json(StatusCode::OK, &UserView::from(&auth.set_admin(n, admin).await?)))
+        }
         (Method::DELETE, ["users", _, "sessions"], Some(n)) => {
             let revoked = auth.revoke_user(n).await?;
             Ok(json(StatusCode::OK, &json!({ "revoked": revoked })))
@@ -118,7 +133,7 @@ pub async fn handle(
             _,
             ["users"]
             | ["users", _]
-            | ["users", _, "verify" | "unlock" | "password" | "sessions" | "tokens"]
+            | ["users", _, "verify" | "unlock" | "password" | "roles" | "sessions" | "tokens"]
             | ["sessions"]
             | ["sessions", _]
             | ["tokens", _],

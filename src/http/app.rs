@@ -188,6 +188,13 @@ impl App {
                 };
                 (Route::Myself, r)
             }
+            ["rest", "api", v, "myself", "password"] if version(v, "2") => {
+                let r = match method {
+                    Method::PUT => session_api::change_password(self, req, ctx).await,
+                    _ => Err(not_allowed("PUT")),
+                };
+                (Route::Myself, r)
+            }
             ["rest", "api", v, "user"] if version(v, "2") => {
                 let r = match method {
                     Method::GET => session_api::user(self, req.uri().query(), ctx).await,
@@ -332,7 +339,15 @@ impl App {
     async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
         for value in ctx.cookies.session.clone() {
             let Some(id) = SessionId::parse(&value) else { continue };
-            if let Some((user, session)) = self.auth.session(&id, ctx.passive).await? {
+            if let Some(found) = self.auth.session(&id, ctx.passive).await? {
+                let crate::auth::SessionUse { user, session, new_id } = found;
+                if let Some(new_id) = new_id {
+                    ctx.set_cookies.push(cookies::set_cookie(
+                        &self.cookie_names.session,
+                        &new_id.to_cookie_value(),
+                        Attributes { http_only: true, max_age: None },
+                    ));
+                }
                 ctx.user = Some(user.name.clone());
                 ctx.handle = Some(session.key.handle());
                 ctx.expires = Some(session.expires);
@@ -588,7 +603,9 @@ fn text(headers: &HeaderMap, name: &str) -> Option<String> {
 fn is_own_path(segments: &[&str]) -> bool {
     match segments {
         ["rest", "auth", ..] | ["rest", "authd", ..] => true,
-        ["rest", "api", v, "myself" | "user" | "serverInfo"] => version(v, "2"),
+        ["rest", "api", v, "myself" | "user" | "serverInfo"] | ["rest", "api", v, "myself", "password"] => {
+            version(v, "2")
+        }
         ["login.jsp"] | ["account", ..] | ["verify-email"] | ["healthz"] | ["metrics"] => true,
         _ => false,
     }

@@ -152,6 +152,7 @@ impl From<AdminError> for ApiError {
             AdminError::NoSuchUser(_) | AdminError::NoSuchSession(_) | AdminError::NoSuchToken(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
+            AdminError::WrongPassword => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             AdminError::Busy => ApiError::unavailable(e.to_string(), 1),
             AdminError::Store(s) => s.into(),
         }

@@ -11,7 +11,7 @@ use super::request::{
     describe_browser, encode_component, parse_json, query_pairs, read_body, require_json, LOGIN_BODY_LIMIT,
 };
 use super::response::{json, ApiError, Body};
-use crate::auth::{LoginContext, LoginError};
+use crate::auth::{LoggedIn, LoginContext, LoginError};
 use crate::clock::Timestamp;
 use crate::store::{LoginStats, User};
 use crate::token::{RememberToken, SessionId};
@@ -117,6 +117,36 @@ pub async fn logout(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError
 pub async fn myself(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let a = app.require_session(ctx).await?;
     Ok(json(StatusCode::OK, &user_json(&ctx.base, &a.user)))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    password: String,
+    #[serde(rename = "currentPassword")]
+    current_password: String,
+}
+
+/// `PUT /rest/api/2/myself/password` (Jira's): change your own password.
+/// Every other session and remember-me series ends; this one gets a new ID.
+pub async fn change_password(
+    app: &App,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let who = app.require_session(ctx).await?;
+    require_json(&parts.headers)?;
+    let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
+    let change: PasswordChange = parse_json(&bytes)?;
+    let rotated = app
+        .auth
+        .change_own_password(&who.user, who.session.as_ref(), &change.current_password, change.password)
+        .await?;
+    if let Some((id, session)) = rotated {
+        let done = LoggedIn { id, user: who.user, session, remember: None };
+        app.apply_login(ctx, &done);
+    }
+    Ok(no_content())
 }
 
 /// `GET /rest/api/2/user?username=NAME` (the target of `self` links).

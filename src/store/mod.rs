@@ -174,6 +174,9 @@ pub struct User {
     pub created: Timestamp,
     /// Login counters (Jira's `loginInfo`).
     pub logins: LoginStats,
+    /// Bumped when the user's roles change; a session made under an older
+    /// epoch moves to a new ID on its next use (SPEC §5).
+    pub epoch: u32,
 }
 
 /// Jira's login counters.
@@ -242,6 +245,8 @@ pub enum UserChange {
     VerifyEmail,
     /// Clears the failure count and any lockout.
     Unlock,
+    /// Grants or withdraws the admin role (and moves every session to a new ID).
+    Admin(bool),
 }
 
 /// A stored session.
@@ -261,6 +266,8 @@ pub struct Session {
     pub series: Option<Selector>,
     /// The nonce of the session's XSRF token.
     pub xsrf: [u8; 10],
+    /// The user's role epoch when the session got its ID.
+    pub epoch: u32,
 }
 
 impl Session {
@@ -419,6 +426,7 @@ impl User {
             .opt_u64(l.last_failed.map(|t| t.0))
             .opt_u64(l.last_login.map(|t| t.0))
             .opt_u64(l.previous_login.map(|t| t.0));
+        w.u32(self.epoch);
         w.finish()
     }
 
@@ -441,6 +449,7 @@ impl User {
                 last_login: r.opt_u64()?.map(Timestamp),
                 previous_login: r.opt_u64()?.map(Timestamp),
             },
+            epoch: r.u32()?,
         };
         r.finish()?;
         Ok(user)
@@ -457,7 +466,8 @@ impl Session {
             .opt_ip(self.address)
             .short_str(&self.browser)
             .opt_array(self.series.as_ref().map(|s| &s.0))
-            .array(&self.xsrf);
+            .array(&self.xsrf)
+            .u32(self.epoch);
         w.finish()
     }
 
@@ -472,6 +482,7 @@ impl Session {
             browser: r.short_str()?,
             series: r.opt_array()?.map(Selector),
             xsrf: r.array()?,
+            epoch: r.u32()?,
         };
         r.finish()?;
         Ok(s)
@@ -597,6 +608,7 @@ mod tests {
                 last_login: Some(Timestamp(6)),
                 previous_login: None,
             },
+            epoch: 2,
         }
     }
 
@@ -616,6 +628,7 @@ mod tests {
             browser: "Firefox on Linux".into(),
             series: Some(Selector([5; 16])),
             xsrf: [9; 10],
+            epoch: 3,
         };
         let bytes = s.encode();
         assert!(bytes.len() < 96, "{} bytes", bytes.len());
@@ -654,6 +667,7 @@ mod tests {
             browser: String::new(),
             series: None,
             xsrf: [0; 10],
+            epoch: 0,
         };
         assert_eq!(s.deadline(limits), Timestamp(10_000));
         s.last_use = Timestamp(95_000);

@@ -236,6 +236,7 @@ impl Store for RedbStore {
                 password_hash: new.password_hash,
                 created: new.created,
                 logins: Default::default(),
+                epoch: 0,
             };
             t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
             t.user_names.insert(key.as_str(), id).map_err(storage)?;
@@ -255,6 +256,12 @@ impl Store for RedbStore {
                 UserChange::Unlock => {
                     user.logins.failed_count = 0;
                     t.delete_lockout(id)?;
+                }
+                UserChange::Admin(admin) => {
+                    if user.admin != admin {
+                        user.admin = admin;
+                        user.epoch = user.epoch.wrapping_add(1);
+                    }
                 }
             }
             t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
@@ -1058,6 +1065,7 @@ mod tests {
             browser: "t".into(),
             series: None,
             xsrf: [0; 10],
+            epoch: 0,
         }
     }
 
