@@ -158,6 +158,12 @@ impl App {
         ctx: &mut Ctx,
     ) -> (Route, Result<Response<Body>, ApiError>) {
         let path = req.uri().path().to_string();
+        if has_dot_segment(&path) {
+            return (
+                Route::Other,
+                Err(ApiError::bad_request("The path may not contain '.' or '..' segments.")),
+            );
+        }
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let own = is_own_path(&segments);
         if !own {
@@ -611,6 +617,15 @@ fn is_own_path(segments: &[&str]) -> bool {
     }
 }
 
+/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
+/// (such paths are refused rather than passed to the app to interpret).
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let decoded = super::request::decode_component(seg.as_bytes(), false);
+        matches!(decoded.as_deref().unwrap_or(seg), "." | "..")
+    })
+}
+
 /// Whether a path segment is the API version `want` or `latest`.
 fn version(segment: &str, want: &str) -> bool {
     segment == want || segment == "latest"
@@ -661,6 +676,16 @@ mod tests {
         assert!(!own("/rest/api/2/issue/X-1"));
         assert!(!own("/"));
         assert!(!own("/app/login.jsp"));
+    }
+
+    #[test]
+    fn dot_segments_are_found_however_written() {
+        for bad in ["/..", "/a/../b", "/a/./b", "/%2e%2e/x", "/%2E/x", "/a/.%2e"] {
+            assert!(has_dot_segment(bad), "{bad}");
+        }
+        for ok in ["/", "/a.b", "/...", "/a/..b", "/.well-known/x"] {
+            assert!(!has_dot_segment(ok), "{ok}");
+        }
     }
 
     #[test]
