@@ -3,7 +3,9 @@
 
 mod support;
 
+mod cli;
 mod cookies;
 mod corpus;
+mod lifecycle;
 mod session_api;
 mod timeouts;

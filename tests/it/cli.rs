@@ -1,0 +1,420 @@
+//! SPEC §2 and §3: the administrative command line, with the server
+//! running (through its admin API) and stopped (on the database directly),
+//! and the admin API's role check.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the CLI on `data` and asserts success.
+fn ok(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let o = authd_cli(data, args, stdin);
+    assert!(o.status.success(), "authd {args:?} failed ({:?}): {}{}", o.status, stdout(&o), stderr(&o));
+    o
+}
+
+/// Runs the CLI on `data` and asserts a clean failure (non-zero, a message, no panic).
+fn fails(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let o = authd_cli(data, args, stdin);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "authd {args:?} should have failed: {}", stdout(&o));
+    assert_ne!(o.status.code(), Some(101), "authd {args:?} panicked: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.trim().is_empty(), "authd {args:?} failed without a message");
+    err
+}
+
+/// A data dir that outlives the servers started on it.
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    (tmp, data)
+}
+
+/// `authd session list --json` as values.
+fn session_list(data: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["session", "list", "--json"];
+    args.extend_from_slice(extra);
+    let o = ok(data, &args, None);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
+}
+
+/// `authd user list --json` as values.
+fn user_list(data: &Path) -> Vec<Value> {
+    let o = ok(data, &["user", "list", "--json"], None);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
+}
+
+/// Logs in with a fresh client; returns (session ID, handle).
+async fn login_with_handle(s: &Server, user: &str, pw: &str) -> (String, String) {
+    let r = s.login(&s.bare_client(), user, pw).await;
+    assert_eq!(r.status(), 200, "login of {user}");
+    let handle = header(&r, "x-asessionid").expect("X-ASESSIONID");
+    let body: Value = r.json().await.unwrap();
+    (body["session"]["value"].as_str().unwrap().to_string(), handle)
+}
+
+#[tokio::test]
+async fn user_add_while_running_goes_through_the_admin_api() {
+    let s = Server::start(&[]);
+    let o = ok(&s.data, &["user", "add", "dave", "--password-stdin"], Some("dave's long password\n"));
+    assert!(!stderr(&o).to_lowercase().contains("stop"), "nothing tells the user to stop the server");
+    // The server, not the CLI, wrote the user: its admin API answered.
+    let m = metrics_text(&s).await;
+    assert!(
+        m.lines().any(|l| l.starts_with("authd_http_requests_total{")
+            && l.contains("admin")
+            && !l.ends_with(" 0")),
+        "no admin API request was counted:\n{m}"
+    );
+    s.login_ok(&s.client(), "dave", "dave's long password").await;
+    // The trailing newline of the piped password is not part of it.
+    assert_eq!(s.login(&s.client(), "dave", "dave's long password\n").await.status(), 401);
+}
+
+#[tokio::test]
+async fn user_add_with_the_server_stopped_writes_the_database() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    let pw = s.admin_pw();
+    assert_eq!(s.stop().code(), Some(0));
+    ok(&data, &["user", "add", "erin", "--password-stdin"], Some("erin's long password"));
+    let s = Server::start_in(&data, &[]);
+    assert!(s.admin_password.is_none());
+    s.login_ok(&s.client(), "erin", "erin's long password").await;
+    s.login_ok(&s.client(), "admin", &pw).await;
+}
+
+#[tokio::test]
+async fn duplicate_user_names_are_refused_case_insensitively() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    ok(&data, &["user", "add", "Fiona", "--password-stdin"], Some("fiona's long password"));
+    for dup in ["fiona", "FIONA", "Fiona"] {
+        let err = fails(&data, &["user", "add", dup, "--password-stdin"], Some("another long password"));
+        assert!(err.to_lowercase().contains("exists"), "unclear message for {dup}: {err}");
+        assert!(!err.to_lowercase().contains("stop"), "{err}");
+    }
+    s.login_ok(&s.client(), "fiona", "fiona's long password").await;
+    assert_eq!(s.login(&s.client(), "fiona", "another long password").await.status(), 401);
+    assert_eq!(s.stop().code(), Some(0));
+
+    // The same with the server stopped.
+    let err = fails(&data, &["user", "add", "fIoNa", "--password-stdin"], Some("another long password"));
+    assert!(err.to_lowercase().contains("exists"), "{err}");
+    let names: Vec<Value> = user_list(&data).iter().map(|u| u["name"].clone()).collect();
+    assert_eq!(
+        names.iter().filter(|n| n.as_str().is_some_and(|n| n.eq_ignore_ascii_case("fiona"))).count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn user_list_json_shows_the_users_and_no_secrets() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("gus", "gus's long password", &["--email", "gus@example.com", "--unverified"]);
+    s.add_user("hana", "hana's long password", &["--admin"]);
+    s.login_ok(&s.client(), "admin", &s.admin_pw()).await;
+
+    let check = |users: &[Value], raw: &str| {
+        assert!(!raw.contains("$argon2"), "password hashes leak into the listing: {raw}");
+        assert!(!raw.contains("long password"), "{raw}");
+        let find = |n: &str| {
+            users.iter().find(|u| u["name"] == n).unwrap_or_else(|| panic!("{n} missing: {raw}")).clone()
+        };
+        let admin = find("admin");
+        assert_eq!(admin["roles"], json!(["admin"]), "{admin}");
+        assert_eq!(admin["loginCount"], 1, "{admin}");
+        let gus = find("gus");
+        assert_eq!(gus["email"], "gus@example.com");
+        assert_eq!(gus["emailVerified"], false, "{gus}");
+        assert_eq!(gus["roles"], json!([]), "{gus}");
+        assert_eq!(gus["loginCount"], 0, "{gus}");
+        let hana = find("hana");
+        assert_eq!(hana["roles"], json!(["admin"]), "{hana}");
+        assert_eq!(users.len(), 3, "{raw}");
+    };
+    let o = ok(&data, &["user", "list", "--json"], None);
+    check(&serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap(), &stdout(&o));
+    assert_eq!(s.stop().code(), Some(0));
+    let o = ok(&data, &["user", "list", "--json"], None);
+    check(&serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap(), &stdout(&o));
+    // The table form names them too.
+    let o = ok(&data, &["user", "list"], None);
+    for n in ["admin", "gus", "hana"] {
+        assert!(stdout(&o).contains(n), "{}", stdout(&o));
+    }
+}
+
+#[tokio::test]
+async fn user_passwd_ends_sessions_and_sets_the_new_password() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("ivan", "ivan's old password", &[]);
+    let (a, _) = login_with_handle(&s, "ivan", "ivan's old password").await;
+    let (b, _) = login_with_handle(&s, "ivan", "ivan's old password").await;
+    let admin = login_id(&s, "admin", &s.admin_pw()).await;
+    ok(&data, &["user", "passwd", "ivan", "--password-stdin"], Some("ivan's new password"));
+    assert_eq!(session_status(&s, &a).await, 401, "old session survived a password change");
+    assert_eq!(session_status(&s, &b).await, 401, "old session survived a password change");
+    assert_eq!(session_status(&s, &admin).await, 200, "another user's session was ended");
+    assert_eq!(s.login(&s.client(), "ivan", "ivan's old password").await.status(), 401);
+    let (c, _) = login_with_handle(&s, "ivan", "ivan's new password").await;
+    assert_eq!(s.stop().code(), Some(0));
+
+    // With the server stopped.
+    ok(&data, &["user", "passwd", "ivan", "--password-stdin"], Some("ivan's third password"));
+    let s = Server::start_in(&data, &[]);
+    assert_eq!(session_status(&s, &c).await, 401);
+    assert_eq!(s.login(&s.client(), "ivan", "ivan's new password").await.status(), 401);
+    s.login_ok(&s.client(), "ivan", "ivan's third password").await;
+    fails(&data, &["user", "passwd", "nobody", "--password-stdin"], Some("some long password"));
+}
+
+#[tokio::test]
+async fn user_del_ends_sessions_and_logins() {
+    let s = Server::start(&[]);
+    s.add_user("jack", "jack's long password", &[]);
+    let (id, _) = login_with_handle(&s, "jack", "jack's long password").await;
+    ok(&s.data, &["user", "del", "jack"], None);
+    assert_eq!(session_status(&s, &id).await, 401);
+    let r = s.login(&s.client(), "jack", "jack's long password").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"));
+    assert!(user_list(&s.data).iter().all(|u| u["name"] != "jack"));
+    let err = fails(&s.data, &["user", "del", "jack"], None);
+    assert!(err.contains("jack"), "{err}");
+    // The name is free again.
+    s.add_user("Jack", "jack's new long password", &[]);
+    s.login_ok(&s.client(), "jack", "jack's new long password").await;
+}
+
+#[tokio::test]
+async fn user_verify_turns_409_into_200() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("kim", "kim's long password", &["--email", "kim@example.com", "--unverified"]);
+    assert_eq!(s.login(&s.client(), "kim", "kim's long password").await.status(), 409);
+    ok(&data, &["user", "verify", "kim"], None);
+    s.login_ok(&s.client(), "kim", "kim's long password").await;
+    let kim = user_list(&data).into_iter().find(|u| u["name"] == "kim").unwrap();
+    assert_eq!(kim["emailVerified"], true);
+
+    // With the server stopped.
+    s.add_user("lee", "lee's long password", &["--email", "lee@example.com", "--unverified"]);
+    assert_eq!(s.stop().code(), Some(0));
+    ok(&data, &["user", "verify", "lee"], None);
+    let s = Server::start_in(&data, &[]);
+    s.login_ok(&s.client(), "lee", "lee's long password").await;
+}
+
+#[tokio::test]
+async fn an_email_without_unverified_needs_no_verification() {
+    let s = Server::start(&[]);
+    s.add_user("mia", "mia's long password", &["--email", "mia@example.com"]);
+    s.login_ok(&s.client(), "mia", "mia's long password").await;
+}
+
+/// Finds an `https://` link that mentions verification in `text`.
+fn verification_link(text: &str) -> Option<String> {
+    text.lines().filter(|l| l.to_lowercase().contains("verif")).find_map(|l| {
+        let start = l.find("https://")?;
+        let link: String = l[start..].chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
+        Some(link.trim_end_matches(['.', ',', ')', '>']).to_string())
+    })
+}
+
+#[tokio::test]
+async fn the_verification_link_in_the_log_verifies_the_address() {
+    let s = Server::start(&[]);
+    let o = ok(
+        &s.data,
+        &["user", "add", "nia", "--email", "nia@example.com", "--unverified", "--password-stdin"],
+        Some("nia's long password"),
+    );
+    assert_eq!(s.login(&s.client(), "nia", "nia's long password").await.status(), 409);
+    // The server's log is the local mail sink; the CLI may echo the link too.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let link = loop {
+        let seen = format!("{}\n{}\n{}", s.log_text(), stdout(&o), stderr(&o));
+        if let Some(l) = verification_link(&seen) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no verification link was logged:\n{seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let r = s.client().get(&link).send().await.unwrap();
+    assert!(r.status().is_success() || r.status().is_redirection(), "{link}: {}", r.status());
+    s.login_ok(&s.client(), "nia", "nia's long password").await;
+    // A link works once.
+    let again = s.client().get(&link).send().await.unwrap();
+    assert!(again.status().is_client_error() || again.status().is_success(), "{}", again.status());
+}
+
+#[tokio::test]
+async fn session_list_shows_handles_never_ids() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("olga", "olga's long password", &[]);
+    let (admin_id, admin_handle) = login_with_handle(&s, "admin", &s.admin_pw()).await;
+    let (olga_id, olga_handle) = login_with_handle(&s, "olga", "olga's long password").await;
+
+    let check = |running: bool| {
+        let what = if running { "running" } else { "stopped" };
+        let all = session_list(&data, &[]);
+        assert_eq!(all.len(), 2, "{what}: {all:?}");
+        let mine = all.iter().find(|v| v["handle"] == admin_handle.as_str()).unwrap_or_else(|| {
+            panic!("{what}: handle {admin_handle} not listed: {all:?}");
+        });
+        assert_eq!(mine["user"], "admin");
+        assert!(all.iter().any(|v| v["handle"] == olga_handle.as_str() && v["user"] == "olga"), "{all:?}");
+        let only = session_list(&data, &["--user", "olga"]);
+        assert_eq!(only.len(), 1, "{what}: {only:?}");
+        assert_eq!(only[0]["handle"], olga_handle.as_str());
+        for args in [&["session", "list", "--json"][..], &["session", "list"][..]] {
+            let o = ok(&data, args, None);
+            let text = format!("{}{}", stdout(&o), stderr(&o));
+            for id in [&admin_id, &olga_id] {
+                assert!(!text.contains(id.as_str()), "{what}: a session ID is listed: {text}");
+            }
+            assert!(text.contains(&admin_handle), "{what}: {text}");
+        }
+    };
+    check(true);
+    assert_eq!(s.stop().code(), Some(0));
+    check(false);
+}
+
+#[tokio::test]
+async fn session_revoke_by_handle_running_and_stopped() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    let pw = s.admin_pw();
+    let (a, ha) = login_with_handle(&s, "admin", &pw).await;
+    let (b, hb) = login_with_handle(&s, "admin", &pw).await;
+    ok(&data, &["session", "revoke", &ha], None);
+    assert_eq!(session_status(&s, &a).await, 401);
+    assert_eq!(session_status(&s, &b).await, 200, "only the named session ends");
+    assert!(session_list(&data, &[]).iter().all(|v| v["handle"] != ha.as_str()));
+    fails(&data, &["session", "revoke", &ha], None);
+    fails(&data, &["session", "revoke", "not-a-handle"], None);
+
+    let (c, hc) = login_with_handle(&s, "admin", &pw).await;
+    assert_eq!(s.stop().code(), Some(0));
+    ok(&data, &["session", "revoke", &hc], None);
+    let s = Server::start_in(&data, &[]);
+    assert_eq!(session_status(&s, &c).await, 401);
+    assert_eq!(session_status(&s, &b).await, 200);
+    let listed = session_list(&data, &[]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["handle"], hb.as_str());
+}
+
+#[tokio::test]
+async fn session_revoke_by_user_running_and_stopped() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("pia", "pia's long password", &[]);
+    let (p1, _) = login_with_handle(&s, "pia", "pia's long password").await;
+    let (p2, _) = login_with_handle(&s, "pia", "pia's long password").await;
+    let (admin, _) = login_with_handle(&s, "admin", &s.admin_pw()).await;
+    ok(&data, &["session", "revoke", "--user", "pia"], None);
+    assert_eq!(session_status(&s, &p1).await, 401);
+    assert_eq!(session_status(&s, &p2).await, 401);
+    assert_eq!(session_status(&s, &admin).await, 200, "another user's session was ended");
+    // Signing out is not locking out.
+    let (p3, _) = login_with_handle(&s, "pia", "pia's long password").await;
+    assert_eq!(s.stop().code(), Some(0));
+
+    ok(&data, &["session", "revoke", "--user", "PIA"], None);
+    let s = Server::start_in(&data, &[]);
+    assert_eq!(session_status(&s, &p3).await, 401);
+    assert_eq!(session_status(&s, &admin).await, 200);
+    fails(&data, &["session", "revoke", "--user", "nobody"], None);
+}
+
+#[tokio::test]
+async fn cert_prints_the_path_and_fingerprint() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    let hex = cert_sha256_hex(&s.cert_pem());
+    let check = |o: &Output| {
+        let out = stdout(o);
+        assert!(out.contains(&data.join("tls/cert.pem").display().to_string()), "no path: {out}");
+        let squashed: String = out.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+        assert!(squashed.contains(&hex), "fingerprint {hex} missing: {out}");
+    };
+    check(&ok(&data, &["cert"], None));
+    assert_eq!(s.stop().code(), Some(0));
+    check(&ok(&data, &["cert"], None));
+}
+
+#[test]
+fn data_may_be_given_before_the_command() {
+    // `--data` is accepted wherever a flag may stand: `authd --data DIR user list`.
+    let (_tmp, data) = data_dir();
+    let d = data.to_str().unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["--data", d, "user", "add", "quinn", "--password-stdin"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // No password on stdin: a clean failure about the password, not about --data.
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("cannot be used with"), "{}", stderr(&o));
+    for args in [
+        &["--data", d, "user", "list"][..],
+        &["--data", d, "session", "list"][..],
+        &["--data", d, "cert"][..],
+    ] {
+        let o = std::process::Command::new(BIN).args(args).output().unwrap();
+        assert!(o.status.success(), "authd {args:?}: {}", stderr(&o));
+    }
+}
+
+#[tokio::test]
+async fn admin_api_requires_the_admin_role() {
+    let s = Server::start(&[]);
+    s.add_user("rita", "rita's long password", &[]);
+    let users = s.at("/rest/authd/1/admin/users");
+
+    let r = s.bare_client().get(&users).send().await.unwrap();
+    assert_eq!(r.status(), 401, "anonymous");
+    assert_jira_error(&r.json().await.unwrap());
+
+    let c = s.client();
+    s.login_ok(&c, "rita", "rita's long password").await;
+    let r = c.get(&users).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a user without the admin role");
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHORISATION_FAILED"));
+    assert_eq!(header(&r, "x-ausername").as_deref(), Some("rita"));
+    assert_jira_error(&r.json().await.unwrap());
+    let r = c
+        .post(&users)
+        .header("x-atlassian-token", "no-check")
+        .json(&json!({ "name": "sneaky", "password": "sneaky's long password", "admin": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(user_list(&s.data).iter().all(|u| u["name"] != "sneaky"), "a non-admin created a user");
+
+    let admin = s.client();
+    s.login_ok(&admin, "admin", &s.admin_pw()).await;
+    let r = admin.get(&users).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Vec<Value> = r.json().await.unwrap();
+    assert!(list.iter().any(|u| u["name"] == "rita"));
+}

@@ -1,0 +1,391 @@
+//! SPEC §1 and §5: the data dir, restarts, signals, crash safety of
+//! acknowledged logins and logouts, flag and environment parsing, the
+//! start-up banner, and stock clients trusting the certificate.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+/// Runs `authd ARGS` with `env`, killing it if it is still running after 10 s.
+fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("AUTHD_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("authd {args:?} is still running: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts exit status 2 and one line on stderr that names `flag`.
+fn assert_usage_error(out: &Output, flag: &str, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: exit status {:?}, stderr {err}", out.status);
+    let text = err.trim_end();
+    assert!(!text.is_empty(), "{what}: nothing on stderr");
+    assert!(!text.contains('\n'), "{what}: the error is not one line:\n{err}");
+    assert!(text.contains(flag), "{what}: {flag} is not named: {err}");
+    assert!(!text.contains("panicked"), "{what}: {err}");
+}
+
+#[tokio::test]
+async fn data_dir_and_its_files_are_private() {
+    let s = Server::start(&[]);
+    assert_eq!(mode(&s.data), 0o700, "data dir");
+    for f in ["authd.redb", "tls/cert.pem", "tls/key.pem"] {
+        assert_eq!(mode(&s.data.join(f)), 0o600, "{f}");
+    }
+    // Whatever else the server keeps there (the CLI's admin credential) is private too.
+    for entry in std::fs::read_dir(&s.data).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p) & 0o077, 0, "{} is readable by others", p.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn restart_reuses_the_certificate_and_keeps_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::start_in(&data, &[]);
+    let pw = s.admin_pw();
+    let id = login_id(&s, "admin", &pw).await;
+    let cert = s.cert_pem();
+    let key = std::fs::read(data.join("tls/key.pem")).unwrap();
+    assert_eq!(s.stop().code(), Some(0));
+
+    let s = Server::start_in(&data, &[]);
+    assert_eq!(s.cert_pem(), cert, "the certificate must be reused");
+    assert_eq!(std::fs::read(data.join("tls/key.pem")).unwrap(), key, "the key must be reused");
+    assert!(s.admin_password.is_none(), "a restart must not make a new admin password");
+    assert!(!s.log_text().contains("admin password"), "{}", s.log_text());
+    assert_eq!(session_status(&s, &id).await, 200, "the session must survive a restart");
+    s.login_ok(&s.bare_client(), "admin", &pw).await;
+}
+
+async fn signal_exits_0_and_data_survives(interrupt: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::start_in(&data, &[]);
+    s.add_user("sig", "sig's long password", &[]);
+    let id = login_id(&s, "sig", "sig's long password").await;
+    let status = if interrupt { s.interrupt() } else { s.stop() };
+    assert_eq!(status.code(), Some(0), "exit status after {}", if interrupt { "SIGINT" } else { "SIGTERM" });
+
+    let s = Server::start_in(&data, &[]);
+    assert_eq!(session_status(&s, &id).await, 200);
+    s.login_ok(&s.bare_client(), "sig", "sig's long password").await;
+}
+
+#[tokio::test]
+async fn sigterm_exits_0_and_data_survives() {
+    signal_exits_0_and_data_survives(false).await;
+}
+
+#[tokio::test]
+async fn sigint_exits_0_and_data_survives() {
+    signal_exits_0_and_data_survives(true).await;
+}
+
+/// Logs in `n` times at once; returns the acknowledged session IDs.
+async fn concurrent_logins(s: &Server, pw: &str, n: usize) -> Vec<String> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let c = s.bare_client();
+        let url = s.at("/rest/auth/1/session");
+        let pw = pw.to_string();
+        set.spawn(async move {
+            let r = c
+                .post(url)
+                .json(&serde_json::json!({ "username": "admin", "password": pw }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["session"]["value"].as_str().unwrap().to_string()
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(id) = set.join_next().await {
+        ids.push(id.unwrap());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn acknowledged_logins_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::start_in(&data, &[]);
+    let pw = s.admin_pw();
+    let ids = concurrent_logins(&s, &pw, 20).await;
+    s.kill9();
+
+    let s = Server::start_in(&data, &[]);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(session_status(&s, id).await, 200, "acknowledged login #{i} was lost in the crash");
+    }
+    // The user's login counter is as durable as the sessions.
+    let c = s.client();
+    let body = s.login_ok(&c, "admin", &pw).await;
+    assert_eq!(body["loginInfo"]["loginCount"], 21, "{body}");
+}
+
+#[tokio::test]
+async fn acknowledged_logouts_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::start_in(&data, &[]);
+    let pw = s.admin_pw();
+    let ids = concurrent_logins(&s, &pw, 10).await;
+    let (out, kept) = ids.split_at(5);
+    let mut set = tokio::task::JoinSet::new();
+    for id in out {
+        let c = s.bare_client();
+        let url = s.at("/rest/auth/1/session");
+        let cookie = format!("JSESSIONID={id}");
+        set.spawn(async move { c.delete(url).header("cookie", cookie).send().await.unwrap().status() });
+    }
+    while let Some(status) = set.join_next().await {
+        assert_eq!(status.unwrap(), 204);
+    }
+    s.kill9();
+
+    let s = Server::start_in(&data, &[]);
+    for id in out {
+        assert_eq!(session_status(&s, id).await, 401, "an acknowledged logout was undone by the crash");
+    }
+    for id in kept {
+        assert_eq!(session_status(&s, id).await, 200, "a session was lost in the crash");
+    }
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_fails_clearly() {
+    let s = Server::start(&[]);
+    let (status, log) = match Server::try_start_in(&s.data, &[]) {
+        Ok(_) => panic!("a second authd started on the same data dir"),
+        Err(e) => e,
+    };
+    let status = status.expect("the second authd hung instead of exiting");
+    assert!(!status.success(), "{status:?}");
+    assert_ne!(status.code(), Some(101), "a panic is not a clear error: {log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let lower = log.to_lowercase();
+    assert!(
+        lower.contains("in use")
+            || lower.contains("another")
+            || lower.contains("running")
+            || lower.contains("lock"),
+        "the message does not say the data dir is taken: {log}"
+    );
+    assert!(log.contains(&s.data.display().to_string()), "the message does not name the data dir: {log}");
+    // The first server is unharmed and its CLI route still works.
+    let r = s.bare_client().get(s.at("/rest/api/2/serverInfo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out = s.authd(&["user", "list", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.login_ok(&s.bare_client(), "admin", &s.admin_pw()).await;
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let data = data.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--idle-timeout", "banana"], "--idle-timeout"),
+        (&["--absolute-timeout", "5"], "--absolute-timeout"),
+        (&["--remember-me-age", "401d"], "--remember-me-age"),
+        (&["--remember-me-age", "99999999999999999999d"], "--remember-me-age"),
+        (&["--sweep-interval", "1.5s"], "--sweep-interval"),
+        (&["--max-failed-logins", "lots"], "--max-failed-logins"),
+        (&["--lockout=-5m"], "--lockout"),
+        (&["--cookie-prefix", "a b"], "--cookie-prefix"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ];
+    for (args, flag) in cases {
+        let mut all = vec!["--data", data, "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        assert_usage_error(&run_bounded(&all, &[]), flag, &format!("{args:?}"));
+        // The same through the explicit `serve` command.
+        let mut all = vec!["serve", "--data", data, "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        assert_usage_error(&run_bounded(&all, &[]), flag, &format!("serve {args:?}"));
+    }
+    let out = run_bounded(&["--data", data, "--listen", "nowhere"], &[]);
+    assert_usage_error(&out, "--listen", "--listen nowhere");
+}
+
+#[test]
+fn a_negative_duration_after_a_space_names_the_flag() {
+    // `--lockout -5m` is a bad value for --lockout, not a stray `-5` flag.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let out =
+        run_bounded(&["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--lockout", "-5m"], &[]);
+    assert_usage_error(&out, "--lockout", "--lockout -5m");
+}
+
+#[test]
+fn bad_environment_values_exit_2_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let data = data.to_str().unwrap();
+    for (var, value, flag) in [
+        ("AUTHD_IDLE_TIMEOUT", "banana", "--idle-timeout"),
+        ("AUTHD_REMEMBER_ME_AGE", "401d", "--remember-me-age"),
+        ("AUTHD_LISTEN", "nowhere", "--listen"),
+    ] {
+        let mut args = vec!["--data", data];
+        if var != "AUTHD_LISTEN" {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        let out = run_bounded(&args, &[(var, value)]);
+        assert_usage_error(&out, flag, &format!("{var}={value}"));
+    }
+}
+
+#[tokio::test]
+async fn environment_variables_configure_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::try_start_env(&data, &[], &[("AUTHD_IDLE_TIMEOUT", "2s")])
+        .unwrap_or_else(|(st, log)| panic!("{st:?}: {log}"));
+    let before = unix_now();
+    let r = s.login(&s.bare_client(), "admin", &s.admin_pw()).await;
+    let e: u64 = header(&r, "x-authd-session-expires").unwrap().parse().unwrap();
+    assert!(e <= before + 4, "AUTHD_IDLE_TIMEOUT=2s ignored: expires {e}, now {before}");
+    let id = r.json::<Value>().await.unwrap()["session"]["value"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(session_status(&s, &id).await, 401, "AUTHD_IDLE_TIMEOUT=2s did not take effect");
+    drop(s);
+
+    // A flag on the command line wins over the environment.
+    let s = Server::try_start_env(&data, &["--idle-timeout", "1h"], &[("AUTHD_IDLE_TIMEOUT", "2s")])
+        .unwrap_or_else(|(st, log)| panic!("{st:?}: {log}"));
+    let pw = "env's long password";
+    let out = s.authd(&["user", "add", "env", "--password-stdin"], Some(pw));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = unix_now();
+    let r = s.login(&s.bare_client(), "env", pw).await;
+    let e: u64 = header(&r, "x-authd-session-expires").unwrap().parse().unwrap();
+    assert!(e >= before + 3500, "the flag should win: expires {e}, now {before}");
+}
+
+#[tokio::test]
+async fn banner_has_url_certificate_fingerprint_and_a_working_curl_line() {
+    let s = Server::start(&[]);
+    assert_ne!(s.port, 0, "the banner must show the bound port");
+    let log = s.log_text();
+    assert!(log.contains(&s.url), "no URL in the banner:\n{log}");
+    let cert_path = s.data.join("tls/cert.pem");
+    assert!(log.contains(&cert_path.display().to_string()), "no certificate path:\n{log}");
+    // The fingerprint, in whatever hex notation, is the certificate's SHA-256.
+    let hex = cert_sha256_hex(&s.cert_pem());
+    let squashed: String = log.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+    assert!(squashed.contains(&hex), "the SHA-256 fingerprint {hex} is not in the banner:\n{log}");
+    assert!(log.contains("SHA-256") || log.contains("sha256") || log.contains("SHA256"), "{log}");
+
+    // The curl example is ready to paste.
+    let line = log.lines().find(|l| l.contains("curl --cacert")).expect("no `curl --cacert` example");
+    let cmd = &line[line.find("curl").unwrap()..];
+    assert!(cmd.contains(&s.url), "{cmd}");
+    let out = Command::new("sh").arg("-c").arg(format!("{cmd} -sS --fail --max-time 10")).output().unwrap();
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serverTitle"], "authd");
+}
+
+#[tokio::test]
+async fn admin_password_is_printed_once_and_works() {
+    let s = Server::start(&[]);
+    let pw = s.admin_pw();
+    assert!(pw.len() >= 16, "a short first password: {pw:?}");
+    assert_eq!(s.log_text().matches(&pw).count(), 1, "printed exactly once");
+    let body = s.login_ok(&s.client(), "admin", &pw).await;
+    assert_eq!(body["session"]["name"], "JSESSIONID");
+}
+
+/// Runs curl; returns (exit code, stdout).
+fn curl(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn stock_curl_trusts_the_certificate_by_ip_and_name() {
+    let s = Server::start(&["--tls-san", "auth.example.test"]);
+    let cert = s.data.join("tls/cert.pem");
+    let cert = cert.to_str().unwrap();
+    let port = s.port.to_string();
+
+    let (code, out) = curl(&["--cacert", cert, &s.at("/rest/api/2/serverInfo")]);
+    assert_eq!(code, Some(0), "curl by IP: {out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deploymentType"], "Server");
+
+    for name in ["localhost", "auth.example.test"] {
+        let resolve = format!("{name}:{port}:127.0.0.1");
+        let url = format!("https://{name}:{port}/rest/api/2/serverInfo");
+        let (code, out) = curl(&["--cacert", cert, "--resolve", &resolve, &url]);
+        assert_eq!(code, Some(0), "curl to {name}: {out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["baseUrl"], format!("https://{name}:{port}"), "baseUrl follows the Host");
+    }
+    // A name the certificate does not cover is refused by curl, as it should be.
+    let resolve = format!("other.example.test:{port}:127.0.0.1");
+    let url = format!("https://other.example.test:{port}/rest/api/2/serverInfo");
+    let (code, _) = curl(&["--cacert", cert, "--resolve", &resolve, &url]);
+    assert_ne!(code, Some(0), "the certificate must not cover every name");
+    // And without --cacert the self-signed certificate is not trusted.
+    let (code, _) = curl(&[&s.at("/rest/api/2/serverInfo")]);
+    assert_ne!(code, Some(0));
+}
+
+#[tokio::test]
+async fn own_certificate_and_key_are_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert_path = tmp.path().join("own-cert.pem");
+    let key_path = tmp.path().join("own-key.pem");
+    std::fs::write(&cert_path, own.cert.pem()).unwrap();
+    std::fs::write(&key_path, own.signing_key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = Server::start_in(
+        &tmp.path().join("db"),
+        &["--cert", cert_path.to_str().unwrap(), "--key", key_path.to_str().unwrap()],
+    );
+    let pem = own.cert.pem();
+    let c = client_for(pem.as_bytes(), true);
+    let r = c.get(s.at("/rest/api/2/serverInfo")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the server must present the given certificate");
+    let squashed: String = s.log_text().chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+    assert!(squashed.contains(&cert_sha256_hex(pem.as_bytes())), "banner fingerprint of the own certificate");
+    // The CLI still reaches the running server (it pins whatever certificate is in use).
+    let out = s.authd(&["user", "list", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
