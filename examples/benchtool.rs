@@ -1,0 +1,318 @@
+//! Helper for bench/run.sh: seeds sessions straight into a data dir's store
+//! (with the server stopped) and times the reference operations the targets
+//! are ratios of. Not part of authd; see bench/README.md.
+//!
+//! ```text
+//! benchtool seed --data DIR --sessions N [--per-user K] [--prefix P]
+//!                [--cookies FILE] [--cookie-limit M] [--expired] [--remember]
+//! benchtool argon2 [--iterations N]          one argon2id verify, as authd does it
+//! benchtool commit-rate --dir DIR [--seconds S]   one durable redb commit per session
+//! benchtool sweep-time --data DIR [--runs R]      a full sweep of the store, timed
+//! ```
+//!
+//! Every subcommand prints one JSON object on stdout.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authd::clock::{Clock as _, SystemClock, Timestamp};
+use authd::cookies::CookieNames;
+use authd::store::redb::RedbStore;
+use authd::store::{NewSession, NewUser, Series, Session, SessionLimits, Store};
+use authd::token::{RememberToken, SessionId};
+use authd::xsrf::{State, Xsrf};
+
+/// The password of every seeded user.
+const PASSWORD: &str = "bench-password";
+/// authd's default timeouts (the benchmark runs the server with them).
+const IDLE: Duration = Duration::from_secs(5 * 3600);
+const ABSOLUTE: Duration = Duration::from_secs(24 * 3600);
+/// Writes queued at once: enough for the store's group commit to fill its batches.
+const WINDOW: usize = 2048;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let opts = parse_opts(args);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(&e));
+    let out = match cmd.as_str() {
+        "seed" => rt.block_on(seed(&opts)),
+        "argon2" => argon2(&opts),
+        "commit-rate" => rt.block_on(commit_rate(&opts)),
+        "sweep-time" => rt.block_on(sweep_time(&opts)),
+        _ => fail(&"usage: benchtool seed|argon2|commit-rate|sweep-time [--flags]; see the source"),
+    };
+    println!("{out}");
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("benchtool: {e}");
+    std::process::exit(1);
+}
+
+type Opts = HashMap<String, String>;
+
+fn parse_opts(mut args: impl Iterator<Item = String>) -> Opts {
+    let mut opts = HashMap::new();
+    while let Some(a) = args.next() {
+        let Some(name) = a.strip_prefix("--") else { fail(&format!("unexpected argument {a}")) };
+        match name {
+            "expired" | "remember" => {
+                opts.insert(name.to_string(), "1".to_string());
+            }
+            _ => {
+                let v = args.next().unwrap_or_else(|| fail(&format!("--{name} needs a value")));
+                opts.insert(name.to_string(), v);
+            }
+        }
+    }
+    opts
+}
+
+fn num(opts: &Opts, name: &str, default: u64) -> u64 {
+    opts.get(name).map_or(default, |v| v.parse().unwrap_or_else(|_| fail(&format!("--{name}: not a number"))))
+}
+
+fn path(opts: &Opts, name: &str) -> PathBuf {
+    PathBuf::from(opts.get(name).unwrap_or_else(|| fail(&format!("--{name} is required"))))
+}
+
+fn open(db: &Path) -> Arc<RedbStore> {
+    Arc::new(RedbStore::open(db, Duration::from_secs(1)).unwrap_or_else(|e| fail(&e)))
+}
+
+fn file_bytes(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(p).map(|m| m.len().max(m.blocks() * 512)).unwrap_or(0)
+}
+
+/// Seeds `--sessions` sessions over `sessions / per-user` new users, and
+/// writes a Cookie header value per session (the first `--cookie-limit`).
+async fn seed(opts: &Opts) -> String {
+    let data = authd::datadir::DataDir::new(path(opts, "data"));
+    data.prepare().unwrap_or_else(|e| fail(&e));
+    let db = data.db();
+    let n = num(opts, "sessions", 1000);
+    let per_user = num(opts, "per-user", 10).max(1);
+    let prefix = opts.get("prefix").cloned().unwrap_or_else(|| "seed".into());
+    let expired = opts.contains_key("expired");
+    let remember = opts.contains_key("remember");
+    let limit = num(opts, "cookie-limit", u64::MAX);
+    let names = CookieNames::new("");
+    let started = Instant::now();
+    let hash = authd::password::hash(PASSWORD).unwrap_or_else(|e| fail(&e));
+
+    // Users first, then the file's size without sessions.
+    let users_needed = n.div_ceil(per_user);
+    let store = open(&db);
+    let now = SystemClock.now();
+    let mut uids = Vec::with_capacity(usize::try_from(users_needed).unwrap_or(0));
+    let mut pending = Vec::new();
+    for i in 0..users_needed {
+        let new = NewUser {
+            name: format!("{prefix}{i}"),
+            email: None,
+            email_verified: true,
+            admin: false,
+            password_hash: hash.clone(),
+            created: now,
+        };
+        pending.push(store.create_user(new));
+        if pending.len() >= WINDOW || i + 1 == users_needed {
+            for f in pending.drain(..) {
+                uids.push(f.await.unwrap_or_else(|e| fail(&e)).id);
+            }
+        }
+    }
+    drop(pending);
+    let secrets = store.secrets().clone();
+    drop(store); // closes the file cleanly
+    let bytes_users = file_bytes(&db);
+
+    let xsrf = Xsrf::new(&secrets.server_id, secrets.xsrf_key);
+    let store = open(&db);
+    let mut cookies = match opts.get("cookies") {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).unwrap_or_else(|e| fail(&e)))),
+        None => None,
+    };
+    // Live sessions look freshly made; expired ones went idle a minute ago.
+    let (created, last_use) = if expired {
+        let last = Timestamp(now.0.saturating_sub(IDLE.as_millis() as u64 + 60_000));
+        (last, last)
+    } else {
+        (now, now)
+    };
+    let limits = SessionLimits { idle: IDLE, absolute: ABSOLUTE };
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let uid = uids.get(usize::try_from(i / per_user).unwrap_or(0)).copied().unwrap_or(1);
+        let id = SessionId::generate();
+        let nonce = Xsrf::new_nonce();
+        let token = remember.then(RememberToken::generate);
+        let session = Session {
+            user: uid,
+            created,
+            last_use,
+            address: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+            browser: "wrk".into(),
+            series: token.as_ref().map(|t| t.selector),
+            xsrf: nonce,
+        };
+        let new_series = token.as_ref().map(|t| {
+            let series = Series {
+                user: uid,
+                current: t.validator.hash(),
+                previous: None,
+                previous_until: created,
+                created,
+                expires: created.plus(Duration::from_secs(14 * 86_400)),
+            };
+            (t.selector, series)
+        });
+        if let Some(w) = cookies.as_mut().filter(|_| i < limit) {
+            let line = match &token {
+                Some(t) => format!("{}={}", names.remember, t.to_cookie_value()),
+                None => format!(
+                    "{}={}; {}={}",
+                    names.session,
+                    id.to_cookie_value(),
+                    names.xsrf,
+                    xsrf.token(nonce, State::LoggedIn(uid))
+                ),
+            };
+            writeln!(w, "{line}").unwrap_or_else(|e| fail(&e));
+        }
+        let deadline = session.deadline(limits);
+        pending.push(store.create_session(NewSession {
+            key: id.key(),
+            session,
+            deadline,
+            replaces: Vec::new(),
+            max_per_user: u32::try_from(per_user).unwrap_or(u32::MAX),
+            count_login: false,
+            new_series,
+        }));
+        if pending.len() >= WINDOW || i + 1 == n {
+            for f in pending.drain(..) {
+                f.await.unwrap_or_else(|e| fail(&e));
+            }
+        }
+    }
+    drop(pending);
+    if let Some(mut w) = cookies {
+        w.flush().unwrap_or_else(|e| fail(&e));
+    }
+    drop(store);
+    let bytes_after = file_bytes(&db);
+    format!(
+        r#"{{"sessions":{n},"users":{users_needed},"seconds":{:.3},"db_bytes_users_only":{bytes_users},"db_bytes":{bytes_after},"password":"{PASSWORD}","user_prefix":"{prefix}"}}"#,
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// The time of one argon2id verify with authd's parameters, on this thread.
+fn argon2(opts: &Opts) -> String {
+    let n = num(opts, "iterations", 20).max(1);
+    let hash = authd::password::hash(PASSWORD).unwrap_or_else(|e| fail(&e));
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        if !authd::password::verify(PASSWORD, &hash) {
+            fail(&"argon2 verify failed");
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    format!(r#"{{"iterations":{n},"verify_ms_median":{median:.3},"verify_ms_mean":{mean:.3}}}"#)
+}
+
+/// Durable commits per second when every request commits on its own: one
+/// session created and awaited at a time, as a server without group commit would.
+async fn commit_rate(opts: &Opts) -> String {
+    let dir = path(opts, "dir");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&e));
+    let db = dir.join("commit-rate.redb");
+    let _ = std::fs::remove_file(&db);
+    let secs = num(opts, "seconds", 3);
+    let store = open(&db);
+    let now = SystemClock.now();
+    let uid = store
+        .create_user(NewUser {
+            name: "commit".into(),
+            email: None,
+            email_verified: true,
+            admin: false,
+            password_hash: "x".into(),
+            created: now,
+        })
+        .await
+        .unwrap_or_else(|e| fail(&e))
+        .id;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        let session = Session {
+            user: uid,
+            created: now,
+            last_use: now,
+            address: None,
+            browser: "wrk".into(),
+            series: None,
+            xsrf: [0; 10],
+        };
+        store
+            .create_session(NewSession {
+                key: SessionId::generate().key(),
+                session,
+                deadline: now.plus(IDLE),
+                replaces: Vec::new(),
+                max_per_user: 100,
+                count_login: false,
+                new_series: None,
+            })
+            .await
+            .unwrap_or_else(|e| fail(&e));
+        n += 1;
+    }
+    let took = started.elapsed().as_secs_f64();
+    drop(store);
+    let _ = std::fs::remove_file(&db);
+    format!(r#"{{"commits":{n},"seconds":{took:.3},"commits_per_s":{:.1}}}"#, n as f64 / took)
+}
+
+/// Times full sweeps (as the sweeper runs them: batches of `sweeper::BATCH`)
+/// of the store, with authd's default timeouts.
+async fn sweep_time(opts: &Opts) -> String {
+    let data = authd::datadir::DataDir::new(path(opts, "data"));
+    let runs = num(opts, "runs", 5).max(1);
+    let store = open(&data.db());
+    let limits = SessionLimits { idle: IDLE, absolute: ABSOLUTE };
+    let mut times = Vec::new();
+    let mut deleted = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        loop {
+            let r = store
+                .sweep(SystemClock.now(), limits, authd::sweeper::BATCH)
+                .await
+                .unwrap_or_else(|e| fail(&e));
+            deleted += r.sessions;
+            if !r.more {
+                break;
+            }
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let count = store.session_count().await.unwrap_or_else(|e| fail(&e));
+    let list = times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(",");
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    format!(
+        r#"{{"runs":{runs},"ms":[{list}],"ms_median":{median:.3},"deleted":{deleted},"sessions_left":{count}}}"#
+    )
+}
