@@ -1,0 +1,795 @@
+#!/usr/bin/env python3
+"""authd's side-by-side benchmark (issue 7). Run it through bench/run.sh,
+which installs the load tools and builds the binaries first.
+
+Everything is a ratio measured in one run on one machine: authd against a
+baseline server built from the same stack that answers every request with an
+empty 200 (examples/baseline.rs), against Express + express-session +
+connect-redis (bench/peer/), and against reference operations timed in the
+same run (one argon2id verify, one durable redb commit). The server side is
+pinned to one core and the load tool to another; each throughput row also
+gives the server's CPU time per request (utime+stime from /proc/PID/stat).
+
+Raw output goes to bench/results/<stamp>/; a full run also rewrites
+bench/RESULTS.md. Only the Python standard library is used.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+RELEASE = os.path.join(ROOT, "target", "release")
+AUTHD = os.path.join(RELEASE, "authd")
+BASELINE = os.path.join(RELEASE, "examples", "baseline")
+TOOL = os.path.join(RELEASE, "examples", "benchtool")
+WRK_REPORT = os.path.join(BENCH, "wrk", "report.lua")
+WRK_RR = os.path.join(BENCH, "wrk", "rr.lua")
+HZ = os.sysconf("SC_CLK_TCK")
+PASSWORD = "bench-password"  # benchtool's seeded users
+SESSION_PATH = "/rest/auth/1/session"
+VERIFY_PATH = "/rest/authd/1/verify"
+
+# Cores: the server gets SERVER_CPU, every load tool LOAD_CPU.
+_cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+LOAD_CPU = str(_cpus[0])
+SERVER_CPU = str(_cpus[1] if len(_cpus) > 1 else _cpus[0])
+SERVER_CORES = 1  # the server is pinned to one core
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.quick = args.quick
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.out = os.path.join(BENCH, "results", stamp + ("-quick" if self.quick else ""))
+        self.raw = os.path.join(self.out, "raw")
+        self.data = os.path.join(self.out, "data")
+        os.makedirs(self.raw, exist_ok=True)
+        os.makedirs(self.data, exist_ok=True)
+        self.procs = []  # everything started, stopped at the end
+        self.rows = []
+        self.notes = []
+        self.raw_counter = 0
+        q = self.quick
+        self.runs = args.runs or (1 if q else 5)
+        self.duration = args.duration or (2 if q else 10)
+        self.many = args.sessions or (5_000 if q else 100_000)
+        self.scale = args.scale or (20_000 if q else 1_000_000)
+        self.remember_per_run = 15_000 if q else 80_000
+        self.remember_duration = min(self.duration, 2 if q else 5)
+        self.sweep_interval = 4 if q else 12
+        self.results = {"config": {
+            "quick": q, "runs": self.runs, "duration_s": self.duration, "many_sessions": self.many,
+            "scale_sessions": self.scale, "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU}}
+
+    # ---------------------------------------------------------------- processes
+
+    def raw_path(self, name):
+        self.raw_counter += 1
+        return os.path.join(self.raw, f"{self.raw_counter:03d}-{name}")
+
+    def start(self, name, argv, env=None, cpu=None, ready=r"URL:\s+(https://\S+)", timeout=60):
+        """Starts a process on `cpu` with output to a log; waits until the
+        log matches `ready` and returns (proc, match, time it matched)."""
+        path = self.raw_path(name + ".log")
+        f = open(path, "wb")
+        cmd = (["taskset", "-c", cpu] if cpu else []) + argv
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=env, start_new_session=True)
+        p.log_path = path
+        p.name = name
+        self.procs.append(p)
+        deadline = time.time() + timeout
+        pattern = re.compile(ready)
+        while time.time() < deadline:
+            with open(path, "rb") as r:
+                text = r.read().decode("utf-8", "replace")
+            m = pattern.search(text)
+            if m:
+                return p, m, time.time()
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited ({p.returncode}) before it was ready; see {path}:\n{text[-2000:]}")
+            time.sleep(0.005)
+        raise RuntimeError(f"{name} not ready after {timeout}s; see {path}")
+
+    def stop(self, p, timeout=20):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in list(self.procs):
+            try:
+                self.stop(p, timeout=10)
+            except Exception as e:  # keep stopping the others
+                log(f"could not stop {p.name}: {e}")
+
+    def tool(self, *args, cpu=None, name="benchtool"):
+        cmd = (["taskset", "-c", cpu] if cpu else []) + [TOOL, *map(str, args)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        with open(self.raw_path(name + ".txt"), "w") as f:
+            f.write(" ".join(cmd) + "\n" + r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise RuntimeError(f"benchtool {args[0]} failed: {r.stderr.strip()}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def start_authd(self, name, data, *extra):
+        p, m, t = self.start(name, [AUTHD, "--data", data, "--listen", "127.0.0.1:0", *extra], cpu=SERVER_CPU)
+        p.url = m.group(1)
+        p.ready_at = t
+        p.cert = os.path.join(data, "tls", "cert.pem")
+        return p
+
+    # ---------------------------------------------------------------- clients
+
+    def https(self, url, cert):
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        ctx = ssl.create_default_context(cafile=cert)
+        return http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+
+    def request(self, url, cert, method, path, body=None, headers=None):
+        conn = self.https(url, cert)
+        h = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=h)
+        r = conn.getresponse()
+        payload = r.read()
+        cookies = [c.split(";", 1)[0] for c in r.headers.get_all("Set-Cookie") or []]
+        conn.close()
+        return r.status, cookies, payload
+
+    def login(self, url, cert, user, path=SESSION_PATH, password=PASSWORD):
+        status, cookies, payload = self.request(url, cert, "POST", path, {"username": user, "password": password})
+        if status != 200:
+            raise RuntimeError(f"login as {user} at {url}{path} gave {status}: {payload[:300]!r}")
+        jar = {}
+        for c in cookies:
+            k, _, v = c.partition("=")
+            if v:
+                jar[k] = v
+        return "; ".join(f"{k}={v}" for k, v in jar.items())
+
+    def status(self, url, cert, path, cookie):
+        return self.request(url, cert, "GET", path, headers={"Cookie": cookie})[0]
+
+    # ---------------------------------------------------------------- load tools
+
+    @staticmethod
+    def ticks(pids):
+        total = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total
+
+    def measured(self, pids, run):
+        """Runs `run()` (a load run returning a dict with "requests") and adds
+        the servers' CPU time per request."""
+        before = self.ticks(pids)
+        r = run()
+        used = self.ticks(pids) - before
+        r["cpu_s"] = used / HZ
+        r["cpu_us_per_req"] = (used / HZ * 1e6 / r["requests"]) if r["requests"] else None
+        return r
+
+    def wrk(self, name, url, conns, duration, script=WRK_REPORT, headers=(), script_args=(), env=None):
+        cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+               "-s", script]
+        for h in headers:
+            cmd += ["-H", h]
+        cmd.append(url)
+        if script_args:
+            cmd += ["--", *script_args]
+        full_env = dict(os.environ, **(env or {}))
+        r = subprocess.run(cmd, capture_output=True, text=True, env=full_env)
+        with open(self.raw_path(name + ".wrk.txt"), "w") as f:
+            f.write(" ".join(cmd) + "\n" + r.stdout + r.stderr)
+        m = re.search(r"^BENCHJSON (\{.*\})$", r.stdout, re.M)
+        if r.returncode != 0 or not m:
+            raise RuntimeError(f"wrk failed for {name}: {r.stdout[-500:]} {r.stderr[-500:]}")
+        d = json.loads(m.group(1))
+        secs = d["duration_us"] / 1e6
+        errors = d["errors_connect"] + d["errors_read"] + d["errors_write"] + d["errors_timeout"]
+        return {"tool": "wrk", "requests": d["requests"], "rps": d["requests"] / secs,
+                "p50_ms": d["lat_p50_us"] / 1000, "p99_ms": d["lat_p99_us"] / 1000,
+                "p999_ms": d["lat_p999_us"] / 1000, "non2xx": d["errors_status"], "errors": errors,
+                "exhausted": d["exhausted"]}
+
+    def h2load(self, name, url, conns, duration, headers=(), h1=False, warmup=True, keep_log=False):
+        logf = self.raw_path(name + ".h2load.log")
+        cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{conns}", "-m1", f"-D{duration}",
+               f"--log-file={logf}"]
+        if warmup:
+            cmd.append("--warm-up-time=" + ("500ms" if self.quick else "1s"))
+        if h1:
+            cmd.append("--h1")
+        for h in headers:
+            cmd += ["-H", h]
+        cmd.append(url)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        with open(self.raw_path(name + ".h2load.txt"), "w") as f:
+            f.write(" ".join(cmd) + "\n" + r.stdout + r.stderr)
+        fin = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", r.stdout)
+        req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                        r"(\d+) errored, (\d+) timeout", r.stdout)
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", r.stdout)
+        if r.returncode != 0 or not fin or not req or not codes:
+            raise RuntimeError(f"h2load failed for {name}: {r.stdout[-800:]} {r.stderr[-500:]}")
+        entries = self.h2log(logf)
+        if not keep_log:
+            os.remove(logf)
+        lat = sorted(e[2] for e in entries)
+        done = int(req.group(2))
+        return {"tool": "h2load", "requests": done, "rps": float(fin.group(2)),
+                "p50_ms": pct(lat, 50) / 1000, "p99_ms": pct(lat, 99) / 1000, "p999_ms": pct(lat, 99.9) / 1000,
+                "non2xx": int(codes.group(2)) + int(codes.group(3)) + int(codes.group(4)),
+                "errors": int(req.group(5)) + int(req.group(6)), "exhausted": 0, "log": entries}
+
+    @staticmethod
+    def h2log(path):
+        out = []
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    out.append((int(parts[0]), int(parts[1]), int(parts[2])))
+        return out
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def pair(self, key, a, b, runs=None):
+        """Runs a() and b() alternately (A B, B A, ...) and keeps every result."""
+        results = {"a": [], "b": []}
+        for i in range(runs or self.runs):
+            order = [("a", a), ("b", b)] if i % 2 == 0 else [("b", b), ("a", a)]
+            for side, fn in order:
+                r = fn()
+                r.pop("log", None)
+                results[side].append(r)
+                log(f"  {key} run {i + 1} {side}: {fmt_num(r['rps'])} req/s, p99 {r['p99_ms']:.2f} ms, "
+                    f"{fmt_num(r.get('cpu_us_per_req'))} us CPU/req, non-2xx {r['non2xx']}, errors {r['errors']}")
+        self.results[key] = results
+        return results
+
+    def row(self, scenario, authd, ref, target, higher_is_better, limit, unit="", authd_cpu=None, ref_cpu=None,
+            note="", ratio=None):
+        if authd is None or ref is None:
+            self.rows.append({"scenario": scenario, "authd": "n/a", "ref": "n/a", "ratio": "", "target": target,
+                              "result": note or "n/a", "authd_cpu": "", "ref_cpu": ""})
+            return
+        if ratio is None:
+            ratio = authd / ref if ref else float("inf")
+        ok = ratio >= limit if higher_is_better else ratio <= limit
+        self.rows.append({
+            "scenario": scenario, "authd": fmt_num(authd) + unit, "ref": fmt_num(ref) + unit,
+            "ratio": f"{ratio:.2f}", "target": target, "result": ("PASS" if ok else "MISS") + (f" ({note})" if note else ""),
+            "authd_cpu": fmt_num(authd_cpu), "ref_cpu": fmt_num(ref_cpu)})
+
+    def throughput_rows(self, label, res, rps_limit, p99_limit=None, p99_strict_lower=False, ref_name="baseline",
+                        note=""):
+        a, b = res["a"], res["b"]
+        bad = sum(r["non2xx"] + r["errors"] for r in a)
+        note = note or (f"{bad} failed/non-2xx" if bad else "")
+        self.row(f"{label}: req/s", med(a, "rps"), med(b, "rps"), f">= {rps_limit} x {ref_name}", True, rps_limit,
+                 authd_cpu=med(a, "cpu_us_per_req"), ref_cpu=med(b, "cpu_us_per_req"), note=note)
+        if p99_limit is not None:
+            target = f"< {ref_name}" if p99_strict_lower else f"<= {p99_limit} x {ref_name}"
+            self.row(f"{label}: p99 latency", med(a, "p99_ms"), med(b, "p99_ms"), target, False, p99_limit,
+                     unit=" ms", note=note)
+
+    # ---------------------------------------------------------------- scenarios
+
+    def machine(self):
+        cpu = ""
+        try:
+            with open("/proc/cpuinfo") as f:
+                m = re.search(r"model name\s*:\s*(.*)", f.read())
+                cpu = m.group(1) if m else ""
+        except OSError:
+            pass
+        mem = ""
+        try:
+            with open("/proc/meminfo") as f:
+                kb = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
+                mem = f"{kb / 1024 / 1024:.0f} GiB"
+        except (OSError, AttributeError):
+            pass
+        return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
+                "python": platform.python_version(), "load_before": os.getloadavg(),
+                "busy_before": busy_processes(), "git": git_rev(),
+                "tools": {t: tool_version(t) for t in ("wrk", "h2load", "node", "redis-server")}}
+
+    def run(self):
+        only = set(self.args.only.split(",")) if self.args.only else None
+        want = lambda k: only is None or k in only
+        self.results["machine"] = self.machine()
+        log(f"results in {os.path.relpath(self.out, ROOT)}; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}; "
+            f"{self.runs} run(s) of {self.duration}s per side")
+        main = os.path.join(self.data, "main")
+        log(f"seeding {self.many} sessions for the many-sessions scenario")
+        rr = os.path.join(self.data, "many-cookies.txt")
+        seeded = self.tool("seed", "--data", main, "--sessions", self.many, "--per-user", 10, "--prefix", "seed",
+                           "--cookies", rr, name="seed-many")
+        self.results["seed_many"] = seeded
+        authd = self.start_authd("authd-main", main)
+        base, m, _ = self.start("baseline", [BASELINE, "--data", main], cpu=SERVER_CPU)
+        base.url = m.group(1)
+        cookie = self.login(authd.url, authd.cert, "seed0")
+        log(f"authd at {authd.url}, baseline at {base.url}; logged in as seed0")
+        if self.status(authd.url, authd.cert, SESSION_PATH, cookie) != 200:
+            raise RuntimeError("the hot session does not check out")
+        verify_status = self.status(authd.url, authd.cert, VERIFY_PATH, cookie)
+        have_verify = verify_status == 200
+        if not have_verify:
+            self.notes.append(f"`GET {VERIFY_PATH}` answered {verify_status} with a valid cookie: rows marked "
+                              "n/a (endpoint missing).")
+        ck = [f"Cookie: {cookie}"]
+        d = self.duration
+        A = [authd.pid]
+        B = [base.pid]
+
+        if want("1"):
+            paths = [("session check GET /rest/auth/1/session", SESSION_PATH, True),
+                     ("forward auth GET /rest/authd/1/verify", VERIFY_PATH, have_verify)]
+            for proto in ("HTTP/1.1 wrk", "HTTP/2 h2load"):
+                for label, path, ok in paths:
+                    name = f"1 {label}, {proto}, 32 conns"
+                    if not ok:
+                        self.row(name + ": req/s", None, None, ">= 0.85 x baseline", True, 0.85,
+                                 note="n/a (endpoint missing)")
+                        self.row(name + ": p99 latency", None, None, "<= 1.5 x baseline", False, 1.5,
+                                 note="n/a (endpoint missing)")
+                        continue
+                    log(f"target 1: {label} over {proto}")
+                    key = f"t1 {path} {proto.split()[0]}"
+                    if proto.startswith("HTTP/1"):
+                        fa = lambda p=path: self.measured(A, lambda: self.wrk("authd" + p.replace("/", "_"), authd.url + p, 32, d, headers=ck))
+                        fb = lambda p=path: self.measured(B, lambda: self.wrk("baseline" + p.replace("/", "_"), base.url + p, 32, d, headers=ck))
+                    else:
+                        fa = lambda p=path: self.measured(A, lambda: self.h2load("authd-h2" + p.replace("/", "_"), authd.url + p, 32, d, headers=ck))
+                        fb = lambda p=path: self.measured(B, lambda: self.h2load("baseline-h2" + p.replace("/", "_"), base.url + p, 32, d, headers=ck))
+                    self.throughput_rows(name, self.pair(key, fa, fb), 0.85, 1.5)
+
+        if want("2"):
+            log(f"target 2: {self.many} distinct sessions round-robin")
+            fa = lambda: self.measured(A, lambda: self.wrk("authd-many", authd.url + SESSION_PATH, 32, d, WRK_RR, script_args=[rr]))
+            fb = lambda: self.measured(B, lambda: self.wrk("baseline-many", base.url + SESSION_PATH, 32, d, WRK_RR, script_args=[rr]))
+            res = self.pair("t2 many sessions", fa, fb)
+            self.throughput_rows(f"2 many sessions: {self.many:,} distinct, round-robin, HTTP/1.1, 32 conns", res, 0.7)
+            touched = "every session's first use in a run after its last touch (60 s) writes a touch"
+            self.notes.append(f"Target 2: sessions were seeded just before the runs; {touched}.")
+        self.stop(base)
+
+        if want("3"):
+            self.peer(authd, cookie, main)
+
+        if want("4"):
+            self.logins(authd)
+        self.stop(authd)
+
+        if want("5"):
+            self.remember(main)
+        if want("6"):
+            self.scale_rows()
+        if want("7"):
+            self.sweeper()
+        if not self.args.keep:
+            shutil.rmtree(self.data, ignore_errors=True)
+
+    def peer(self, authd, cookie, main):
+        log("target 3: the peer (Express + express-session + connect-redis)")
+        tmp = os.path.join(self.data, "redis")
+        os.makedirs(tmp, exist_ok=True)
+        rport = free_port()
+        redis, _, _ = self.start("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                           "--appendonly", "no", "--dir", tmp, "--daemonize", "no"],
+                                 cpu=SERVER_CPU, ready=r"Ready to accept connections")
+        pport = free_port()
+        env = dict(os.environ, PEER_PORT=str(pport), PEER_CERT=authd.cert,
+                   PEER_KEY=os.path.join(main, "tls", "key.pem"), REDIS_URL=f"redis://127.0.0.1:{rport}",
+                   PEER_USER="bench", PEER_PASSWORD=PASSWORD, NODE_ENV="production")
+        node, m, _ = self.start("peer", ["node", os.path.join(BENCH, "peer", "server.js")], env=env, cpu=SERVER_CPU)
+        node.url = m.group(1)
+        pcookie = self.login(node.url, authd.cert, "bench", path="/login")
+        if self.status(node.url, authd.cert, "/session", pcookie) != 200:
+            raise RuntimeError("the peer's session does not check out")
+        d = self.duration
+        fa = lambda: self.measured([authd.pid], lambda: self.wrk("authd-vs-peer", authd.url + SESSION_PATH, 32, d, headers=[f"Cookie: {cookie}"]))
+        fb = lambda: self.measured([node.pid, redis.pid], lambda: self.wrk("peer", node.url + "/session", 32, d, headers=[f"Cookie: {pcookie}"]))
+        res = self.pair("t3 peer", fa, fb)
+        a, b = res["a"], res["b"]
+        self.row("3 session check vs Express + connect-redis, HTTP/1.1, 32 conns: req/s", med(a, "rps"),
+                 med(b, "rps"), ">= 3 x peer", True, 3.0, authd_cpu=med(a, "cpu_us_per_req"),
+                 ref_cpu=med(b, "cpu_us_per_req"))
+        self.row("3 session check vs Express + connect-redis: p99 latency", med(a, "p99_ms"), med(b, "p99_ms"),
+                 "< peer", False, 0.999999, unit=" ms")
+        self.notes.append("Target 3: the peer's CPU per request is node's plus redis-server's, both pinned to the "
+                          "server's core; Redis runs without persistence (`--save ''`).")
+        self.stop(node)
+        self.stop(redis)
+
+    def logins(self, authd):
+        log("target 4: password logins, 32 clients")
+        body = json.dumps({"username": "seed7", "password": PASSWORD})
+        env = {"BENCH_METHOD": "POST", "BENCH_BODY": body}
+        rates, verify_ms, results = [], [], []
+        for i in range(self.runs):
+            v = self.tool("argon2", "--iterations", 5 if self.quick else 10, cpu=SERVER_CPU, name="argon2")
+            verify_ms.append(v["verify_ms_median"])
+            r = self.measured([authd.pid], lambda: self.wrk("logins", authd.url + SESSION_PATH, 32, self.duration,
+                                                              env=env))
+            results.append(r)
+            rates.append(r["rps"])
+            log(f"  logins run {i + 1}: {r['rps']:.1f}/s (non-2xx {r['non2xx']}), argon2 verify "
+                f"{v['verify_ms_median']:.1f} ms, {fmt_num(r['cpu_us_per_req'])} us CPU/login")
+        self.results["t4 logins"] = {"runs": results, "verify_ms": verify_ms}
+        limit = SERVER_CORES / (statistics.median(verify_ms) / 1000)
+        bad = sum(r["non2xx"] + r["errors"] for r in results)
+        self.row(f"4 password logins, 32 clients: logins/s (ref: {SERVER_CORES} core / one argon2id verify of "
+                 f"{statistics.median(verify_ms):.1f} ms)", statistics.median(rates), limit, ">= 0.9 x ref", True, 0.9,
+                 authd_cpu=med(results, "cpu_us_per_req"), note=f"{bad} failed/non-2xx" if bad else "")
+
+    def remember(self, main):
+        log("target 5: remember-me logins, 64 clients")
+        per_run = self.remember_per_run
+        cookies = os.path.join(self.data, "remember-cookies.txt")
+        self.tool("seed", "--data", main, "--sessions", per_run * self.runs, "--per-user", 10, "--prefix", "rm",
+                  "--remember", "--cookies", cookies, name="seed-remember")
+        with open(cookies) as f:
+            lines = f.read().splitlines()
+        authd = self.start_authd("authd-remember", main)
+        rates, commits, results = [], [], []
+        for i in range(self.runs):
+            part = os.path.join(self.data, f"remember-{i}.txt")
+            with open(part, "w") as f:
+                f.write("\n".join(lines[i * per_run:(i + 1) * per_run]) + "\n")
+            c = self.tool("commit-rate", "--dir", os.path.join(self.data, "commit"), "--seconds",
+                          1 if self.quick else 3, cpu=SERVER_CPU, name="commit-rate")
+            commits.append(c["commits_per_s"])
+            r = self.measured([authd.pid], lambda: self.wrk("remember", authd.url + SESSION_PATH, 64,
+                                                              self.remember_duration, WRK_RR, script_args=[part],
+                                                              env={"BENCH_ONCE": "1"}))
+            results.append(r)
+            rates.append(r["rps"])
+            log(f"  remember-me run {i + 1}: {r['rps']:.0f}/s (non-2xx {r['non2xx']}, exhausted {r['exhausted']}), "
+                f"durable commits alone {c['commits_per_s']:.0f}/s, {fmt_num(r['cpu_us_per_req'])} us CPU/login")
+        self.stop(authd)
+        self.results["t5 remember"] = {"runs": results, "commits_per_s": commits}
+        bad = sum(r["non2xx"] + r["errors"] for r in results)
+        notes = []
+        if bad:
+            notes.append(f"{bad} failed/non-2xx")
+        if any(r["exhausted"] for r in results):
+            notes.append("cookie list ran out: rate is a lower bound")
+        self.row("5 remember-me logins (new session, no argon2), 64 clients: logins/s (ref: one durable redb "
+                 "commit per request)", statistics.median(rates), statistics.median(commits), ">= 10 x ref", True,
+                 10.0, authd_cpu=med(results, "cpu_us_per_req"), note="; ".join(notes))
+
+    def scale_rows(self):
+        n = self.scale
+        log(f"target 6: {n:,} live sessions in the file")
+        data = os.path.join(self.data, "scale")
+        cookies = os.path.join(self.data, "scale-cookies.txt")
+        s = self.tool("seed", "--data", data, "--sessions", n, "--per-user", 10, "--prefix", "scale", "--cookies",
+                      cookies, "--cookie-limit", self.many, name="seed-scale")
+        self.results["seed_scale"] = s
+        log(f"  seeded in {s['seconds']:.1f}s: {s['db_bytes']:,} bytes ({s['db_bytes_users_only']:,} with users only)")
+        per = (s["db_bytes"] - s["db_bytes_users_only"]) / n
+        tag = f"{n:,} sessions" + ("" if n >= 1_000_000 else "; target is for 1,000,000")
+        self.row(f"6 bytes on disk per session ({tag}; file growth over the users alone)", per, 300.0, "<= 300", False,
+                 1.0, ratio=per / 300.0)
+        self.notes.append(f"Target 6: the file holds {s['db_bytes']:,} bytes in all, {s['db_bytes'] / n:.0f} per "
+                          f"session counting the {s['users']:,} users they belong to.")
+
+        empty = self.tool("sweep-time", "--data", data, "--runs", 5, cpu=SERVER_CPU, name="sweep-empty")
+        self.results["t7 empty sweep"] = empty
+        with open(cookies) as f:
+            first = f.readline().strip()
+        starts = []
+        for i in range(3 if not self.quick else 1):
+            t0 = time.time()
+            p, m, _ = self.start("authd-startup", [AUTHD, "--data", data, "--listen", "127.0.0.1:0"], cpu=SERVER_CPU)
+            url = m.group(1)
+            cert = os.path.join(data, "tls", "cert.pem")
+            while True:
+                try:
+                    if self.status(url, cert, SESSION_PATH, first) == 200:
+                        break
+                except OSError:
+                    pass
+                if time.time() - t0 > 60:
+                    raise RuntimeError("authd never answered after start-up")
+                time.sleep(0.002)
+            starts.append(time.time() - t0)
+            log(f"  start-up to first answered session check: {starts[-1] * 1000:.0f} ms")
+            if i < 2 and not self.quick:
+                self.stop(p)
+        self.results["t6 startup_s"] = starts
+        # `p` still runs: serve target 2's load from the big file and watch its memory.
+        rss_peak = 0
+        import threading
+        stop = threading.Event()
+
+        def sample():
+            nonlocal rss_peak
+            while not stop.is_set():
+                rss_peak = max(rss_peak, rss_kib(p.pid, "VmRSS"))
+                time.sleep(0.1)
+
+        th = threading.Thread(target=sample)
+        th.start()
+        r = self.measured([p.pid], lambda: self.wrk("authd-scale-many", url + SESSION_PATH, 32, self.duration, WRK_RR,
+                                                      script_args=[cookies]))
+        stop.set()
+        th.join()
+        hwm = rss_kib(p.pid, "VmHWM")
+        self.stop(p)
+        self.results["t6 rss"] = {"load": r, "rss_peak_kib": rss_peak, "vmhwm_kib": hwm}
+        log(f"  serving {self.many:,} sessions round-robin from the big file: {r['rps']:.0f} req/s, RSS peak "
+            f"{hwm / 1024:.1f} MiB")
+        self.row(f"6 server RSS (VmHWM) serving target 2's load ({tag})", hwm / 1024, 128.0, "<= 128 MiB", False, 1.0,
+                 unit=" MiB", ratio=hwm / 1024 / 128, authd_cpu=r["cpu_us_per_req"],
+                 note=f"{r['rps']:.0f} req/s")
+        self.row(f"6 start-up to first answered request ({tag})", statistics.median(starts), 1.0, "<= 1 s", False, 1.0,
+                 unit=" s", ratio=statistics.median(starts))
+        self.row(f"7 empty sweep among live sessions ({tag}; store-level, benchtool)", empty["ms_median"], 10.0,
+                 "<= 10 ms", False, 1.0, unit=" ms", ratio=empty["ms_median"] / 10)
+        self.notes.append("Target 7, empty sweep: authd exposes no sweep duration (no log field, no metric), so this "
+                          "row times the same store call the sweeper makes (`Store::sweep` in batches of "
+                          "`sweeper::BATCH` until nothing is left) through the library, with the server stopped.")
+        if not self.args.keep:
+            shutil.rmtree(data, ignore_errors=True)
+
+    def sweeper(self):
+        n = self.scale
+        log(f"target 7: sweeping {n:,} expired sessions under load")
+        data = os.path.join(self.data, "sweep")
+        s = self.tool("seed", "--data", data, "--sessions", n, "--per-user", 10, "--prefix", "old", "--expired",
+                      name="seed-expired")
+        hot = os.path.join(self.data, "sweep-hot.txt")
+        self.tool("seed", "--data", data, "--sessions", 1, "--prefix", "hot", "--cookies", hot, name="seed-hot")
+        with open(hot) as f:
+            cookie = f.readline().strip()
+        interval = self.sweep_interval
+        p = self.start_authd("authd-sweep", data, "--sweep-interval", f"{interval}s")
+        sweep_start = p.ready_at + interval  # the sweeper's first run is one interval after start
+        total = interval + (8 if self.quick else 30)
+        import threading
+        box = {}
+
+        def load():
+            box["r"] = self.measured([p.pid], lambda: self.h2load("authd-sweep-load", p.url + SESSION_PATH, 32,
+                                                                  total, headers=[f"Cookie: {cookie}"], h1=True,
+                                                                  warmup=False, keep_log=True))
+
+        th = threading.Thread(target=load)
+        th.start()
+        conn = self.https(p.url, p.cert)
+        end = None
+        deleted = 0
+        while th.is_alive():
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            runs = metric(text, "authd_sweeper_runs_total")
+            if runs and runs >= 1:
+                end = time.time()
+                deleted = metric(text, 'authd_sweeper_deleted_total{kind="session"}') or 0
+                break
+            time.sleep(0.02)
+        conn.close()
+        th.join()
+        self.stop(p)
+        r = box["r"]
+        entries = r.pop("log")
+        self.results["t7 sweep"] = {"load": r, "sweep_start": sweep_start, "sweep_end": end, "deleted": deleted,
+                                    "seed": s}
+        tag = f"{n:,} sessions" + ("" if n >= 1_000_000 else "; target is for 1,000,000")
+        if end is None:
+            self.row(f"7 sweep of expired sessions ({tag})", None, None, "<= 20 s", False, 1.0,
+                     note=f"MISS (not finished within {total - interval} s)")
+            return
+        took = end - sweep_start
+        t0 = entries[0][0] / 1e6 if entries else 0
+        quiet = sorted(e[2] for e in entries if t0 + 1 <= e[0] / 1e6 < sweep_start - 0.1)
+        during = sorted(e[2] for e in entries if sweep_start <= e[0] / 1e6 <= end)
+        log(f"  sweep took {took:.2f} s, deleted {int(deleted):,}; {len(quiet)} quiet and {len(during)} requests during it")
+        self.row(f"7 sweep of expired sessions ({tag}; deleted {int(deleted):,}; from /metrics)", took, 20.0,
+                 "<= 20 s", False, 1.0, unit=" s", ratio=took / 20)
+        if quiet and during:
+            qp, dp = pct(quiet, 99) / 1000, pct(during, 99) / 1000
+            self.row("7 session-check p99 during the sweep vs quiet, HTTP/1.1 (h2load --h1), 32 conns", dp, qp,
+                     "<= 3 x quiet", False, 3.0, unit=" ms",
+                     note=f"{len(during) / max(took, 1e-9):.0f} vs {len(quiet) / max(sweep_start - 0.1 - t0 - 1, 1e-9):.0f} req/s")
+        if not self.args.keep:
+            shutil.rmtree(data, ignore_errors=True)
+
+    # ---------------------------------------------------------------- output
+
+    def table(self):
+        head = ["scenario", "authd", "reference", "ratio", "target", "result", "authd CPU us/req", "ref CPU us/req"]
+        keys = ["scenario", "authd", "ref", "ratio", "target", "result", "authd_cpu", "ref_cpu"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            lines.append("| " + " | ".join(str(r[k]) for k in keys) + " |")
+        return "\n".join(lines)
+
+    def write(self):
+        m = self.results["machine"]
+        m["load_after"] = os.getloadavg()
+        m["busy_after"] = busy_processes()
+        self.results["rows"] = self.rows
+        self.results["notes"] = self.notes
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(self.results, f, indent=1, default=str)
+        table = self.table()
+        busy = sorted(set(m["busy_before"]) | set(m["busy_after"]))
+        when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+        doc = [f"# authd benchmark results ({'quick' if self.quick else 'full'} run, {when})", "",
+               f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}. "
+               f"Server pinned to CPU {SERVER_CPU}, load tool to CPU {LOAD_CPU}. Commit `{m['git']}`.",
+               f"Tools: " + ", ".join(f"{k} {v}" for k, v in m["tools"].items()) + ".",
+               f"{self.runs} run(s) of {self.duration} s per side, A/B alternating; medians. "
+               f"Load average before/after: {fmt_load(m['load_before'])} / {fmt_load(m['load_after'])}.", ""]
+        if busy:
+            doc += ["Other processes using CPU during the run (sampled at start and end): " + ", ".join(busy) +
+                    ". They share the cores with the benchmark, so absolute figures are low and noisy; the ratios "
+                    "are measured side by side and cancel most of it.", ""]
+        doc += [table, ""]
+        if self.notes:
+            doc += ["Notes:", ""] + [f"- {n}" for n in self.notes] + [""]
+        doc += ["Raw output: `bench/results/` (git-ignored). Reproduce with `bench/run.sh` (see bench/README.md).", ""]
+        text = "\n".join(doc)
+        with open(os.path.join(self.out, "RESULTS.md"), "w") as f:
+            f.write(text)
+        if not self.quick and not self.args.only and not self.args.no_record:
+            with open(os.path.join(BENCH, "RESULTS.md"), "w") as f:
+                f.write(text)
+        print(table)
+        print(f"\nraw output and RESULTS.md in {os.path.relpath(self.out, ROOT)}")
+
+
+# -------------------------------------------------------------------- helpers
+
+def pct(sorted_values, p):
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def med(results, key):
+    vals = [r[key] for r in results if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt_num(x):
+    if x is None:
+        return ""
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_load(t):
+    return " ".join(f"{x:.1f}" for x in t)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
+            return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+def metric(text, name):
+    m = re.search(r"^" + re.escape(name) + r" ([\d.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def busy_processes():
+    """Processes other than ours using a noticeable share of a CPU."""
+    try:
+        out = subprocess.run(["ps", "-eo", "pcpu=,comm=", "--sort=-pcpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    busy = []
+    for line in out.splitlines()[:10]:
+        parts = line.split(None, 1)
+        if len(parts) == 2 and float(parts[0]) >= 20 and parts[1] not in ("ps", "python3", "python"):
+            busy.append(parts[1])
+    return busy
+
+
+def git_rev():
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"],
+                           capture_output=True, text=True).stdout.strip()
+    return r.stdout.strip() + ("+uncommitted src changes" if dirty else "")
+
+
+def tool_version(name):
+    flag = {"wrk": "-v", "h2load": "--version", "node": "--version", "redis-server": "--version"}[name]
+    try:
+        r = subprocess.run([name, flag], capture_output=True, text=True)
+    except OSError:
+        return "missing"
+    text = (r.stdout + r.stderr).strip().splitlines()
+    first = text[0] if text else ""
+    m = re.search(r"v?\d+\.\d+(\.\d+)?", first)
+    return m.group(0) if m else first[:40]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny durations and counts (CI: a few seconds per scenario)")
+    ap.add_argument("--runs", type=int, help="runs per side (default 5; quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per run (default 10; quick 2)")
+    ap.add_argument("--sessions", type=int, help="distinct sessions for target 2 (default 100000)")
+    ap.add_argument("--scale", type=int, help="sessions for targets 6 and 7 (default 1000000)")
+    ap.add_argument("--only", help="comma-separated targets to run, e.g. 1,3 (1 and 2 share a setup)")
+    ap.add_argument("--keep", action="store_true", help="keep the seeded data dirs under bench/results/")
+    ap.add_argument("--no-record", action="store_true", help="do not rewrite bench/RESULTS.md after a full run")
+    args = ap.parse_args()
+    for path in (AUTHD, BASELINE, TOOL):
+        if not os.path.exists(path):
+            sys.exit(f"{path} is missing: run bench/run.sh (it builds it)")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(LOAD_CPU)})  # this script and its helpers stay off the server's core
+    b = Bench(args)
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        b.run()
+    finally:
+        b.stop_all()
+    b.write()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# authd's side-by-side benchmark (issue 7): authd against an empty-200 server
+# built from the same stack, and against Express + express-session +
+# connect-redis, all on loopback. See bench/README.md.
+#
+#   bench/run.sh            full run (5 alternating runs of 10 s per side; ~25 min)
+#   bench/run.sh --quick    a few seconds per scenario (what CI runs)
+#   bench/run.sh --help     every option
+#
+# It installs what it needs if missing (wrk, h2load, redis-server with apt;
+# the peer's npm packages with `npm ci`), builds authd and the two bench
+# examples in release mode, and stops everything it started when it ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case " $* " in
+*" --help "* | *" -h "*) exec python3 bench/bench.py --help ;;
+esac
+
+have() { command -v "$1" >/dev/null 2>&1; }
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; elif have sudo; then sudo "$@"; else "$@"; fi; }
+
+missing=()
+have wrk || missing+=(wrk)
+have h2load || missing+=(nghttp2-client)
+have redis-server || missing+=(redis-server)
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
+have taskset || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bench: installing ${missing[*]}" >&2
+    sudo_ apt-get update -qq
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "bench: building authd and the bench examples (release)" >&2
+cargo build --release --quiet --bin authd --example baseline --example benchtool
+
+peer=bench/peer
+if [ ! -f "$peer/node_modules/.package-lock.json" ] || [ "$peer/package-lock.json" -nt "$peer/node_modules/.package-lock.json" ]; then
+    echo "bench: installing the peer's npm packages" >&2
+    (cd "$peer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# The orchestrator pins the servers to one core and itself and the load tools
+# to another, and stops every process it started on exit, Ctrl-C or SIGTERM.
+exec python3 bench/bench.py "$@"
