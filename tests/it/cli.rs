@@ -418,3 +418,39 @@ async fn admin_api_requires_the_admin_role() {
     let list: Vec<Value> = r.json().await.unwrap();
     assert!(list.iter().any(|u| u["name"] == "rita"));
 }
+
+#[tokio::test]
+async fn user_unlock_lifts_the_login_challenge() {
+    let s = Server::start(&["--max-failed-logins", "2"]);
+    s.add_user("sam", "sam's long password", &[]);
+    let (live, _) = login_with_handle(&s, "sam", "sam's long password").await;
+    for _ in 0..2 {
+        assert_eq!(s.login(&s.client(), "sam", "wrong password").await.status(), 401);
+    }
+    let r = s.login(&s.client(), "sam", "sam's long password").await;
+    assert_eq!(r.status(), 403, "after 2 failures the API demands a challenge");
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATION_DENIED"));
+    let reason = header(&r, "x-authentication-denied-reason").unwrap_or_default();
+    assert!(reason.starts_with("CAPTCHA_CHALLENGE"), "{reason}");
+    assert!(reason.contains("login-url=") && reason.contains("/login.jsp"), "{reason}");
+    assert!(header(&r, "retry-after").is_some_and(|v| v.parse::<u64>().is_ok()), "Retry-After");
+    assert_eq!(session_status(&s, &live).await, 200, "the lockout must not throw the user out");
+
+    ok(&s.data, &["user", "unlock", "sam"], None);
+    s.login_ok(&s.client(), "sam", "sam's long password").await;
+}
+
+#[tokio::test]
+async fn passwords_are_stored_as_argon2id_with_owasp_parameters() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("tom", "tom's very own password", &[]);
+    assert_eq!(s.stop().code(), Some(0));
+    ok(&data, &["user", "add", "una", "--password-stdin"], Some("una's very own password"));
+    let db = std::fs::read(data.join("authd.redb")).unwrap();
+    let find = |needle: &[u8]| db.windows(needle.len()).filter(|w| *w == needle).count();
+    // admin, tom (through the API) and una (directly): three hashes.
+    assert!(find(b"$argon2id$v=19$m=19456,t=2,p=1$") >= 3, "argon2id m=19456,t=2,p=1 hashes not found");
+    assert_eq!(find(b"tom's very own password"), 0, "a password is stored in clear");
+    assert_eq!(find(b"una's very own password"), 0, "a password is stored in clear");
+}

@@ -596,3 +596,15 @@ async fn user_names_are_case_insensitive_at_login() {
     let me: Value = c.get(s.at("/rest/api/2/myself")).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["name"], "Carol", "the name as registered");
 }
+
+#[tokio::test]
+async fn a_new_login_beyond_the_per_user_cap_evicts_the_oldest() {
+    let s = Server::start(&["--max-sessions-per-user", "2"]);
+    let pw = s.admin_pw();
+    let first = login_id(&s, "admin", &pw).await;
+    let second = login_id(&s, "admin", &pw).await;
+    let third = login_id(&s, "admin", &pw).await;
+    assert_eq!(session_status(&s, &first).await, 401, "the oldest session must be evicted");
+    assert_eq!(session_status(&s, &second).await, 200);
+    assert_eq!(session_status(&s, &third).await, 200);
+}
