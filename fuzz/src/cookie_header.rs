@@ -8,7 +8,8 @@
 //! - every pair `pairs` returns has a non-empty, trimmed name without `;`
 //!   or `=`, and a value without `;`;
 //! - for a header that is UTF-8, `pairs` → `render` → `pairs` gives the same
-//!   pairs back, except for the known bug described at `survives_render`.
+//!   pairs back, except for the known bug described at `survives_render`,
+//!   where the value that comes back is at least a part of the one sent.
 //!
 //! This file is also compiled into `tests/it` (see `tests/it/corpus.rs`),
 //! so it uses nothing but `authd`'s public API and `std`.
@@ -18,45 +19,42 @@ use authd::cookies::{pairs, render, CookieNames, RequestCookies, MAX_DUPLICATES}
 /// Panics if any property above fails for `data`.
 pub fn check(data: &[u8]) {
     let headers: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let lossy: Vec<_> = headers.iter().map(|h| String::from_utf8_lossy(h)).collect();
+    let seen: Vec<(&str, &str)> = lossy.iter().flat_map(|h| pairs(h)).collect();
     for prefix in ["", "__Host-"] {
-        check_request_cookies(&headers, &CookieNames::new(prefix));
+        check_request_cookies(&headers, &seen, &CookieNames::new(prefix));
     }
+    check_pairs_shape(&seen);
     for header in &headers {
-        let lossy = String::from_utf8_lossy(header);
-        check_pairs_shape(&lossy);
         if let Ok(h) = std::str::from_utf8(header) {
             check_round_trip(h);
         }
     }
 }
 
-fn check_request_cookies(headers: &[&[u8]], names: &CookieNames) {
+/// `seen` holds every pair of every header, in order.
+fn check_request_cookies(headers: &[&[u8]], seen: &[(&str, &str)], names: &CookieNames) {
     let got = RequestCookies::parse(headers.iter().copied(), names);
     for (name, values) in
         [(&names.session, &got.session), (&names.remember, &got.remember), (&names.xsrf, &got.xsrf)]
     {
         assert!(values.len() <= MAX_DUPLICATES, "{name}: {} values kept", values.len());
-        let mut seen = Vec::new();
-        for header in headers {
-            let lossy = String::from_utf8_lossy(header);
-            seen.extend(
-                pairs(&lossy)
-                    .into_iter()
-                    .filter(|(n, v)| n == name && !v.is_empty())
-                    .map(|(_, v)| v.to_owned()),
-            );
-        }
-        seen.truncate(MAX_DUPLICATES);
-        assert_eq!(values, &seen, "{name}: kept values are not the first non-empty ones");
+        let first: Vec<&str> = seen
+            .iter()
+            .filter(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| *v)
+            .take(MAX_DUPLICATES)
+            .collect();
+        assert_eq!(values, &first, "{name}: kept values are not the first non-empty ones");
     }
 }
 
-fn check_pairs_shape(header: &str) {
-    for (name, value) in pairs(header) {
-        assert!(!name.is_empty(), "empty name in {header:?}");
-        assert_eq!(name, name.trim(), "untrimmed name in {header:?}");
-        assert!(!name.contains([';', '=']), "name {name:?} from {header:?}");
-        assert!(!value.contains(';'), "value {value:?} from {header:?}");
+fn check_pairs_shape(seen: &[(&str, &str)]) {
+    for (name, value) in seen {
+        assert!(!name.is_empty(), "empty name");
+        assert_eq!(*name, name.trim(), "untrimmed name");
+        assert!(!name.contains([';', '=']), "name {name:?}");
+        assert!(!value.contains(';'), "value {value:?}");
     }
 }
 
@@ -64,14 +62,15 @@ fn check_round_trip(header: &str) {
     let first = pairs(header);
     let rendered = render(&first);
     let again = pairs(&rendered);
-    if first.iter().all(|(_, v)| survives_render(v)) {
-        assert_eq!(again, first, "{header:?} rendered as {rendered:?}");
-    } else {
-        // Known bug: the pairs come back with the same names, and one more
-        // round trip changes nothing.
-        let names = |p: &[(&str, &str)]| p.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
-        assert_eq!(names(&again), names(&first), "{header:?} rendered as {rendered:?}");
-        assert_eq!(pairs(&render(&again)), again, "{rendered:?} is not a fixed point");
+    assert_eq!(again.len(), first.len(), "{header:?} rendered as {rendered:?}");
+    for ((name, value), (name2, value2)) in first.iter().zip(&again) {
+        assert_eq!(name, name2, "{header:?} rendered as {rendered:?}");
+        if survives_render(value) {
+            assert_eq!(value, value2, "{header:?} rendered as {rendered:?}");
+        } else {
+            // The known bug only ever strips space and quotes.
+            assert!(value.contains(value2), "{header:?} rendered as {rendered:?}");
+        }
     }
 }
 
@@ -82,6 +81,7 @@ fn check_round_trip(header: &str) {
 /// value bare, so a value with space at either end (`a=" x"` gives ` x`) or
 /// still in quotes (`a=""x""` gives `"x"`) changes on the way back. Once
 /// `render` quotes such values, delete this and the branch that uses it.
+/// (Each further round trip may strip another layer: `a="" "x" ""`.)
 fn survives_render(value: &str) -> bool {
     let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
     value == value.trim() && !quoted
