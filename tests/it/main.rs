@@ -6,6 +6,8 @@ mod support;
 mod cli;
 mod cookies;
 mod corpus;
+mod jar;
 mod lifecycle;
+mod remember;
 mod session_api;
 mod timeouts;
