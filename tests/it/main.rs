@@ -12,3 +12,4 @@ mod proxy_xsrf;
 mod remember;
 mod session_api;
 mod timeouts;
+mod xsrf;
