@@ -8,6 +8,7 @@ mod cookies;
 mod corpus;
 mod jar;
 mod lifecycle;
+mod pages;
 mod proxy_xsrf;
 mod remember;
 mod session_api;
