@@ -160,6 +160,7 @@ async fn seed(opts: &Opts) -> String {
             browser: "wrk".into(),
             series: token.as_ref().map(|t| t.selector),
             xsrf: nonce,
+            epoch: 0,
         };
         let new_series = token.as_ref().map(|t| {
             let series = Series {
@@ -264,6 +265,7 @@ async fn commit_rate(opts: &Opts) -> String {
             browser: "wrk".into(),
             series: None,
             xsrf: [0; 10],
+            epoch: 0,
         };
         store
             .create_session(NewSession {

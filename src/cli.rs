@@ -35,7 +35,7 @@ const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
 
 /// authd: cookie-based session authentication in the style of Jira/Seraph.
 #[derive(Parser, Debug)]
-#[command(name = "authd", version, args_conflicts_with_subcommands = true)]
+#[command(name = "authd", version)]
 pub struct Cli {
     /// The data directory: database, TLS certificate, admin credential.
     #[arg(long, global = true, env = "AUTHD_DATA", value_name = "DIR", default_value = "./db")]
@@ -186,39 +186,39 @@ pub struct ServeArgs {
     pub base_url: Option<String>,
     /// A session ends this long after its last use.
     #[arg(long, env = "AUTHD_IDLE_TIMEOUT", value_name = "DURATION", default_value = "5h",
-          value_parser = DurationParser::between(SEC, TEN_YEARS))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(SEC, TEN_YEARS))]
     pub idle_timeout: Duration,
     /// A session ends this long after login, whatever its use.
     #[arg(long, env = "AUTHD_ABSOLUTE_TIMEOUT", value_name = "DURATION", default_value = "24h",
-          value_parser = DurationParser::between(SEC, TEN_YEARS))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(SEC, TEN_YEARS))]
     pub absolute_timeout: Duration,
     /// Lifetime of a remember-me series (at most 400d).
     #[arg(long, env = "AUTHD_REMEMBER_ME_AGE", value_name = "DURATION", default_value = "14d",
-          value_parser = DurationParser::between(SEC, MAX_REMEMBER_ME_AGE))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(SEC, MAX_REMEMBER_ME_AGE))]
     pub remember_me_age: Duration,
     /// How long a just-rotated remember-me validator is still accepted.
     #[arg(long, env = "AUTHD_REMEMBER_ME_GRACE", value_name = "DURATION", default_value = "30s",
-          value_parser = DurationParser::between(Duration::ZERO, Duration::from_secs(3600)))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(Duration::ZERO, Duration::from_secs(3600)))]
     pub remember_me_grace: Duration,
     /// Last-use time is persisted at most this often per session.
     #[arg(long, env = "AUTHD_TOUCH_INTERVAL", value_name = "DURATION", default_value = "60s",
-          value_parser = DurationParser::between(Duration::ZERO, Duration::from_secs(86_400)))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(Duration::ZERO, Duration::from_secs(86_400)))]
     pub touch_interval: Duration,
     /// How often the sweeper runs.
     #[arg(long, env = "AUTHD_SWEEP_INTERVAL", value_name = "DURATION", default_value = "60s",
-          value_parser = DurationParser::between(Duration::from_millis(100), Duration::from_secs(86_400)))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_millis(100), Duration::from_secs(86_400)))]
     pub sweep_interval: Duration,
     /// Consecutive failed logins before the account demands a challenge.
     #[arg(long, env = "AUTHD_MAX_FAILED_LOGINS", value_name = "N", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_failed_logins: u32,
     /// How long that demand lasts (doubles on each re-trigger, up to 1h).
     #[arg(long, env = "AUTHD_LOCKOUT", value_name = "DURATION", default_value = "5m",
-          value_parser = DurationParser::between(SEC, Duration::from_secs(3600)))]
+          allow_hyphen_values = true, value_parser = DurationParser::between(SEC, Duration::from_secs(3600)))]
     pub lockout: Duration,
     /// Sessions per user; a new login evicts the oldest beyond this.
     #[arg(long, env = "AUTHD_MAX_SESSIONS_PER_USER", value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_sessions_per_user: u32,
     /// Prefix for all three cookie names (`__Host-` hardens them).
     #[arg(long, env = "AUTHD_COOKIE_PREFIX", value_name = "PREFIX", default_value = "",
@@ -226,7 +226,7 @@ pub struct ServeArgs {
     pub cookie_prefix: String,
     /// Connections open at once; more are closed on accept.
     #[arg(long, env = "AUTHD_MAX_CONNS", value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_conns: u64,
     /// The app behind authd: every path that is not authd's own is forwarded there.
     #[arg(long, env = "AUTHD_UPSTREAM", value_name = "URL", value_parser = parse_upstream)]
@@ -240,15 +240,15 @@ pub struct ServeArgs {
     pub require_login: bool,
     /// Largest request body forwarded to the upstream, in bytes.
     #[arg(long, env = "AUTHD_MAX_BODY", value_name = "BYTES", default_value_t = 1024 * 1024,
-          value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
     pub max_body: u64,
     /// Failed logins from one address per ten minutes before it gets 429.
     #[arg(long, env = "AUTHD_MAX_FAILED_LOGINS_PER_ADDRESS", value_name = "N", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_failed_logins_per_address: u32,
     /// Leading zero bits of the login page's proof-of-work puzzle (16 ≈ a second in a browser).
     #[arg(long, env = "AUTHD_CHALLENGE_DIFFICULTY", value_name = "BITS", default_value_t = 16,
-          value_parser = clap::value_parser!(u8).range(1..=28))]
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u8).range(1..=28))]
     pub challenge_difficulty: u8,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, env = "AUTHD_LOG", value_name = "FILTER", default_value = "info")]
@@ -288,6 +288,37 @@ impl ServeArgs {
             challenge_difficulty: self.challenge_difficulty,
         }
     }
+}
+
+/// Parses the command line. Server flags belong to `authd [serve]`: given
+/// before another command (`authd --listen X user list`), or before `serve`
+/// itself, they are an error rather than silently ignored. `--data` goes
+/// anywhere.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{Args as _, CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Some(sub) = matches.subcommand_name() {
+        let serve_flags = ServeArgs::augment_args(clap::Command::new("serve"));
+        for arg in serve_flags.get_arguments() {
+            let given =
+                matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine);
+            if given {
+                let flag = arg.get_long().unwrap_or("?");
+                let hint = if sub == "serve" { "put it after `serve`" } else { "it is a server flag" };
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("'--{flag}' cannot come before `authd {sub}`: {hint}\n"),
+                )
+                .with_cmd(&Cli::command()));
+            }
+        }
+    }
+    Ok(cli)
 }
 
 /// Prints a clap error as one line (or help/version in full) and returns its exit code.
@@ -658,7 +689,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("authd").chain(args.iter().copied()))
+        parse_from(std::iter::once("authd").chain(args.iter().copied()))
     }
 
     #[test]
@@ -687,6 +718,24 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(e.exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn data_goes_anywhere_but_server_flags_not_before_a_command() {
+        let cli = parse(&["--data", "d", "user", "list"]).unwrap();
+        assert_eq!(cli.data, PathBuf::from("d"));
+        assert!(parse(&["--data", "d", "serve", "--listen", "127.0.0.1:0"]).is_ok());
+        let e = parse(&["--listen", "127.0.0.1:0", "user", "list"]).unwrap_err();
+        assert!(one_line(&e.render().to_string()).contains("--listen"));
+        assert!(parse(&["--idle-timeout", "2s", "serve"]).is_err());
+    }
+
+    #[test]
+    fn a_negative_value_is_an_invalid_value_of_its_flag() {
+        let e = parse(&["--lockout", "-5m"]).unwrap_err();
+        assert!(one_line(&e.render().to_string()).contains("--lockout"), "{e}");
+        let e = parse(&["--max-failed-logins", "-1"]).unwrap_err();
+        assert!(one_line(&e.render().to_string()).contains("--max-failed-logins"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! `authd`: parse the command line, run it. Everything else is in the library.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match authd::cli::Cli::try_parse() {
+    match authd::cli::parse_from(std::env::args_os()) {
         Ok(cli) => authd::cli::run(cli),
         Err(e) => authd::cli::report_usage_error(&e),
     }

@@ -165,16 +165,19 @@ impl App {
             );
         }
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let own = is_own_path(&segments);
-        if !own {
-            return match &self.upstream {
-                Some(up) => (Route::Proxy, proxy::forward(self, up, req, ctx).await),
-                None => (Route::Other, Err(ApiError::not_found())),
-            };
+        if let (false, Some(up)) = (is_own_path(&segments), &self.upstream) {
+            return (Route::Proxy, proxy::forward(self, up, req, ctx).await);
         }
         // SPEC §7: independently of any token, a browser's cross-site unsafe request is refused.
         if xsrf::is_unsafe(&ctx.method) && !self.origin_ok(ctx) {
             return (Route::Other, Err(xsrf_failed()));
+        }
+        // SPEC §3: every response names its user, so identify up front (forward
+        // auth identifies itself, without remember-me logins).
+        if !matches!(segments.as_slice(), ["rest", "authd", _, "verify"]) {
+            if let Err(e) = self.identify(ctx).await {
+                return (Route::Other, Err(e));
+            }
         }
         let method = req.method().clone();
         match segments.as_slice() {

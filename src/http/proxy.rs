@@ -102,7 +102,9 @@ pub async fn forward(
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
             let in_header = ctx.x_atlassian_token.is_some() || ctx.x_xsrf_token.is_some();
             let mut submitted = None;
-            if let (false, Some(stream)) = (in_header, incoming.take()) {
+            // Only take the body when it must be searched: a token in a header
+            // leaves it streaming.
+            if let Some(stream) = if in_header { None } else { incoming.take() } {
                 let bytes = read_body(&parts.headers, stream, up.max_body).await?;
                 submitted = form_token(&parts.headers, &bytes);
                 buffered = Some(bytes);
