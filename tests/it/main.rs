@@ -15,3 +15,7 @@ mod remember;
 mod session_api;
 mod timeouts;
 mod xsrf;
+mod gateway;
+mod jira_tutorial;
+mod nginx;
+mod login_protection;
