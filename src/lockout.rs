@@ -145,6 +145,109 @@ mod tests {
         assert_eq!(p.challenged_until(r.as_ref(), at(1)), Some(at(11)));
     }
 
+    /// One failed login at the clock's time.
+    fn fail_now(
+        p: &LockoutPolicy,
+        rec: Option<Lockout>,
+        clock: &crate::clock::ManualClock,
+    ) -> Option<Lockout> {
+        use crate::clock::Clock as _;
+        Some(p.on_failure(rec, clock.now()))
+    }
+
+    #[test]
+    fn a_walk_through_the_machine_with_a_manual_clock() {
+        use crate::clock::{Clock as _, ManualClock};
+        let p = policy();
+        let clock = ManualClock::new(at(0));
+        let mut r = None;
+        assert_eq!(p.challenged_until(r.as_ref(), clock.now()), None, "no record: open");
+        // Open(1), Open(2): counted, not challenged.
+        for strikes in 1..=2 {
+            r = fail_now(&p, r, &clock);
+            let rec = r.unwrap();
+            assert_eq!((rec.strikes, rec.level, rec.until), (strikes, 0, None));
+            assert_eq!(rec.last_event, clock.now());
+            assert_eq!(p.challenged_until(r.as_ref(), clock.now()), None);
+            clock.advance(Duration::from_secs(10));
+        }
+        // The third: Challenged for the base period, strikes cleared.
+        r = fail_now(&p, r, &clock);
+        let t1 = clock.now();
+        assert_eq!(r.unwrap().strikes, 0);
+        assert_eq!(r.unwrap().level, 1);
+        assert_eq!(p.challenged_until(r.as_ref(), t1), Some(t1.plus(Duration::from_secs(300))));
+        // Still challenged a millisecond before the end, open at the end.
+        clock.advance(Duration::from_millis(299_999));
+        assert!(p.challenged_until(r.as_ref(), clock.now()).is_some());
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(p.challenged_until(r.as_ref(), clock.now()), None, "lapsed exactly at `until`");
+        // After the lapse the level is kept but it takes three new failures.
+        for strikes in 1..=2 {
+            r = fail_now(&p, r, &clock);
+            assert_eq!(p.challenged_until(r.as_ref(), clock.now()), None, "strike {strikes} after a lapse");
+            assert_eq!((r.unwrap().strikes, r.unwrap().level), (strikes, 1));
+        }
+        r = fail_now(&p, r, &clock);
+        let t2 = clock.now();
+        assert_eq!(p.challenged_until(r.as_ref(), t2), Some(t2.plus(Duration::from_secs(600))), "doubled");
+        // A failure past a solved puzzle while challenged: doubled again at once.
+        clock.advance(Duration::from_secs(60));
+        r = fail_now(&p, r, &clock);
+        let t3 = clock.now();
+        assert_eq!(p.challenged_until(r.as_ref(), t3), Some(t3.plus(Duration::from_secs(1200))));
+        // Up to the cap and no further, however often it is triggered.
+        for _ in 0..10 {
+            clock.advance(Duration::from_secs(1));
+            r = fail_now(&p, r, &clock);
+        }
+        let now = clock.now();
+        assert_eq!(p.challenged_until(r.as_ref(), now), Some(now.plus(Duration::from_secs(3600))), "capped");
+        assert_eq!(r.unwrap().level, 13);
+    }
+
+    #[test]
+    fn a_record_is_kept_until_a_quiet_day_has_passed_and_not_a_moment_less() {
+        use crate::clock::{Clock as _, ManualClock};
+        let p = policy();
+        let clock = ManualClock::new(at(0));
+        let mut r = None;
+        for _ in 0..3 {
+            r = fail_now(&p, r, &clock);
+        }
+        // A day after the challenge ended, less a millisecond: the level still counts.
+        clock.advance(Duration::from_secs(300 + 86_400) - Duration::from_millis(1));
+        assert_eq!(p.forget_at(r.as_ref().unwrap()), clock.now().plus(Duration::from_millis(1)));
+        let kept = fail_now(&p, r, &clock).unwrap();
+        assert_eq!((kept.strikes, kept.level), (1, 1), "remembered until forget_at");
+        // An open record (strikes only) is forgotten a day after its last failure.
+        let open = fail_now(&p, None, &clock).unwrap();
+        assert_eq!(p.forget_at(&open), clock.now().plus(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn max_failures_of_one_challenges_every_failure_and_zero_means_one() {
+        for max in [0, 1] {
+            let p = LockoutPolicy::new(max, Duration::from_secs(2));
+            let r = Some(p.on_failure(None, at(0)));
+            assert_eq!(
+                p.challenged_until(r.as_ref(), at(0)),
+                Some(at(0).plus(Duration::from_secs(2))),
+                "max {max}"
+            );
+            assert_eq!(p.max_failures, 1);
+        }
+    }
+
+    #[test]
+    fn levels_saturate_without_overflow() {
+        let p = policy();
+        let worn = Lockout { strikes: u32::MAX, level: u32::MAX, until: None, last_event: at(0) };
+        let r = p.on_failure(Some(worn), at(1));
+        assert_eq!(r.level, u32::MAX);
+        assert_eq!(r.until, Some(at(61)), "the cap holds at the top level");
+    }
+
     #[test]
     fn records_are_forgotten_after_a_quiet_day() {
         let p = policy();
