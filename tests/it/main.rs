@@ -4,18 +4,19 @@
 mod support;
 
 mod browser;
+mod browser_challenge;
 mod cli;
 mod cookies;
 mod corpus;
+mod gateway;
 mod jar;
+mod jira_tutorial;
 mod lifecycle;
+mod login_protection;
+mod nginx;
 mod pages;
 mod proxy_xsrf;
 mod remember;
 mod session_api;
 mod timeouts;
 mod xsrf;
-mod gateway;
-mod jira_tutorial;
-mod nginx;
-mod login_protection;
