@@ -134,6 +134,10 @@ async function run() {
   // 1. N wrong passwords through the page: the last one brings the puzzle.
   for (let i = 1; i <= maxFailed; i++) {
     const status = await submit(page, user, `wrong password ${i}`);
+    if (i === maxFailed) {
+      // At once, so that the shot may still catch the solver at work.
+      await shot(page, "01-challenge.png");
+    }
     check(status === 401, `wrong password ${i} of ${maxFailed} is 401 (got ${status})`);
     check((await page.locator("#login-error").count()) === 1, `failure ${i} shows the reason`);
     const puzzles = await page.locator("form[data-pow-bits]").count();
@@ -147,7 +151,6 @@ async function run() {
   check(Number(await form.getAttribute("data-pow-bits")) === bits, `the puzzle needs ${bits} zero bits`);
   check((await page.locator("input[type=hidden][name=pow_challenge]").count()) === 1, "the form carries the challenge");
   check((await page.inputValue("#os_username")) === user, "the user name is kept in the form");
-  await shot(page, "01-challenge.png");
 
   // 2. Meanwhile, a browser without scripts is told to wait instead.
   const noJs = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false });
