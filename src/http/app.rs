@@ -469,6 +469,10 @@ impl App {
         ctx.handle = None;
         ctx.expires = None;
         ctx.identity = Some(None);
+        // A remember-me login earlier in this request set new values; the expiry replaces them.
+        let (session, remember) =
+            (format!("{}=", self.cookie_names.session), format!("{}=", self.cookie_names.remember));
+        ctx.set_cookies.retain(|c| !c.starts_with(&session) && !c.starts_with(&remember));
         ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
         ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
         ctx.xsrf_out = Some(self.auth.xsrf.token(Xsrf::new_nonce(), State::LoggedOut));

@@ -34,6 +34,10 @@ pub async fn login_form(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result
             esc(&a.user.name)
         )
     });
+    let logged_out = who.is_none() && field(&pairs, "logged_out").is_some();
+    let notice = notice.or_else(|| {
+        logged_out.then(|| "<p class=\"note\" id=\"logged-out\">You are now logged out.</p>".to_string())
+    });
     let page =
         LoginPage { token: &token, dest: dest.as_deref(), notice: notice.as_deref(), ..LoginPage::default() };
     Ok(html(StatusCode::OK, page.render(), None))
@@ -212,7 +216,7 @@ pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
     for (key, s) in sessions.iter().rev() {
         let this = Some(*key) == current;
         rows.push_str(&format!(
-            "<tr{}><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>\
+            "<tr{}><td>{}{}</td><td class=\"when\">{}</td><td class=\"when\">{}</td><td>{}</td><td>\
              <form method=\"post\" action=\"/account/sessions/revoke\">{}\
              <input type=\"hidden\" name=\"handle\" value=\"{}\">\
              <button type=\"submit\">Log out</button></form></td></tr>\n",
@@ -275,7 +279,7 @@ pub async fn account_action(
         "logout" => {
             app.auth.logout(&who.user, current, &browser_series).await?;
             app.apply_logout(ctx);
-            Ok(redirect("/login.jsp"))
+            Ok(redirect("/login.jsp?logged_out=1"))
         }
         "revoke" => {
             let handle = field(&form, "handle").and_then(|h| Handle::parse(&h));
@@ -285,7 +289,7 @@ pub async fn account_action(
                 Some(k) if Some(k) == current => {
                     app.auth.logout(&who.user, current, &browser_series).await?;
                     app.apply_logout(ctx);
-                    Ok(redirect("/login.jsp"))
+                    Ok(redirect("/login.jsp?logged_out=1"))
                 }
                 Some(k) => {
                     app.auth.end_session(k).await?;
@@ -303,7 +307,7 @@ pub async fn account_action(
             let n = app.auth.store.revoke_all_of(who.user.id, None).await?;
             tracing::info!(user = %who.user.name, sessions = n, "logged out everywhere");
             app.apply_logout(ctx);
-            Ok(redirect("/login.jsp"))
+            Ok(redirect("/login.jsp?logged_out=1"))
         }
         _ => Err(ApiError::not_found()),
     }
@@ -463,7 +467,7 @@ button.primary{background:#0052cc;color:#fff}\
 .note{background:#deebff;padding:8px 12px}\
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}dd{margin:0}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #dfe1e6}\
-td form button{margin:0}tr.this{background:#e3fcef}\
+td form button{margin:0;white-space:nowrap}td.when{white-space:nowrap}tr.this{background:#e3fcef}\
 .badge{background:#00875a;color:#fff;border-radius:3px;padding:1px 6px;font-size:12px}\
 .actions{display:flex;gap:12px;flex-wrap:wrap}\
 footer{text-align:center;color:#6b778c;font-size:12px;margin-bottom:24px}";

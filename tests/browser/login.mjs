@@ -183,10 +183,11 @@ async function run() {
 
   // 5. Log out.
   await Promise.all([
-    page.waitForURL(`${url}/login.jsp`),
+    page.waitForURL((u) => u.pathname === "/login.jsp"),
     page.locator("form[action='/account/logout'] button").click(),
   ]);
   check(new URL(page.url()).pathname === "/login.jsp", `logging out lands on the login page (at ${page.url()})`);
+  check(await page.locator("#logged-out").isVisible(), "the login page says you are logged out");
   const after = byName(await context.cookies(url));
   check(!after[SESSION], "the session cookie is gone after logout");
   check(!after[REMEMBER], "the remember-me cookie is gone after logout");

@@ -339,7 +339,7 @@ async fn the_account_page_lists_sessions_and_logs_out_one_others_or_all() {
     )
     .await;
     assert_eq!(r.status(), 303);
-    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp"));
+    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION));
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
     assert!(session_alive(&s, bob.session.as_ref().unwrap()).await);
@@ -355,7 +355,7 @@ async fn log_out_everywhere_and_log_out() {
 
     let r = post_form(&s, "/account/sessions/revoke-all", &me.header(), &[("atl_token", &token)], &[]).await;
     assert_eq!(r.status(), 303);
-    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp"));
+    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION));
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
     assert!(!session_alive(&s, other.session.as_ref().unwrap()).await);
@@ -372,7 +372,7 @@ async fn log_out_everywhere_and_log_out() {
     let token = page_token(&account(&s, &me).await);
     let r = post_form(&s, "/account/logout", &me.header(), &[("atl_token", &token)], &[]).await;
     assert_eq!(r.status(), 303);
-    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp"));
+    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION) && deletes(&r, REMEMBER), "{:?}", set_cookies(&r));
     assert!(set_value(&r, XSRF).is_some_and(|t| t.ends_with("_lout")));
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);

@@ -459,7 +459,7 @@ async fn monday_morning_after_the_absolute_timeout() {
         post_form(&s, "/account/logout", &browser.header(), &[("x", "1")], &[("X-Atlassian-Token", &token)])
             .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
-    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp"));
+    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, REMEMBER));
     let old_remember = browser.remember.clone().unwrap();
     browser.apply(&r);
