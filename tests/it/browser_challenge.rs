@@ -99,7 +99,9 @@ fn chromium_solves_the_login_challenge_and_gets_in() {
         .find_map(|l| l.strip_prefix("solve_ms ")?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no solve time reported\n{report}"));
     eprintln!("the page solved the 16-bit challenge in {solve_ms} ms");
-    for name in ["01-challenge.png", "02-challenge-no-scripts.png", "03-challenge-solved.png", "04-account.png"] {
+    for name in
+        ["01-challenge.png", "02-challenge-no-scripts.png", "03-challenge-solved.png", "04-account.png"]
+    {
         let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 2000, "{name} is not a real screenshot");
     }
