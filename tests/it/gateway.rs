@@ -709,6 +709,39 @@ async fn verify_honours_the_forwarded_method_and_refuses_unsafe_foreign_origins(
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// Traefik's ForwardAuth (and nginx without a `Host` override) asks authd at
+/// authd's own address, and describes the original request in
+/// `X-Forwarded-Proto`/`X-Forwarded-Host`/`X-Forwarded-Method`/`X-Forwarded-Uri`,
+/// passing the browser's `Origin` on. A browser's same-origin form post to
+/// the protected app must pass (SPEC §9: usable by Traefik ForwardAuth);
+/// a cross-site one must not.
+#[tokio::test]
+async fn verify_judges_the_origin_against_the_forwarded_host_as_traefik_sends_it() {
+    let s = Server::start(&[]);
+    let admin = sid(&login_id(&s, "admin", &s.admin_pw()).await);
+    let ask = |origin: &'static str, site: &'static str| {
+        s.bare_client()
+            .get(s.at("/rest/authd/1/verify"))
+            .header("cookie", &admin)
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-uri", "/secure/save")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("origin", origin)
+            .header("sec-fetch-site", site)
+            .send()
+    };
+    let r = ask("https://app.example.com", "same-origin").await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "a same-origin POST to the protected app was refused by forward auth: {text}");
+    let r = ask("https://evil.example", "cross-site").await.unwrap();
+    assert_eq!(r.status(), 403, "a cross-site POST passed forward auth");
+    let r = ask("https://evil.example", "same-site").await.unwrap();
+    assert_eq!(r.status(), 403, "a foreign Origin passed forward auth");
+}
+
 #[tokio::test]
 async fn verify_never_logs_in_by_remember_me_nor_sets_its_cookie() {
     let s = Server::start(&[]);
