@@ -1167,6 +1167,36 @@ async fn authds_secret_cookies_never_reach_the_app_other_cookies_do() {
     }
 }
 
+/// Browsers speaking HTTP/2 send each cookie as a header field of its own
+/// (RFC 9113 §8.2.3); on the way to the app over HTTP/1.1 they must become
+/// one `Cookie` header again, still without authd's secrets.
+#[tokio::test]
+async fn cookies_split_over_http2_reach_the_app_as_one_header() {
+    let (app, s) = start_pair(&[]);
+    let jar = api_login(&s, "admin", &s.admin_pw(), true).await;
+    let r = s
+        .bare_client()
+        .get(s.at("/c/h2"))
+        .header("cookie", "theme=dark")
+        .header("cookie", format!("{SESSION}={}", jar.session.as_ref().unwrap()))
+        .header("cookie", "app_session=abc")
+        .header("cookie", format!("{REMEMBER}={}", jar.remember.as_ref().unwrap()))
+        .header("cookie", format!("{XSRF}={}", jar.xsrf.as_ref().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ausername").as_deref(), Some("admin"), "the split session cookie was not read");
+    let seen = app.last_at("/c/h2");
+    let cookies = seen.all("cookie");
+    assert_eq!(
+        cookies,
+        [format!("theme=dark; app_session=abc; {XSRF}={}", jar.xsrf.as_ref().unwrap())],
+        "the app must get one Cookie header, in order, without authd's secrets"
+    );
+}
+
 #[tokio::test]
 async fn the_proxy_keeps_connections_to_the_app_alive() {
     let (app, s) = start_pair(&[]);
