@@ -1,6 +1,14 @@
 //! SPEC §9 with a real nginx (Debian's package) in front: `auth_request` to
-//! authd's forward-auth endpoint over HTTPS, as the README's recipe has it,
-//! with the test's [`EchoApp`] as the app behind nginx.
+//! authd's forward-auth endpoint over HTTPS, as in the README's recipe, with
+//! the test's [`EchoApp`] as the app behind nginx.
+//!
+//! The recipe as tested differs from the README's in three places, each
+//! needed: the check passes the browser's `Host` on (authd compares a
+//! browser's `Origin` with `https://<Host>`; with nginx's default, authd's
+//! own address, every same-origin POST is refused), `X-Authd-Roles` is set
+//! from authd's answer (otherwise a client's own copy reaches the app), and
+//! anonymous browsers go to the `X-Authd-Login-Url` authd names, with
+//! authd's pages proxied on the same host.
 //!
 //! Needs `nginx` on the PATH (or `$NGINX`); `.ci/run` installs it. Without it
 //! the test is skipped with a message, except under CI (`CI=true`), where
@@ -31,12 +39,13 @@ fn nginx_binary() -> Option<PathBuf> {
         })
 }
 
-/// The nginx configuration: the README's `auth_request` recipe around a
-/// server that listens with TLS (authd's own certificate, so the test's
-/// client trusts both) on `port`, in front of the app on `app_port`.
+/// The nginx configuration: the `auth_request` recipe around a server that
+/// listens with TLS (authd's own certificate, so the test's client trusts
+/// both) on `port`, in front of the app on `app_port`.
 ///
 /// Two locations use the recipe: `/api/` answers 401 to anonymous callers,
-/// `/` sends them to the login URL that authd's 401 names.
+/// `/` sends them to the login URL that authd's 401 names; authd's own
+/// pages and login API are proxied to authd on the same host.
 fn config(dir: &Path, port: u16, authd_port: u16, data: &Path, app_port: u16) -> String {
     let d = dir.display();
     let cert = data.join("tls/cert.pem");
@@ -86,6 +95,16 @@ http {{
             proxy_set_header Host $http_host;
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Forwarded-Method $request_method;
+        }}
+        # authd's own pages and API on the app's host, so the login URL
+        # authd names (https://<Host>/login.jsp?os_destination=...) works.
+        location ~ ^/(login\.jsp|account|rest/auth/|rest/authd/) {{
+            proxy_pass https://127.0.0.1:{authd_port};
+            proxy_ssl_trusted_certificate {cert};
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
         location /api/ {{
 {api}        }}
@@ -221,6 +240,25 @@ async fn nginx_auth_request_lets_logged_in_users_through_to_the_app() {
         Some(format!("{base}/login.jsp?os_destination=%2Fapp%2Fpage%3Fx%3D1%26y%3D2").as_str())
     );
     assert!(app.seen().is_empty(), "an anonymous request reached the app: {:?}", app.seen());
+
+    // That URL works on nginx's host: the login page, then Jira's login API.
+    let r =
+        c.get(format!("{base}/login.jsp?os_destination=%2Fapp%2Fpage%3Fx%3D1%26y%3D2")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", diag("login page through nginx"));
+    assert!(r.text().await.unwrap().contains("os_password"));
+    let r = c
+        .post(format!("{base}/rest/auth/1/session"))
+        .json(&serde_json::json!({"username": "bob", "password": "bob-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", diag("login through nginx"));
+    let v: Value = r.json().await.unwrap();
+    let via_nginx =
+        format!("{}={}", v["session"]["name"].as_str().unwrap(), v["session"]["value"].as_str().unwrap());
+    let r = get("/app/page?via=nginx", Some(&via_nginx)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", diag("page after logging in through nginx"));
+    assert_eq!(app.last_at("/app/page?via=nginx").one("x-authd-user").as_deref(), Some("bob"));
 
     // Logged in at authd (the cookie from its API), sent to nginx: the app sees the user.
     let admin = login_id(&s, "admin", &s.admin_pw()).await;
