@@ -86,6 +86,8 @@ pub struct Ctx {
     pub no_remember: bool,
     /// `Authorization: Basic` was sent and did not match an API token.
     pub basic_failed: bool,
+    /// The request was authenticated by an API token.
+    pub via_token: bool,
 }
 
 impl App {
@@ -134,6 +136,7 @@ impl App {
             xsrf_out: None,
             no_remember: false,
             basic_failed: false,
+            via_token: false,
         }
     }
 
@@ -325,12 +328,12 @@ impl App {
 
     /// The origin rule of SPEC §7 for this request.
     pub fn origin_ok(&self, ctx: &Ctx) -> bool {
-        xsrf::origin_allowed(
-            ctx.origin.as_deref(),
-            ctx.sec_fetch_site.as_deref(),
-            &ctx.base,
-            &self.cors_origins,
-        )
+        self.origin_ok_for(ctx, &ctx.base)
+    }
+
+    /// The origin rule with `own` as this site's origin.
+    pub fn origin_ok_for(&self, ctx: &Ctx, own: &str) -> bool {
+        xsrf::origin_allowed(ctx.origin.as_deref(), ctx.sec_fetch_site.as_deref(), own, &self.cors_origins)
     }
 
     /// Identifies the request: by its session cookie (the first valid one),
@@ -371,6 +374,7 @@ impl App {
             match self.basic(&auth).await? {
                 Some(Some(user)) => {
                     ctx.user = Some(user.name.clone());
+                    ctx.via_token = true;
                     return Ok(Some(Authenticated { user, session: None }));
                 }
                 // Flagged, not fatal: public endpoints still answer anonymously.

@@ -31,7 +31,8 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// `forward_auth` and Traefik ForwardAuth. The original request is
 /// described by `X-Forwarded-Method` and `X-Forwarded-Uri` (or nginx's
 /// `X-Original-URI`); an unsafe original method from a foreign origin is
-/// refused (the proxies copy `Origin` and `Sec-Fetch-Site`). Remember-me
+/// refused (the proxies copy `Origin` and `Sec-Fetch-Site`; the original
+/// host comes from `X-Forwarded-Host`/`-Proto` when the proxy sends them). Remember-me
 /// logins are not done here: the proxies do not pass `Set-Cookie` from a
 /// successful check back to the browser, and a rotated cookie that never
 /// arrives would look like theft. A 401 carries `X-Authd-Login-Url`.
@@ -47,7 +48,17 @@ pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result
         .or_else(|| h.get("x-original-uri"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if xsrf::is_unsafe(&original_method) && !app.origin_ok(ctx) {
+    // The original request's own origin is the host the proxy received it
+    // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.
+    let forwarded_host = h.get("x-forwarded-host").and_then(|v| v.to_str().ok());
+    let own = match forwarded_host {
+        Some(host) => {
+            let proto = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("https");
+            format!("{proto}://{host}")
+        }
+        None => ctx.base.clone(),
+    };
+    if xsrf::is_unsafe(&original_method) && !app.origin_ok_for(ctx, &own) {
         return Err(xsrf_failed());
     }
     ctx.no_remember = true;

@@ -90,6 +90,11 @@ pub async fn forward(
         return Ok(login_required(ctx, req.uri()));
     }
     let upgrade = upgrade_protocol(req.headers());
+    // A WebSocket handshake is a GET, but what follows is not: apply the
+    // origin rule to it (cross-site WebSocket hijacking).
+    if upgrade.is_some() && !app.origin_ok(ctx) {
+        return Err(xsrf_failed());
+    }
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, incoming) = req.into_parts();
     let mut incoming = Some(incoming);
@@ -223,19 +228,25 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
         h.remove(name);
     }
     h.remove(COOKIE);
+    // HTTP/2 clients send each cookie as its own field; the app gets one
+    // `Cookie` header, as RFC 9113 §8.2.3 asks of a proxy to HTTP/1.1.
     let names = &app.cookie_names;
-    for value in client.get_all(COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        let kept: Vec<String> = crate::cookies::pairs(text)
-            .into_iter()
-            .filter(|(n, _)| *n != names.session && *n != names.remember)
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
+    let kept: Vec<String> = client
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(crate::cookies::pairs)
+        .filter(|(n, _)| *n != names.session && *n != names.remember)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
         if !kept.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                h.append(COOKIE, v);
-            }
+            h.insert(COOKIE, v);
         }
+    }
+    // An authd API token is a credential for authd, not for the app.
+    if ctx.via_token {
+        h.remove(hyper::header::AUTHORIZATION);
     }
     if let Some(a) = who {
         let roles = crate::admin::roles(&a.user).join(",");
