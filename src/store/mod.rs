@@ -13,6 +13,7 @@
 //!   resolves; touches may be lost in a crash, for at most one flush period.
 
 pub mod codec;
+pub mod memory;
 pub mod redb;
 
 use std::fmt;
