@@ -134,10 +134,9 @@ async fn seed(opts: &Opts) -> String {
 
     let xsrf = Xsrf::new(&secrets.server_id, secrets.xsrf_key);
     let store = open(&db);
-    let mut cookies = match opts.get("cookies") {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).unwrap_or_else(|e| fail(&e)))),
-        None => None,
-    };
+    let mut cookies = opts
+        .get("cookies")
+        .map(|p| std::io::BufWriter::new(std::fs::File::create(p).unwrap_or_else(|e| fail(&e))));
     // Live sessions look freshly made; expired ones went idle a minute ago.
     let (created, last_use) = if expired {
         let last = Timestamp(now.0.saturating_sub(IDLE.as_millis() as u64 + 60_000));
