@@ -700,7 +700,9 @@ class Bench:
         doc += [table, ""]
         if self.notes:
             doc += ["Notes:", ""] + [f"- {n}" for n in self.notes] + [""]
-        doc += ["Raw output: `bench/results/` (git-ignored). Reproduce with `bench/run.sh` (see bench/README.md).", ""]
+        doc += ["Raw output: `bench/results/` (git-ignored). Reproduce with `bench/run.sh` (see bench/README.md). "
+                "Profiles of the missed targets: [PROFILE.md](PROFILE.md) (written by hand; may be older than this "
+                "table).", ""]
         text = "\n".join(doc)
         with open(os.path.join(self.out, "RESULTS.md"), "w") as f:
             f.write(text)

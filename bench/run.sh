@@ -3,7 +3,7 @@
 # built from the same stack, and against Express + express-session +
 # connect-redis, all on loopback. See bench/README.md.
 #
-#   bench/run.sh            full run (5 alternating runs of 10 s per side; ~25 min)
+#   bench/run.sh            full run (5 alternating runs of 10 s per side; ~20 min)
 #   bench/run.sh --quick    a few seconds per scenario (what CI runs)
 #   bench/run.sh --help     every option
 #
