@@ -81,17 +81,19 @@ for i in $(seq 0 $((clients - 1))); do
     "$bin" user add "bench-load$i" --password-stdin --data "$data" <<<"bench load password $i" >/dev/null
 done
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "login_protection: (a) $logins + $logins interleaved sequential logins" >&2
 "${load_cpu[@]}" "$tool" timing --url "$url" --cert "$cert" --user bench-known --logins "$logins" >"$out/timing.json"
 echo "login_protection: (b) session checks while $clients clients hammer the login endpoint for ${seconds}s" >&2
 "${load_cpu[@]}" "$tool" hammer --url "$url" --cert "$cert" --admin-password "$admin_pw" \
     --users bench-load --clients "$clients" --seconds "$seconds" >"$out/hammer.json"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 metrics=$(curl -s --cacert "$cert" "$url/metrics" | grep -E '^authd_logins_total' || true)
 echo "$metrics" >"$out/metrics.txt"
 
-python3 - "$out" "$write" "$cpus" <<'EOF'
+python3 - "$out" "$write" "$cpus" "$load_before" "$load_after" <<'EOF'
 import json, sys, datetime, platform, subprocess
-out, write, cpus = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+out, write, cpus, load_before, load_after = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4], sys.argv[5]
 t = json.load(open(f"{out}/timing.json"))
 h = json.load(open(f"{out}/hammer.json"))
 k, u = t["known_wrong_password"], t["unknown_user"]
@@ -113,7 +115,8 @@ Run on {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UT
 the load to CPU 0, HTTP/1.1 keep-alive over TLS on loopback. authd ran with
 `--max-failed-logins 1000 --max-failed-logins-per-address 1000000` so that
 every login was really verified (no challenge, no 429). Raw JSON:
-`bench/results/login-protection-*/` (git-ignored).
+`bench/results/login-protection-*/` (git-ignored). Load average before and
+after the run (other work on the machine shows here): {load_before} / {load_after}.
 
 ## (a) Unknown user vs a known user's wrong password
 
