@@ -79,8 +79,8 @@ pub struct RememberPolicy {
 pub struct ActiveSession {
     /// The store key (its handle is public).
     pub key: SessionKey,
-    /// The record.
-    pub record: Session,
+    /// The record (shared with the store's cache).
+    pub record: Arc<Session>,
     /// When it ends if not used again.
     pub expires: Timestamp,
 }
@@ -89,7 +89,7 @@ pub struct ActiveSession {
 #[derive(Clone, Debug)]
 pub struct SessionUse {
     /// Whose.
-    pub user: User,
+    pub user: Arc<User>,
     /// The session (under its new key if it was rotated).
     pub session: ActiveSession,
     /// The new ID, for the cookie, if the check moved the session to one.
@@ -101,7 +101,7 @@ pub struct SessionUse {
 #[derive(Clone, Debug)]
 pub struct Authenticated {
     /// Who.
-    pub user: User,
+    pub user: Arc<User>,
     /// Through which session.
     pub session: Option<ActiveSession>,
 }
@@ -129,7 +129,7 @@ pub struct LoggedIn {
     /// The new session's secret ID, for the cookie; shown to nobody else.
     pub id: SessionId,
     /// The user, with counters updated by this login.
-    pub user: User,
+    pub user: Arc<User>,
     /// The new session.
     pub session: ActiveSession,
     /// A new remember-me cookie value and the series' end, if one was issued.
@@ -179,7 +179,7 @@ pub enum Remembered {
     /// Logged in with a new session; the cookie was rotated.
     LoggedIn(Box<LoggedIn>),
     /// Let in by the grace window: no new session, no new cookie.
-    Grace(User),
+    Grace(Arc<User>),
     /// Unknown or ended series: the cookie should be cleared.
     Rejected,
     /// A stale validator: the user's sessions and series were all revoked.
@@ -333,9 +333,9 @@ impl Auth {
         user.logins = user.logins.succeeded(now);
         tracing::info!(user = %user.name, session = %id.key().handle(), remember = remember.is_some(), "login");
         Ok(LoggedIn {
-            session: ActiveSession { key: id.key(), record, expires: deadline },
+            session: ActiveSession { key: id.key(), record: Arc::new(record), expires: deadline },
             id,
-            user,
+            user: Arc::new(user),
             remember: remember.map(|(t, s)| (t, s.expires)),
         })
     }
@@ -411,7 +411,7 @@ impl Auth {
                 }
                 RememberVerdict::Grace => {
                     return Ok(match self.store.user(series.user).await? {
-                        Some(user) => Remembered::Grace(user),
+                        Some(user) => Remembered::Grace(Arc::new(user)),
                         None => Remembered::Rejected,
                     });
                 }
@@ -457,9 +457,13 @@ impl Auth {
                         Rotation::Rotated => {
                             tracing::info!(user = %user.name, session = %id.key().handle(), "login by remember-me");
                             return Ok(Remembered::LoggedIn(Box::new(LoggedIn {
-                                session: ActiveSession { key: id.key(), record, expires: deadline },
+                                session: ActiveSession {
+                                    key: id.key(),
+                                    record: Arc::new(record),
+                                    expires: deadline,
+                                },
                                 id,
-                                user,
+                                user: Arc::new(user),
                                 remember: Some((RememberToken { selector, validator: next }, series.expires)),
                             })));
                         }
@@ -498,7 +502,11 @@ impl Auth {
     /// moves to a new ID here (returned in [`SessionUse::new_id`]).
     pub async fn session(&self, id: &SessionId, passive: bool) -> Result<Option<SessionUse>, StoreError> {
         let key = id.key();
-        let Some((record, user)) = self.store.session(key).await? else {
+        let found = match self.store.cached_session(key) {
+            Some(hit) => Some(hit),
+            None => self.store.session(key).await?,
+        };
+        let Some((record, user)) = found else {
             return Ok(None);
         };
         let now = self.now();
@@ -508,16 +516,17 @@ impl Auth {
         };
         let mut record = record;
         if record.epoch != user.epoch {
-            record.epoch = user.epoch;
+            let mut moved = (*record).clone();
+            moved.epoch = user.epoch;
             if touch.is_some() {
-                record.last_use = now;
+                moved.last_use = now;
             }
-            let (new_id, session) = self.rotate(key, record).await?;
+            let (new_id, session) = self.rotate(key, moved).await?;
             tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
             return Ok(Some(SessionUse { user, session, new_id: Some(new_id) }));
         }
         if let Some(deadline) = touch {
-            record.last_use = now;
+            Arc::make_mut(&mut record).last_use = now;
             let store = Arc::clone(&self.store);
             // Touches are lazy: the answer does not wait for the write.
             tokio::spawn(async move {
@@ -549,7 +558,7 @@ impl Auth {
             })
             .await?;
         let expires = deadline;
-        Ok((id.clone(), ActiveSession { key: id.key(), record, expires }))
+        Ok((id.clone(), ActiveSession { key: id.key(), record: Arc::new(record), expires }))
     }
 
     /// Changes a user's own password after checking the current one: every
@@ -574,7 +583,7 @@ impl Auth {
         }
         self.set_password(&user.name, new_password, current.map(|s| s.key)).await?;
         match current {
-            Some(s) => Ok(Some(self.rotate(s.key, s.record.clone()).await?)),
+            Some(s) => Ok(Some(self.rotate(s.key, (*s.record).clone()).await?)),
             None => Ok(None),
         }
     }

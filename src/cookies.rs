@@ -53,7 +53,7 @@ impl RequestCookies {
     pub fn parse<'h>(headers: impl IntoIterator<Item = &'h [u8]>, names: &CookieNames) -> Self {
         let mut out = RequestCookies::default();
         for header in headers {
-            for (name, value) in pairs(&String::from_utf8_lossy(header)) {
+            for (name, value) in pair_iter(&String::from_utf8_lossy(header)) {
                 let slot = if name == names.session {
                     &mut out.session
                 } else if name == names.remember {
@@ -75,11 +75,15 @@ impl RequestCookies {
 /// The well-formed `name=value` pairs of one `Cookie` header, in order,
 /// borrowed from it; a value in double quotes is unquoted.
 pub fn pairs(header: &str) -> Vec<(&str, &str)> {
+    pair_iter(header).collect()
+}
+
+/// [`pairs`] without collecting them.
+fn pair_iter(header: &str) -> impl Iterator<Item = (&str, &str)> {
     Cookie::split_parse(header)
         .filter_map(Result::ok)
         .filter_map(|c| Some((c.name_raw()?, unquote(c.value_raw()?))))
         .filter(|(name, _)| !name.is_empty())
-        .collect()
 }
 
 fn unquote(v: &str) -> &str {

@@ -111,10 +111,12 @@ impl Metrics {
         if let Some(c) = self.requests.get(r * STATUSES.len() + s) {
             c.fetch_add(1, Relaxed);
         }
+        // One counter per bucket (not cumulative): a single atomic add per
+        // request; `render` sums them into Prometheus's cumulative form.
         let secs = took.as_secs_f64();
-        for (bound, count) in BUCKETS.iter().zip(&self.latency_buckets) {
-            if secs <= *bound {
-                count.fetch_add(1, Relaxed);
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            if let Some(c) = self.latency_buckets.get(i) {
+                c.fetch_add(1, Relaxed);
             }
         }
         self.latency_count.fetch_add(1, Relaxed);
@@ -168,12 +170,11 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP authd_http_request_duration_seconds Time to answer a request.");
         let _ = writeln!(out, "# TYPE authd_http_request_duration_seconds histogram");
+        let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "authd_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                count.load(Relaxed)
-            );
+            cumulative += count.load(Relaxed);
+            let _ =
+                writeln!(out, "authd_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
         }
         let count = self.latency_count.load(Relaxed);
         let _ = writeln!(out, "authd_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");

@@ -41,23 +41,34 @@ pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Decodes base64url (no padding) into exactly `N` bytes.
+/// Decodes base64url (no padding) into exactly `N` bytes, without allocating.
 pub fn b64_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
-    // Reject oversized input before decoding so junk costs nothing.
+    // Reject wrong lengths before decoding so junk costs nothing.
     if s.len() != (N * 4).div_ceil(3) {
         return None;
     }
-    let v = URL_SAFE_NO_PAD.decode(s).ok()?;
-    v.try_into().ok()
+    // The decoder wants room for its length estimate (a few bytes over N).
+    let mut buf = [0u8; 64];
+    let room = buf.get_mut(..(N + 3).min(64))?;
+    let n = URL_SAFE_NO_PAD.decode_slice(s, room).ok()?;
+    if n != N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    out.copy_from_slice(buf.get(..N)?);
+    Some(out)
 }
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}"); // writing to a String cannot fail
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    let digit = |n: u8| char::from(DIGITS.get(usize::from(n)).copied().unwrap_or(b'0')); // n < 16
+    for b in bytes {
+        s.push(digit(b >> 4));
+        s.push(digit(b & 15));
+    }
+    s
 }
 
 /// Decodes lower- or upper-case hex into exactly `N` bytes.
@@ -114,7 +125,12 @@ impl SessionId {
 
     /// The key the store files this session under: a blake3 hash of the ID.
     pub fn key(&self) -> SessionKey {
-        SessionKey(derive("authd 2026-11 session key", &self.0))
+        // Keyed mode with a public, fixed key: domain separation for one
+        // compression, where derive-key mode would hash its context each time.
+        const DOMAIN: &[u8; 32] = b"authd 2026-11 session key \x00\x00\x00\x00\x00\x00";
+        let mut out = [0u8; 16];
+        blake3::Hasher::new_keyed(DOMAIN).update(&self.0).finalize_xof().fill(&mut out);
+        SessionKey(out)
     }
 }
 
@@ -153,6 +169,22 @@ impl Handle {
     /// Whether `key` is the session this handle names.
     pub fn matches(&self, key: &SessionKey) -> bool {
         key.0.starts_with(&self.0)
+    }
+}
+
+impl Handle {
+    /// The 12 hex characters, without allocating.
+    pub fn hex_bytes(&self) -> [u8; 12] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digit = |n: u8| DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'); // n < 16
+        let mut out = [0u8; 12];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            if let [hi, lo] = pair {
+                *hi = digit(b >> 4);
+                *lo = digit(b & 15);
+            }
+        }
+        out
     }
 }
 
@@ -324,6 +356,7 @@ mod tests {
         assert!(a.handle().matches(&a));
         assert!(!a.handle().matches(&b));
         assert_eq!(Handle::parse(&a.handle().to_string()), Some(a.handle()));
+        assert_eq!(a.handle().hex_bytes().to_vec(), a.handle().to_string().into_bytes());
     }
 
     #[test]
@@ -356,6 +389,16 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn b64_exact_takes_exactly_n_bytes() {
+        let v = b64(&[7u8; 32]);
+        assert_eq!(b64_exact::<32>(&v), Some([7u8; 32]));
+        assert_eq!(b64_exact::<16>(&b64(&[1u8; 16])), Some([1u8; 16]));
+        assert_eq!(b64_exact::<32>(&v[1..]), None);
+        assert!(b64_exact::<32>(&format!("{}A", &v[..42])).is_some());
+        assert_eq!(b64_exact::<32>(&"!".repeat(43)), None);
     }
 
     #[test]

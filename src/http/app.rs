@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, HOST, SET_COOKIE, USER_AGENT};
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, SET_COOKIE};
+use hyper::{Method, Request, Response, StatusCode};
 
-use super::request::{describe_browser, media_type};
+use super::request::describe_browser;
 use super::response::{empty, with_body, ApiError, Body};
 use super::{admin_api, authd_api, pages, proxy, session_api};
 use crate::auth::{Auth, Authenticated, LoggedIn, Remembered};
@@ -52,8 +52,11 @@ pub struct Ctx {
     pub method: Method,
     /// authd's cookies in the request.
     pub cookies: RequestCookies,
-    /// `https://host[:port]`, for `self` links and the origin check.
-    pub base: String,
+    /// `https://host[:port]`, for `self` links and the origin check;
+    /// worked out on first use (see [`App::base`]).
+    base: std::sync::OnceLock<String>,
+    /// The request's authority (HTTP/2) or `Host` header (HTTP/1.1).
+    authority: Option<HeaderValue>,
     /// `X-Authd-Passive: 1`: authenticate without sliding the idle timer.
     pub passive: bool,
     /// The raw `User-Agent`.
@@ -110,24 +113,20 @@ impl App {
     }
 
     fn context(&self, req: &Request<Incoming>, peer: SocketAddr) -> Ctx {
-        let headers = req.headers();
-        let cookies = RequestCookies::parse(
-            headers.get_all(hyper::header::COOKIE).iter().map(HeaderValue::as_bytes),
-            &self.cookie_names,
-        );
-        Ctx {
+        let mut ctx = Ctx {
             peer,
             method: req.method().clone(),
-            cookies,
-            base: self.base_url(req),
-            passive: headers.get("x-authd-passive").is_some_and(|v| v.as_bytes() == b"1"),
-            user_agent: text(headers, USER_AGENT.as_str()).unwrap_or_default(),
-            authorization: text(headers, "authorization"),
-            media_type: media_type(headers),
-            origin: text(headers, "origin"),
-            sec_fetch_site: text(headers, "sec-fetch-site"),
-            x_atlassian_token: text(headers, "x-atlassian-token"),
-            x_xsrf_token: text(headers, "x-xsrf-token"),
+            cookies: RequestCookies::default(),
+            base: std::sync::OnceLock::new(),
+            authority: req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+            passive: false,
+            user_agent: String::new(),
+            authorization: None,
+            media_type: None,
+            origin: None,
+            sec_fetch_site: None,
+            x_atlassian_token: None,
+            x_xsrf_token: None,
             identity: None,
             user: None,
             handle: None,
@@ -137,31 +136,59 @@ impl App {
             no_remember: false,
             basic_failed: false,
             via_token: false,
+        };
+        // One pass over the headers (cheaper than a lookup per name).
+        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_string);
+        for (name, value) in req.headers() {
+            match name.as_str() {
+                "cookie" => {}
+                "host" if ctx.authority.is_none() => ctx.authority = Some(value.clone()),
+                "user-agent" => ctx.user_agent = text(value).unwrap_or_default(),
+                "authorization" => ctx.authorization = text(value),
+                "content-type" => ctx.media_type = super::request::media_type_of(value),
+                "origin" => ctx.origin = text(value),
+                "sec-fetch-site" => ctx.sec_fetch_site = text(value),
+                "x-atlassian-token" => ctx.x_atlassian_token = text(value),
+                "x-xsrf-token" => ctx.x_xsrf_token = text(value),
+                "x-authd-passive" => ctx.passive = value.as_bytes() == b"1",
+                _ => {}
+            }
         }
+        let cookie_headers = req.headers().get_all(hyper::header::COOKIE).iter().map(HeaderValue::as_bytes);
+        ctx.cookies = RequestCookies::parse(cookie_headers, &self.cookie_names);
+        ctx
     }
 
-    /// `https://` plus the request's authority (or the configured base URL).
-    fn base_url(&self, req: &Request<Incoming>) -> String {
-        if let Some(b) = &self.base_url {
-            return b.clone();
-        }
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
-            .filter(|a| valid_authority(a))
-            .unwrap_or_else(|| self.listen_authority.clone());
-        format!("https://{authority}")
+    /// `https://` plus the request's authority (or the configured base URL),
+    /// worked out once per request and only if needed.
+    pub fn base<'c>(&self, ctx: &'c Ctx) -> &'c str {
+        ctx.base.get_or_init(|| {
+            if let Some(b) = &self.base_url {
+                return b.clone();
+            }
+            let authority = ctx
+                .authority
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .filter(|a| valid_authority(a))
+                .unwrap_or(&self.listen_authority);
+            let mut base = String::with_capacity(8 + authority.len());
+            base.push_str("https://");
+            base.push_str(authority);
+            base
+        })
     }
 
+    /// Routes a request. Handlers that are not on the session-check path
+    /// run boxed, so this future (moved on every request) stays small.
     async fn dispatch(
         &self,
         req: Request<Incoming>,
         ctx: &mut Ctx,
     ) -> (Route, Result<Response<Body>, ApiError>) {
-        let path = req.uri().path().to_string();
-        if has_dot_segment(&path) {
+        let uri = req.uri().clone();
+        let path = uri.path();
+        if has_dot_segment(path) {
             return (
                 Route::Other,
                 Err(ApiError::bad_request("The path may not contain '.' or '..' segments.")),
@@ -169,7 +196,7 @@ impl App {
         }
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         if let (false, Some(up)) = (is_own_path(&segments), &self.upstream) {
-            return (Route::Proxy, proxy::forward(self, up, req, ctx).await);
+            return (Route::Proxy, Box::pin(proxy::forward(self, up, req, ctx)).await);
         }
         // SPEC §7: independently of any token, a browser's cross-site unsafe request is refused.
         if xsrf::is_unsafe(&ctx.method) && !self.origin_ok(ctx) {
@@ -186,9 +213,9 @@ impl App {
         match segments.as_slice() {
             ["rest", "auth", v, "session"] if version(v, "1") => {
                 let r = match method {
-                    Method::POST => session_api::login(self, req, ctx).await,
+                    Method::POST => Box::pin(session_api::login(self, req, ctx)).await,
                     Method::GET => session_api::current(self, ctx).await,
-                    Method::DELETE => session_api::logout(self, ctx).await,
+                    Method::DELETE => Box::pin(session_api::logout(self, ctx)).await,
                     _ => Err(not_allowed("GET, POST, DELETE")),
                 };
                 (Route::Session, r)
@@ -202,14 +229,14 @@ impl App {
             }
             ["rest", "api", v, "myself", "password"] if version(v, "2") => {
                 let r = match method {
-                    Method::PUT => session_api::change_password(self, req, ctx).await,
+                    Method::PUT => Box::pin(session_api::change_password(self, req, ctx)).await,
                     _ => Err(not_allowed("PUT")),
                 };
                 (Route::Myself, r)
             }
             ["rest", "api", v, "user"] if version(v, "2") => {
                 let r = match method {
-                    Method::GET => session_api::user(self, req.uri().query(), ctx).await,
+                    Method::GET => Box::pin(session_api::user(self, req.uri().query(), ctx)).await,
                     _ => Err(not_allowed("GET")),
                 };
                 (Route::User, r)
@@ -230,30 +257,32 @@ impl App {
             }
             ["rest", "authd", v, "sessions", rest @ ..] if version(v, "1") && rest.len() <= 1 => {
                 let handle = rest.first().copied();
-                (Route::OwnSessions, authd_api::sessions(self, &method, ctx, handle).await)
+                (Route::OwnSessions, Box::pin(authd_api::sessions(self, &method, ctx, handle)).await)
             }
             ["rest", "authd", v, "tokens", rest @ ..] if version(v, "1") && rest.len() <= 1 => {
                 let id = rest.first().map(|s| s.to_string());
-                (Route::Tokens, authd_api::tokens(self, req, ctx, id.as_deref()).await)
+                (Route::Tokens, Box::pin(authd_api::tokens(self, req, ctx, id.as_deref())).await)
             }
             ["rest", "authd", v, "admin", rest @ ..] if version(v, "1") => {
                 let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-                (Route::Admin, admin_api::handle(self, req, ctx, &rest).await)
+                (Route::Admin, Box::pin(admin_api::handle(self, req, ctx, &rest)).await)
             }
             ["login.jsp"] => {
                 let r = match method {
-                    Method::GET | Method::HEAD => pages::login_form(self, req.uri().query(), ctx).await,
-                    Method::POST => pages::login_submit(self, req, ctx).await,
+                    Method::GET | Method::HEAD => {
+                        Box::pin(pages::login_form(self, req.uri().query(), ctx)).await
+                    }
+                    Method::POST => Box::pin(pages::login_submit(self, req, ctx)).await,
                     _ => Err(not_allowed("GET, POST")),
                 };
                 (Route::Pages, r)
             }
             ["account", rest @ ..] => {
                 let r = match (method, rest) {
-                    (Method::GET | Method::HEAD, []) => pages::account(self, ctx).await,
+                    (Method::GET | Method::HEAD, []) => Box::pin(pages::account(self, ctx)).await,
                     (Method::POST, [action]) | (Method::POST, ["sessions", action]) => {
                         let action = action.to_string();
-                        pages::account_action(self, req, ctx, &action).await
+                        Box::pin(pages::account_action(self, req, ctx, &action)).await
                     }
                     (_, []) => Err(not_allowed("GET")),
                     _ => Err(ApiError::not_found()),
@@ -262,7 +291,7 @@ impl App {
             }
             ["verify-email"] => {
                 let r = match method {
-                    Method::GET => pages::verify_email(self, req.uri().query(), ctx).await,
+                    Method::GET => Box::pin(pages::verify_email(self, req.uri().query(), ctx)).await,
                     _ => Err(not_allowed("GET")),
                 };
                 (Route::Pages, r)
@@ -328,7 +357,7 @@ impl App {
 
     /// The origin rule of SPEC §7 for this request.
     pub fn origin_ok(&self, ctx: &Ctx) -> bool {
-        self.origin_ok_for(ctx, &ctx.base)
+        self.origin_ok_for(ctx, self.base(ctx))
     }
 
     /// The origin rule with `own` as this site's origin.
@@ -349,8 +378,8 @@ impl App {
     }
 
     async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
-        for value in ctx.cookies.session.clone() {
-            let Some(id) = SessionId::parse(&value) else { continue };
+        for i in 0..ctx.cookies.session.len() {
+            let Some(id) = ctx.cookies.session.get(i).and_then(|v| SessionId::parse(v)) else { continue };
             if let Some(found) = self.auth.session(&id, ctx.passive).await? {
                 let crate::auth::SessionUse { user, session, new_id } = found;
                 if let Some(new_id) = new_id {
@@ -363,19 +392,15 @@ impl App {
                 ctx.user = Some(user.name.clone());
                 ctx.handle = Some(session.key.handle());
                 ctx.expires = Some(session.expires);
-                let token = self.auth.session_xsrf(&user, &session.record);
-                if ctx.cookies.xsrf.first() != Some(&token) {
-                    ctx.xsrf_out = Some(token);
-                }
                 return Ok(Some(Authenticated { user, session: Some(session) }));
             }
         }
         if let Some(auth) = ctx.authorization.clone() {
-            match self.basic(&auth).await? {
+            match Box::pin(self.basic(&auth)).await? {
                 Some(Some(user)) => {
                     ctx.user = Some(user.name.clone());
                     ctx.via_token = true;
-                    return Ok(Some(Authenticated { user, session: None }));
+                    return Ok(Some(Authenticated { user: Arc::new(user), session: None }));
                 }
                 // Flagged, not fatal: public endpoints still answer anonymously.
                 Some(None) => ctx.basic_failed = true,
@@ -392,15 +417,13 @@ impl App {
             return Ok(None);
         };
         let browser_xsrf = ctx.cookies.xsrf.first().cloned();
-        let outcome = self
-            .auth
-            .login_remembered(
-                &token,
-                Some(ctx.peer.ip()),
-                describe_browser(&ctx.user_agent),
-                browser_xsrf.as_deref(),
-            )
-            .await?;
+        let outcome = Box::pin(self.auth.login_remembered(
+            &token,
+            Some(ctx.peer.ip()),
+            describe_browser(&ctx.user_agent),
+            browser_xsrf.as_deref(),
+        ))
+        .await?;
         match outcome {
             Remembered::LoggedIn(done) => {
                 self.apply_login(ctx, &done);
@@ -486,7 +509,13 @@ impl App {
     /// minting (and setting) an anonymous one if the browser has none.
     pub fn page_xsrf(&self, ctx: &mut Ctx, who: Option<&Authenticated>) -> String {
         match who {
-            Some(Authenticated { user, session: Some(s) }) => self.auth.session_xsrf(user, &s.record),
+            Some(Authenticated { user, session: Some(s) }) => {
+                let token = self.auth.session_xsrf(user, &s.record);
+                if !ctx.cookies.xsrf.contains(&token) {
+                    ctx.xsrf_out = Some(token.clone());
+                }
+                token
+            }
             Some(Authenticated { user, session: None }) => {
                 // Let in by the remember-me grace window: the browser's own token, if it is this user's.
                 match ctx
@@ -513,6 +542,19 @@ impl App {
                         t
                     }
                 }
+            }
+        }
+    }
+
+    /// Makes sure the browser holds its session's XSRF token (set when the
+    /// cookie is missing or stale), so an app's pages can read it. API
+    /// answers skip this: a script does not need the cookie on every call.
+    pub fn sync_xsrf_cookie(&self, ctx: &mut Ctx, who: Option<&Authenticated>) {
+        if let Some(Authenticated { user, session: Some(s) }) = who {
+            let held =
+                ctx.cookies.xsrf.iter().any(|t| self.auth.xsrf.matches_session(t, &s.record.xsrf, user.id));
+            if !held && ctx.xsrf_out.is_none() {
+                ctx.xsrf_out = Some(self.auth.session_xsrf(user, &s.record));
             }
         }
     }
@@ -566,18 +608,25 @@ impl App {
 
     fn finish(&self, ctx: &mut Ctx, resp: &mut Response<Body>, route: Route) {
         let proxied = route == Route::Proxy;
+        const X_AUSERNAME: HeaderName = HeaderName::from_static("x-ausername");
+        const X_ASESSIONID: HeaderName = HeaderName::from_static("x-asessionid");
+        const X_EXPIRES: HeaderName = HeaderName::from_static("x-authd-session-expires");
         let h = resp.headers_mut();
-        let user = ctx.user.as_deref().unwrap_or("anonymous");
-        if let Ok(v) = HeaderValue::from_str(user) {
-            h.insert("x-ausername", v);
+        h.reserve(4 + ctx.set_cookies.len());
+        let user = match ctx.user.as_deref() {
+            Some(name) => HeaderValue::from_str(name).ok(),
+            None => Some(HeaderValue::from_static("anonymous")),
+        };
+        if let Some(v) = user {
+            h.insert(X_AUSERNAME, v);
         }
         if let Some(handle) = ctx.handle {
-            if let Ok(v) = HeaderValue::from_str(&handle.to_string()) {
-                h.insert("x-asessionid", v);
+            if let Ok(v) = HeaderValue::from_bytes(&handle.hex_bytes()) {
+                h.insert(X_ASESSIONID, v);
             }
         }
         if let Some(t) = ctx.expires {
-            h.insert("x-authd-session-expires", HeaderValue::from(t.unix_seconds()));
+            h.insert(X_EXPIRES, HeaderValue::from(t.unix_seconds()));
         }
         if let Some(token) = ctx.xsrf_out.take() {
             ctx.set_cookies.push(cookies::set_cookie(
@@ -612,10 +661,6 @@ impl App {
     }
 }
 
-fn text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
-}
-
 /// Whether a path is one of authd's own (everything else goes to the upstream).
 fn is_own_path(segments: &[&str]) -> bool {
     match segments {
@@ -631,9 +676,13 @@ fn is_own_path(segments: &[&str]) -> bool {
 /// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
 /// (such paths are refused rather than passed to the app to interpret).
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        let decoded = super::request::decode_component(seg.as_bytes(), false);
-        matches!(decoded.as_deref().unwrap_or(seg), "." | "..")
+    path.split('/').any(|seg| match seg {
+        "." | ".." => true,
+        _ if seg.contains('%') && seg.len() <= 6 => {
+            let decoded = super::request::decode_component(seg.as_bytes(), false);
+            matches!(decoded.as_deref(), Some("." | ".."))
+        }
+        _ => false,
     })
 }
 

@@ -56,7 +56,7 @@ pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result
             let proto = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("https");
             format!("{proto}://{host}")
         }
-        None => ctx.base.clone(),
+        None => app.base(ctx).to_string(),
     };
     if xsrf::is_unsafe(&original_method) && !app.origin_ok_for(ctx, &own) {
         return Err(xsrf_failed());
@@ -78,8 +78,8 @@ pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result
         None => {
             let dest = original_uri.and_then(safe_destination);
             let login = match dest {
-                Some(d) => format!("{}/login.jsp?os_destination={}", ctx.base, encode_component(&d)),
-                None => format!("{}/login.jsp", ctx.base),
+                Some(d) => format!("{}/login.jsp?os_destination={}", app.base(ctx), encode_component(&d)),
+                None => format!("{}/login.jsp", app.base(ctx)),
             };
             let e = if ctx.cookies.session.is_empty() {
                 ApiError::unauthenticated()

@@ -86,6 +86,7 @@ pub async fn forward(
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let who = app.identify(ctx).await?;
+    app.sync_xsrf_cookie(ctx, who.as_ref());
     if who.is_none() && up.require_login {
         return Ok(login_required(ctx, req.uri()));
     }
@@ -271,7 +272,7 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
         h.insert("x-forwarded-for", v);
     }
     h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    if let Some(host) = ctx.base.strip_prefix("https://").and_then(|b| HeaderValue::from_str(b).ok()) {
+    if let Some(host) = app.base(ctx).strip_prefix("https://").and_then(|b| HeaderValue::from_str(b).ok()) {
         h.insert("x-forwarded-host", host.clone());
         h.insert(HOST, host);
     }

@@ -42,7 +42,12 @@ where
 
 /// The media type of the request, lower-cased, without parameters.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    media_type_of(headers.get(CONTENT_TYPE)?)
+}
+
+/// The media type in a `Content-Type` value, lower-cased, without parameters.
+pub fn media_type_of(value: &hyper::header::HeaderValue) -> Option<String> {
+    let v = value.to_str().ok()?;
     let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     Some(essence).filter(|e| !e.is_empty())
 }
@@ -124,12 +129,16 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode_component(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digit = |n: u8| char::from(HEX.get(usize::from(n)).copied().unwrap_or(b'0')); // n < 16
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(digit(b >> 4));
+            out.push(digit(b & 15));
         }
     }
     out

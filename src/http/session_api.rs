@@ -3,14 +3,14 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::app::{no_content, App, Ctx};
 use super::request::{
     describe_browser, encode_component, parse_json, query_pairs, read_body, require_json, LOGIN_BODY_LIMIT,
 };
-use super::response::{json, ApiError, Body};
+use super::response::{json, with_body, ApiError, Body};
 use crate::auth::{LoggedIn, LoginContext, LoginError};
 use crate::clock::Timestamp;
 use crate::store::{LoginStats, User};
@@ -34,13 +34,14 @@ pub async fn login(app: &App, req: Request<Incoming>, ctx: &mut Ctx) -> Result<R
     match app.auth.login(&body.username, &body.password, login_ctx).await {
         Ok(done) => {
             app.apply_login(ctx, &done);
-            let body = json!({
-                "session": { "name": app.cookie_names.session, "value": done.id.to_cookie_value() },
-                "loginInfo": login_info(&done.user.logins),
-            });
+            let value = done.id.to_cookie_value();
+            let body = LoginAnswer {
+                session: SessionRef { name: &app.cookie_names.session, value: &value },
+                login_info: LoginInfo::of(&done.user.logins),
+            };
             Ok(json(StatusCode::OK, &body))
         }
-        Err(e) => Err(login_error(e, &ctx.base, app.auth.now())),
+        Err(e) => Err(login_error(e, app.base(ctx), app.auth.now())),
     }
 }
 
@@ -92,12 +93,46 @@ pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
 /// `GET /rest/auth/1/session`: who am I.
 pub async fn current(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let a = app.require_session(ctx).await?;
-    let body = json!({
-        "self": self_link(&ctx.base, &a.user.name),
-        "name": a.user.name,
-        "loginInfo": login_info(&a.user.logins),
-    });
-    Ok(json(StatusCode::OK, &body))
+    let body = current_json(app.base(ctx), &a.user);
+    Ok(with_body(StatusCode::OK, "application/json;charset=UTF-8", body))
+}
+
+/// The answer to "who am I", written directly: this is the hottest answer
+/// authd gives. The result is the same JSON `serde_json` makes of
+/// [`CurrentUser`] (a unit test holds the two together); escaping is still
+/// applied to every string that could need it.
+fn current_json(base: &str, u: &User) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(160 + base.len() + 2 * u.name.len());
+    out.extend_from_slice(b"{\"self\":");
+    json_str(&mut out, &self_link(base, &u.name));
+    out.extend_from_slice(b",\"name\":");
+    json_str(&mut out, &u.name);
+    let l = &u.logins;
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        ",\"loginInfo\":{{\"failedLoginCount\":{},\"loginCount\":{}",
+        l.failed_count, l.login_count
+    );
+    for (key, t) in [("lastFailedLoginTime", l.last_failed), ("previousLoginTime", l.previous_login)] {
+        if let Some(t) = t {
+            let _ = write!(out, ",\"{key}\":\"{}\"", t.to_jira_string());
+        }
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// A JSON string literal; plain text is copied as is, anything else goes through serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if let Ok(v) = serde_json::to_vec(s) {
+        out.extend_from_slice(&v);
+    }
 }
 
 /// `DELETE /rest/auth/1/session`: log out; the session and this browser's
@@ -116,7 +151,7 @@ pub async fn logout(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError
 /// `GET /rest/api/2/myself`.
 pub async fn myself(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let a = app.require_session(ctx).await?;
-    Ok(json(StatusCode::OK, &user_json(&ctx.base, &a.user)))
+    Ok(json(StatusCode::OK, &user_json(app.base(ctx), &a.user)))
 }
 
 #[derive(Deserialize)]
@@ -159,7 +194,7 @@ pub async fn user(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result<Respo
         .map(|(_, v)| v.as_str())
         .ok_or_else(|| ApiError::bad_request("The username query parameter is required."))?;
     match app.auth.store.user_by_name(name).await? {
-        Some(u) => Ok(json(StatusCode::OK, &user_json(&ctx.base, &u))),
+        Some(u) => Ok(json(StatusCode::OK, &user_json(app.base(ctx), &u))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("The user named '{name}' does not exist"))),
     }
 }
@@ -170,7 +205,7 @@ pub async fn server_info(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, Api
     let version = env!("CARGO_PKG_VERSION");
     let numbers: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     let body = json!({
-        "baseUrl": ctx.base,
+        "baseUrl": app.base(ctx),
         "version": version,
         "versionNumbers": numbers,
         "deploymentType": "Server",
@@ -188,30 +223,128 @@ pub fn retry_after(until: Timestamp, now: Timestamp) -> u64 {
 }
 
 fn self_link(base: &str, name: &str) -> String {
-    format!("{base}/rest/api/2/user?username={}", encode_component(name))
+    let mut link = String::with_capacity(base.len() + 32 + name.len());
+    link.push_str(base);
+    link.push_str("/rest/api/2/user?username=");
+    link.push_str(&encode_component(name));
+    link
 }
 
-fn user_json(base: &str, u: &User) -> Value {
-    json!({
-        "self": self_link(base, &u.name),
-        "name": u.name,
-        "key": crate::store::name_key(&u.name),
-        "emailAddress": u.email.clone().unwrap_or_default(),
-        "displayName": u.name,
-        "active": true,
-    })
+fn user_json<'u>(base: &str, u: &'u User) -> UserJson<'u> {
+    UserJson {
+        self_link: self_link(base, &u.name),
+        name: &u.name,
+        key: crate::store::name_key(&u.name),
+        email_address: u.email.as_deref().unwrap_or(""),
+        display_name: &u.name,
+        active: true,
+    }
+}
+
+/// Jira's user object (`/myself`, `/user`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserJson<'a> {
+    #[serde(rename = "self")]
+    self_link: String,
+    name: &'a str,
+    key: String,
+    email_address: &'a str,
+    display_name: &'a str,
+    active: bool,
+}
+
+/// The answer to a login.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginAnswer<'a> {
+    session: SessionRef<'a>,
+    login_info: LoginInfo,
+}
+
+#[derive(Serialize)]
+struct SessionRef<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+/// The answer to "who am I" (what [`current_json`] writes by hand).
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CurrentUser<'a> {
+    #[serde(rename = "self")]
+    self_link: String,
+    name: &'a str,
+    login_info: LoginInfo,
 }
 
 /// Jira's `loginInfo` object; times are absent when unknown.
-fn login_info(l: &LoginStats) -> Value {
-    let mut m = Map::new();
-    m.insert("failedLoginCount".into(), l.failed_count.into());
-    m.insert("loginCount".into(), l.login_count.into());
-    if let Some(t) = l.last_failed {
-        m.insert("lastFailedLoginTime".into(), t.to_jira_string().into());
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginInfo {
+    failed_login_count: u32,
+    login_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failed_login_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_login_time: Option<String>,
+}
+
+impl LoginInfo {
+    fn of(l: &LoginStats) -> Self {
+        // (also used by the `CurrentUser` test twin of `current_json`)
+        LoginInfo {
+            failed_login_count: l.failed_count,
+            login_count: l.login_count,
+            last_failed_login_time: l.last_failed.map(Timestamp::to_jira_string),
+            previous_login_time: l.previous_login.map(Timestamp::to_jira_string),
+        }
     }
-    if let Some(t) = l.previous_login {
-        m.insert("previousLoginTime".into(), t.to_jira_string().into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::User;
+
+    fn user(name: &str, logins: LoginStats) -> User {
+        User {
+            id: 1,
+            name: name.into(),
+            email: None,
+            email_verified: true,
+            admin: false,
+            password_hash: String::new(),
+            created: Timestamp(1),
+            logins,
+            epoch: 0,
+        }
     }
-    Value::Object(m)
+
+    #[test]
+    fn the_hand_written_who_am_i_is_what_serde_writes() {
+        let stats = LoginStats {
+            login_count: 3,
+            failed_count: 1,
+            total_failed_count: 2,
+            last_failed: Some(Timestamp(1_700_000_000_123)),
+            last_login: Some(Timestamp(1_700_000_100_000)),
+            previous_login: Some(Timestamp(1_700_000_050_000)),
+        };
+        for (name, logins) in [("admin", LoginStats::default()), ("jürgen.o'neil+x@example.com", stats)] {
+            let u = user(name, logins);
+            let base = "https://localhost:8443";
+            let serde = serde_json::to_vec(&CurrentUser {
+                self_link: self_link(base, &u.name),
+                name: &u.name,
+                login_info: LoginInfo::of(&u.logins),
+            })
+            .unwrap();
+            assert_eq!(String::from_utf8(current_json(base, &u)).unwrap(), String::from_utf8(serde).unwrap());
+        }
+        let mut out = Vec::new();
+        json_str(&mut out, "a\"b\\c\u{1}");
+        assert_eq!(out, br#""a\"b\\c\u0001""#);
+    }
 }

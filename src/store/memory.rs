@@ -7,7 +7,7 @@
 //! domain's unit tests use it with a manual clock. Nothing is durable.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{
     name_key, ApiTokenRecord, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series, ServerSecrets,
@@ -251,9 +251,11 @@ impl Store for MemoryStore {
         })
     }
 
-    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Session, User)>> {
+    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Arc<Session>, Arc<User>)>> {
         self.with(move |m| {
-            Ok(m.sessions.get(&key.0).and_then(|(s, _)| Some((s.clone(), m.users.get(&s.user)?.clone()))))
+            Ok(m.sessions
+                .get(&key.0)
+                .and_then(|(s, _)| Some((Arc::new(s.clone()), Arc::new(m.users.get(&s.user)?.clone())))))
         })
     }
 

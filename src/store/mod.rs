@@ -20,6 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
@@ -50,8 +51,13 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a user and everything that belongs to them.
     fn delete_user(&self, id: UserId) -> StoreFuture<'_, bool>;
 
-    /// A session and its user, in one consistent read.
-    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Session, User)>>;
+    /// A session and its user (shared, read-only: this is the hot path).
+    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Arc<Session>, Arc<User>)>>;
+    /// The same from an in-process cache, without waiting, if the store
+    /// keeps one and has the answer (`None` means "ask `session`").
+    fn cached_session(&self, _key: SessionKey) -> Option<(Arc<Session>, Arc<User>)> {
+        None
+    }
     /// Creates a session durably, per `plan`; returns the keys it removed.
     fn create_session(&self, plan: NewSession) -> StoreFuture<'_, Vec<SessionKey>>;
     /// Records a later last use (lazily: may be lost in a crash).

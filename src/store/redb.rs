@@ -23,9 +23,11 @@
 //! - `verifications`: hash of an email-verification token → [`Verification`]
 //! - `expiry`: (deadline ms, kind, id) → (), the sweeper's index
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -115,6 +117,72 @@ pub struct RedbStore {
     writer: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     secrets: ServerSecrets,
+    cache: Arc<Cache>,
+}
+
+/// Most entries kept in each read cache before it starts afresh.
+const CACHE_CAP: usize = 250_000;
+
+/// Sessions and users recently read, so a session check costs a hash-map
+/// lookup instead of a read transaction.
+///
+/// Coherence: every write goes through the writer thread, which, after a
+/// commit and before answering anyone, bumps `generation` and drops the
+/// entries of every key the batch wrote. A reader fills the cache only if
+/// `generation` did not move between its start and the fill (checked under
+/// the cache's lock), so it can never put back a value a commit replaced.
+#[derive(Default)]
+struct Cache {
+    generation: AtomicU64,
+    sessions: RwLock<HashMap<[u8; 16], Arc<Session>>>,
+    users: RwLock<HashMap<UserId, Arc<User>>>,
+}
+
+impl Cache {
+    fn get(&self, key: &[u8; 16]) -> Option<(Arc<Session>, Arc<User>)> {
+        let session = read_lock(&self.sessions).get(key).cloned()?;
+        let user = read_lock(&self.users).get(&session.user).cloned()?;
+        Some((session, user))
+    }
+
+    fn fill(&self, since: u64, key: [u8; 16], session: &Arc<Session>, user: &Arc<User>) {
+        let mut sessions = write_lock(&self.sessions);
+        let mut users = write_lock(&self.users);
+        if self.generation.load(Ordering::Acquire) != since {
+            return;
+        }
+        for map_len in [sessions.len(), users.len()] {
+            if map_len >= CACHE_CAP {
+                sessions.clear();
+                users.clear();
+            }
+        }
+        sessions.insert(key, Arc::clone(session));
+        users.insert(user.id, Arc::clone(user));
+    }
+
+    fn invalidate(&self, dirty: &Dirty) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if dirty.sessions.is_empty() && dirty.users.is_empty() {
+            return;
+        }
+        let mut sessions = write_lock(&self.sessions);
+        let mut users = write_lock(&self.users);
+        for k in &dirty.sessions {
+            sessions.remove(k);
+        }
+        for u in &dirty.users {
+            users.remove(u);
+        }
+    }
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RedbStore {
@@ -123,13 +191,15 @@ impl RedbStore {
         let db = open_database(path)?;
         let secrets = init_schema(&db, path)?;
         let db = Arc::new(db);
+        let cache = Arc::new(Cache::default());
         let (tx, rx) = mpsc::channel();
         let writer_db = Arc::clone(&db);
+        let writer_cache = Arc::clone(&cache);
         let thread = std::thread::Builder::new()
             .name("authd-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx, flush_after))
+            .spawn(move || writer_loop(&writer_db, &writer_cache, &rx, flush_after))
             .map_err(|e| OpenError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
-        Ok(RedbStore { db, writer: Some(tx), thread: Some(thread), secrets })
+        Ok(RedbStore { db, writer: Some(tx), thread: Some(thread), secrets, cache })
     }
 
     fn read<R>(&self, f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
@@ -238,7 +308,7 @@ impl Store for RedbStore {
                 logins: Default::default(),
                 epoch: 0,
             };
-            t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
+            t.put_user(&user)?;
             t.user_names.insert(key.as_str(), id).map_err(storage)?;
             Ok(user)
         })
@@ -264,7 +334,7 @@ impl Store for RedbStore {
                     }
                 }
             }
-            t.users.insert(id, user.encode().as_slice()).map_err(storage)?;
+            t.put_user(&user)?;
             Ok(user)
         })
     }
@@ -281,12 +351,20 @@ impl Store for RedbStore {
                 t.user_tokens.remove((id, &hash)).map_err(storage)?;
             }
             t.user_names.remove(name_key(&user.name).as_str()).map_err(storage)?;
-            t.users.remove(id).map_err(storage)?;
+            t.remove_user(id)?;
             Ok(true)
         })
     }
 
-    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Session, User)>> {
+    fn cached_session(&self, key: SessionKey) -> Option<(Arc<Session>, Arc<User>)> {
+        self.cache.get(&key.0)
+    }
+
+    fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Arc<Session>, Arc<User>)>> {
+        if let Some(hit) = self.cache.get(&key.0) {
+            return Box::pin(std::future::ready(Ok(Some(hit))));
+        }
+        let since = self.cache.generation.load(Ordering::Acquire);
         let r = self.read(|txn| {
             let sessions = txn.open_table(SESSIONS).map_err(storage)?;
             let Some(raw) = sessions.get(&key.0).map_err(storage)? else {
@@ -294,8 +372,11 @@ impl Store for RedbStore {
             };
             let session = StoredSession::decode(raw.value())?.session;
             let users = txn.open_table(USERS).map_err(storage)?;
-            Ok(get_user_ro(&users, session.user)?.map(|u| (session, u)))
+            Ok(get_user_ro(&users, session.user)?.map(|u| (Arc::new(session), Arc::new(u))))
         });
+        if let Ok(Some((s, u))) = &r {
+            self.cache.fill(since, key.0, s, u);
+        }
         Box::pin(std::future::ready(r))
     }
 
@@ -325,7 +406,7 @@ impl Store for RedbStore {
             t.put_session(plan.key, &plan.session, plan.deadline)?;
             if plan.count_login {
                 user.logins = user.logins.succeeded(plan.session.created);
-                t.users.insert(uid, user.encode().as_slice()).map_err(storage)?;
+                t.put_user(&user)?;
                 t.delete_lockout(uid)?;
             }
             Ok(removed)
@@ -455,7 +536,7 @@ impl Store for RedbStore {
             t.lockouts.insert(user, next.encode(forget_at).as_slice()).map_err(storage)?;
             t.expiry.insert((forget_at.0, KIND_LOCKOUT, &id16(user)), ()).map_err(storage)?;
             u.logins = u.logins.failed(at);
-            t.users.insert(user, u.encode().as_slice()).map_err(storage)?;
+            t.put_user(&u)?;
             Ok(next)
         })
     }
@@ -543,7 +624,7 @@ impl Store for RedbStore {
                 return Ok(None);
             }
             user.email_verified = true;
-            t.users.insert(user.id, user.encode().as_slice()).map_err(storage)?;
+            t.put_user(&user)?;
             Ok(Some(user))
         })
     }
@@ -662,6 +743,15 @@ struct Tables<'t> {
     user_tokens: Table<'t, (u64, &'static [u8; 16]), ()>,
     verifications: Table<'t, &'static [u8; 16], &'static [u8]>,
     expiry: Table<'t, (u64, u8, &'static [u8; 16]), ()>,
+    /// What this batch changed, for the read cache.
+    dirty: Dirty,
+}
+
+/// Keys a batch wrote; their cache entries are dropped after it commits.
+#[derive(Default)]
+struct Dirty {
+    sessions: Vec<[u8; 16]>,
+    users: Vec<UserId>,
 }
 
 impl<'t> Tables<'t> {
@@ -679,7 +769,20 @@ impl<'t> Tables<'t> {
             user_tokens: txn.open_table(USER_TOKENS).map_err(storage)?,
             verifications: txn.open_table(VERIFICATIONS).map_err(storage)?,
             expiry: txn.open_table(EXPIRY).map_err(storage)?,
+            dirty: Dirty::default(),
         })
+    }
+
+    fn put_user(&mut self, user: &User) -> Result<(), StoreError> {
+        self.users.insert(user.id, user.encode().as_slice()).map_err(storage)?;
+        self.dirty.users.push(user.id);
+        Ok(())
+    }
+
+    fn remove_user(&mut self, id: UserId) -> Result<(), StoreError> {
+        self.users.remove(id).map_err(storage)?;
+        self.dirty.users.push(id);
+        Ok(())
     }
 
     fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -701,6 +804,7 @@ impl<'t> Tables<'t> {
 
     fn put_session(&mut self, key: SessionKey, s: &Session, deadline: Timestamp) -> Result<(), StoreError> {
         self.sessions.insert(&key.0, StoredSession::encode(s, deadline).as_slice()).map_err(storage)?;
+        self.dirty.sessions.push(key.0);
         self.user_sessions.insert((s.user, &key.0), ()).map_err(storage)?;
         self.expiry.insert((deadline.0, KIND_SESSION, &key.0), ()).map_err(storage)?;
         Ok(())
@@ -711,6 +815,7 @@ impl<'t> Tables<'t> {
             return Ok(false);
         };
         self.sessions.remove(&key.0).map_err(storage)?;
+        self.dirty.sessions.push(key.0);
         self.user_sessions.remove((s.user, &key.0)).map_err(storage)?;
         self.expiry.remove((filed.0, KIND_SESSION, &key.0)).map_err(storage)?;
         if let (true, Some(selector)) = (with_series, s.series) {
@@ -821,7 +926,7 @@ struct Job {
 }
 
 /// The writer thread: batch, apply, commit, answer; flush lazily written data.
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
+fn writer_loop(db: &Database, cache: &Cache, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
     let mut pending_since: Option<Instant> = None; // oldest non-durable commit
     loop {
         let first = match pending_since {
@@ -847,20 +952,20 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
         }
         let overdue = pending_since.is_some_and(|t| t.elapsed() >= flush_after);
         let durable = batch.is_empty() || overdue || batch.iter().any(|j| j.durable);
-        match run_batch(db, batch, durable) {
+        match run_batch(db, cache, batch, durable) {
             Ok(()) if durable => pending_since = None,
             Ok(()) => pending_since = pending_since.or(Some(Instant::now())),
             Err(e) => tracing::error!("database write failed: {e}"),
         }
     }
     if pending_since.is_some() {
-        if let Err(e) = run_batch(db, Vec::new(), true) {
+        if let Err(e) = run_batch(db, cache, Vec::new(), true) {
             tracing::error!("final database flush failed: {e}");
         }
     }
 }
 
-fn run_batch(db: &Database, batch: Vec<Job>, durable: bool) -> Result<(), StoreError> {
+fn run_batch(db: &Database, cache: &Cache, batch: Vec<Job>, durable: bool) -> Result<(), StoreError> {
     let txn = match begin(db, durable) {
         Ok(t) => t,
         Err(e) => {
@@ -870,6 +975,7 @@ fn run_batch(db: &Database, batch: Vec<Job>, durable: bool) -> Result<(), StoreE
     };
     let mut dones = Vec::with_capacity(batch.len());
     let mut fatal = None;
+    let mut dirty = Dirty::default();
     match Tables::open(&txn) {
         Ok(mut tables) => {
             for job in batch {
@@ -880,6 +986,7 @@ fn run_batch(db: &Database, batch: Vec<Job>, durable: bool) -> Result<(), StoreE
                     break;
                 }
             }
+            dirty = std::mem::take(&mut tables.dirty);
         }
         Err(e) => fatal = Some(e),
     }
@@ -890,6 +997,8 @@ fn run_batch(db: &Database, batch: Vec<Job>, durable: bool) -> Result<(), StoreE
         }
         None => txn.commit().map_err(storage),
     };
+    // Before anyone hears back: a caller that wrote must not read the old value.
+    cache.invalidate(&dirty);
     for done in dones {
         done(outcome.clone());
     }
