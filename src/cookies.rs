@@ -92,7 +92,19 @@ fn unquote(v: &str) -> &str {
 
 /// Renders pairs back into a `Cookie` header value.
 pub fn render(pairs: &[(&str, &str)]) -> String {
-    pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    pairs.iter().map(|(n, v)| format!("{n}={}", quote_if_needed(v))).collect::<Vec<_>>().join("; ")
+}
+
+/// A value that reading would change (edge space trimmed, outer quotes
+/// removed) is written in quotes, so [`pairs`] gives it back as it was.
+fn quote_if_needed(v: &str) -> std::borrow::Cow<'_, str> {
+    let edge_space = v.starts_with(char::is_whitespace) || v.ends_with(char::is_whitespace);
+    let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+    if edge_space || quoted {
+        std::borrow::Cow::Owned(format!("\"{v}\""))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
 }
 
 /// How a `Set-Cookie` should look.
@@ -192,5 +204,10 @@ mod tests {
         assert_eq!(p, [("a", "1"), ("b", "2"), ("c", "3")]);
         let rendered = render(&p);
         assert_eq!(pairs(&rendered), p);
+        // Values reading would change are quoted on the way out.
+        for header in ["a=\" x\"", "a=\"\"x\"\"", "a=\"\" \"x\" \"\""] {
+            let first = pairs(header);
+            assert_eq!(pairs(&render(&first)), first, "{header}");
+        }
     }
 }

@@ -18,11 +18,9 @@ fn cookie_header_corpus_holds_the_fuzz_properties() {
     }
 }
 
-/// Known bug: `render` writes values bare, so `pairs` trims and unquotes
-/// them again. Un-ignore once `render` quotes such values; the fuzz check's
-/// `survives_render` exemption goes at the same time.
+/// Regression: `render` wrote values bare, so `pairs` trimmed and unquoted
+/// values with edge space or outer quotes on the way back.
 #[test]
-#[ignore = "known bug: render does not re-quote values pairs would change"]
 fn render_keeps_values_with_edge_space_or_quotes() {
     for header in ["a=\" x\"", "a=\"\"x\"\"", "a=\"\" \"x\" \"\""] {
         let first = authd::cookies::pairs(header);
