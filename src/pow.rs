@@ -16,6 +16,11 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::token::{b64, b64_exact, ct_eq, random};
 
+/// Used challenges remembered before expired ones are cleared out.
+const USED_SWEEP_AT: usize = 4096;
+/// Most used challenges remembered (each is at most ten minutes old).
+const USED_MAX: usize = 200_000;
+
 /// Bytes in a challenge: nonce 16, subject 16, expiry 8, difficulty 1, MAC 16.
 const LEN: usize = 16 + 16 + 8 + 1 + 16;
 
@@ -105,8 +110,11 @@ impl Pow {
             return Err(PowError::Unsolved);
         }
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        used.retain(|_, exp| now < *exp);
-        if used.insert(nonce, expires).is_some() {
+        if used.len() >= USED_SWEEP_AT {
+            used.retain(|_, exp| now < *exp);
+        }
+        // A full table cannot prove a challenge unused: refuse rather than risk a replay.
+        if used.len() >= USED_MAX || used.insert(nonce, expires).is_some() {
             return Err(PowError::Replayed);
         }
         Ok(())

@@ -134,8 +134,8 @@ impl Failure {
                     StatusCode::FORBIDDEN,
                     Some("AUTHENTICATION_DENIED"),
                     format!(
-                        "There have been too many failed logins for this account. Your browser is solving a \
-                         short check; when it is done, enter your password again. Without scripts, wait {} \
+                        "There have been too many failed logins for this account. A short check runs in \
+                         your browser; when it is done, enter your password again. Without scripts, wait {} \
                          and try again.",
                         for_people(secs)
                     ),
@@ -400,7 +400,7 @@ impl LoginPage<'_> {
                 format!(
                     "<input type=\"hidden\" name=\"pow_challenge\" value=\"{}\">\
                      <input type=\"hidden\" name=\"pow_solution\" id=\"pow_solution\" value=\"\">\
-                     <p class=\"note\" id=\"pow-status\">Checking your browser&hellip;</p>\
+                     <p class=\"note\" id=\"pow-status\" hidden></p>\
                      <noscript><p class=\"note\">Scripts are off, so the check cannot run: wait, then try again.</p></noscript>",
                     esc(c)
                 ),
@@ -436,6 +436,7 @@ const SOLVER: &str = "(async()=>{\
 const f=document.getElementById('login-form');const ch=f.elements['pow_challenge'].value;\
 const bits=Number(f.dataset.powBits);const st=document.getElementById('pow-status');\
 const btn=document.getElementById('login-submit');btn.disabled=true;const enc=new TextEncoder();\
+st.hidden=false;st.textContent='Checking your browser\\u2026';\
 const zeros=d=>{let n=0;for(const x of new Uint8Array(d)){if(x===0){n+=8;continue}return n+Math.clz32(x)-24}return n};\
 let start=0,found=-1;const t0=performance.now();\
 while(found<0){const ps=[];for(let k=0;k<512;k++){const n=start+k;\
