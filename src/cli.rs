@@ -354,6 +354,9 @@ fn one_line(rendered: &str) -> String {
 
 /// Runs the parsed command line; returns the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    if matches!(cli.command, None | Some(Command::Serve(_))) {
+        crate::server::limit_malloc_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

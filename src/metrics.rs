@@ -84,6 +84,8 @@ pub struct Metrics {
     logins: [AtomicU64; 3],
     sweeps: AtomicU64,
     swept: [AtomicU64; 4],
+    sweep_micros_total: AtomicU64,
+    sweep_micros_last: AtomicU64,
 }
 
 /// The record kinds the sweeper deletes, in `Metrics::swept` order.
@@ -99,6 +101,8 @@ impl Default for Metrics {
             logins: Default::default(),
             sweeps: AtomicU64::new(0),
             swept: Default::default(),
+            sweep_micros_total: AtomicU64::new(0),
+            sweep_micros_last: AtomicU64::new(0),
         }
     }
 }
@@ -135,8 +139,11 @@ impl Metrics {
         }
     }
 
-    /// Counts a sweeper run and what it deleted.
-    pub fn swept(&self, r: &crate::store::SweepReport) {
+    /// Counts a sweeper run, what it deleted and how long it took.
+    pub fn swept(&self, r: &crate::store::SweepReport, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sweep_micros_total.fetch_add(micros, Relaxed);
+        self.sweep_micros_last.store(micros, Relaxed);
         self.sweeps.fetch_add(1, Relaxed);
         for (counter, n) in self.swept.iter().zip([r.sessions, r.series, r.lockouts, r.verifications]) {
             counter.fetch_add(n, Relaxed);
@@ -193,6 +200,14 @@ impl Metrics {
         let _ = writeln!(out, "# HELP authd_sweeper_runs_total Sweeper runs.");
         let _ = writeln!(out, "# TYPE authd_sweeper_runs_total counter");
         let _ = writeln!(out, "authd_sweeper_runs_total {}", self.sweeps.load(Relaxed));
+        let _ = writeln!(out, "# HELP authd_sweeper_duration_seconds_total Time spent sweeping.");
+        let _ = writeln!(out, "# TYPE authd_sweeper_duration_seconds_total counter");
+        let total = self.sweep_micros_total.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "authd_sweeper_duration_seconds_total {total}");
+        let _ = writeln!(out, "# HELP authd_sweeper_last_duration_seconds How long the latest sweep took.");
+        let _ = writeln!(out, "# TYPE authd_sweeper_last_duration_seconds gauge");
+        let last = self.sweep_micros_last.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "authd_sweeper_last_duration_seconds {last}");
         let _ = writeln!(out, "# HELP authd_sweeper_deleted_total Records the sweeper deleted, by kind.");
         let _ = writeln!(out, "# TYPE authd_sweeper_deleted_total counter");
         for (kind, counter) in SWEPT_KINDS.iter().zip(&self.swept) {
@@ -213,7 +228,10 @@ mod tests {
         m.request(Route::Session, 200, Duration::from_millis(30));
         m.request(Route::Session, 418, Duration::from_millis(3));
         m.login(LoginOutcome::Failed);
-        m.swept(&crate::store::SweepReport { sessions: 5, series: 1, ..Default::default() });
+        m.swept(
+            &crate::store::SweepReport { sessions: 5, series: 1, ..Default::default() },
+            Duration::from_millis(1500),
+        );
         let text = m.render(7);
         assert!(text.contains("authd_http_requests_total{route=\"session\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("authd_http_requests_total{route=\"session\",status=\"other\"} 1"));
@@ -224,5 +242,6 @@ mod tests {
         assert!(text.contains("authd_sessions 7"));
         assert!(text.contains("authd_sweeper_deleted_total{kind=\"session\"} 5"));
         assert!(text.contains("authd_sweeper_deleted_total{kind=\"remember_me_series\"} 1"));
+        assert!(text.contains("authd_sweeper_last_duration_seconds 1.5"));
     }
 }

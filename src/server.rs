@@ -116,6 +116,19 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     Ok(())
 }
 
+/// Caps glibc's per-thread malloc arenas at two. By default glibc gives
+/// every thread that allocates its own arena, and each keeps its freed
+/// memory: with the tokio workers, the blocking pool (argon2) and the
+/// writer, that roughly doubles the resident set for no speed gain here.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it takes no pointers
+    // and is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Creates user `admin` with a random password if there are no users.
 async fn bootstrap_admin(auth: &Auth) -> Result<Option<String>, StartError> {
     let users = auth.store.users().await.map_err(|e| StartError(e.to_string()))?;

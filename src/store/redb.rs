@@ -636,68 +636,77 @@ impl Store for RedbStore {
 
     fn sweep(&self, now: Timestamp, limits: SessionLimits, batch: usize) -> StoreFuture<'_, SweepReport> {
         self.write(false, move |t| {
+            // Take the due entries out of the index in one pass over its front.
             let mut due = Vec::with_capacity(batch.min(4096));
-            for entry in t.expiry.range(..(now.0, 0, &[0u8; 16])).map_err(storage)? {
-                if due.len() >= batch {
-                    break;
+            {
+                let mut taken =
+                    t.expiry.extract_from_if(..(now.0, 0, &[0u8; 16]), |_, _| true).map_err(storage)?;
+                while due.len() < batch {
+                    let Some(entry) = taken.next() else { break };
+                    let (k, _) = entry.map_err(storage)?;
+                    let (deadline, kind, id) = k.value();
+                    due.push((deadline, kind, *id));
                 }
-                let (k, _) = entry.map_err(storage)?;
-                let (deadline, kind, id) = k.value();
-                due.push((deadline, kind, *id));
             }
             let mut report = SweepReport { more: due.len() >= batch, ..Default::default() };
+            let mut expired: Vec<(SessionKey, UserId)> = Vec::new();
             for (deadline, kind, id) in due {
-                t.expiry.remove((deadline, kind, &id)).map_err(storage)?;
-                if kind == KIND_SERIES {
-                    match t.series(Selector(id))? {
+                match kind {
+                    KIND_SERIES => match t.series(Selector(id))? {
                         Some(series) if series.expires.0 == deadline => {
                             t.delete_series(Selector(id))?;
                             report.series += 1;
                         }
                         _ => report.stale += 1,
-                    }
-                    continue;
-                }
-                if kind == KIND_LOCKOUT {
-                    let user =
-                        u64::from_le_bytes(id.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default());
-                    match t.lockout(user)? {
-                        Some((_, forget)) if forget.0 == deadline => {
-                            t.lockouts.remove(user).map_err(storage)?;
-                            report.lockouts += 1;
+                    },
+                    KIND_LOCKOUT => {
+                        let user = u64::from_le_bytes(
+                            id.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default(),
+                        );
+                        match t.lockout(user)? {
+                            Some((_, forget)) if forget.0 == deadline => {
+                                t.lockouts.remove(user).map_err(storage)?;
+                                report.lockouts += 1;
+                            }
+                            _ => report.stale += 1,
                         }
-                        _ => report.stale += 1,
                     }
-                    continue;
-                }
-                if kind == KIND_VERIFICATION {
-                    if t.verifications.remove(&id).map_err(storage)?.is_some() {
-                        report.verifications += 1;
-                    } else {
-                        report.stale += 1;
+                    KIND_VERIFICATION => {
+                        if t.verifications.remove(&id).map_err(storage)?.is_some() {
+                            report.verifications += 1;
+                        } else {
+                            report.stale += 1;
+                        }
                     }
-                    continue;
-                }
-                if kind != KIND_SESSION {
-                    report.stale += 1;
-                    continue;
-                }
-                let key = SessionKey(id);
-                match t.session(key)? {
-                    // The index is authoritative only for its own entry: a
-                    // session touched or re-filed since has a later entry.
-                    Some((_, filed)) if filed.0 != deadline => report.stale += 1,
-                    Some((s, _)) if s.deadline(limits) > now => {
-                        // Still live under the current timeouts (they were raised): re-file.
-                        t.put_session(key, &s, s.deadline(limits))?;
-                        report.stale += 1;
+                    KIND_SESSION => {
+                        let key = SessionKey(id);
+                        match t.session(key)? {
+                            // The index is authoritative only for its own entry: a
+                            // session touched or re-filed since has a later entry.
+                            Some((_, filed)) if filed.0 != deadline => report.stale += 1,
+                            Some((s, _)) if s.deadline(limits) > now => {
+                                // Still live under the current timeouts (they were raised): re-file.
+                                t.put_session(key, &s, s.deadline(limits))?;
+                                report.stale += 1;
+                            }
+                            Some((s, _)) => expired.push((key, s.user)),
+                            None => report.stale += 1,
+                        }
                     }
-                    Some(_) => {
-                        t.delete_session(key, false)?;
-                        report.sessions += 1;
-                    }
-                    None => report.stale += 1,
+                    _ => report.stale += 1,
                 }
+            }
+            // Delete in each table's own key order: neighbouring deletes share
+            // pages, where the deadline order would touch a random page each.
+            report.sessions = expired.len() as u64;
+            expired.sort_unstable_by_key(|(k, _)| *k);
+            for (key, _) in &expired {
+                t.sessions.remove(&key.0).map_err(storage)?;
+                t.dirty.sessions.push(key.0);
+            }
+            expired.sort_unstable_by_key(|(k, user)| (*user, *k));
+            for (key, user) in &expired {
+                t.user_sessions.remove((*user, &key.0)).map_err(storage)?;
             }
             Ok(report)
         })
