@@ -504,7 +504,9 @@ impl Store for RedbStore {
             series.previous = Some(series.current);
             series.previous_until = grace_until;
             series.current = next;
-            t.put_series(selector, &series)?;
+            // Only the record changes: a rotation keeps the series' owner
+            // and end, so its index entries stay as they are.
+            t.series.insert(&selector.0, series.encode().as_slice()).map_err(storage)?;
             t.put_session(session.key, &session.session, session.deadline)?;
             Ok(Rotation::Rotated)
         })
