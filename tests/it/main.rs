@@ -20,3 +20,4 @@ mod remember;
 mod session_api;
 mod timeouts;
 mod xsrf;
+mod limits;
