@@ -29,6 +29,7 @@ use crate::datadir::DataDir;
 use crate::http::proxy::parse_upstream;
 use crate::http::request::encode_component;
 use crate::store::redb::{OpenError, RedbStore};
+use crate::store::redis::RedisStore;
 
 const SEC: Duration = Duration::from_secs(1);
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
@@ -40,6 +41,16 @@ pub struct Cli {
     /// The data directory: database, TLS certificate, admin credential.
     #[arg(long, global = true, env = "AUTHD_DATA", value_name = "DIR", default_value = "./db")]
     pub data: PathBuf,
+
+    /// A shared store instead of the data dir's database, for several authd
+    /// instances: redis://, rediss://, valkey:// or redis+cluster://host:port,host:port.
+    #[arg(long, global = true, env = "AUTHD_STORE", value_name = "URL", value_parser = parse_store_url)]
+    pub store: Option<String>,
+
+    /// Key namespace in the shared store (several deployments can share one server).
+    #[arg(long, global = true, env = "AUTHD_STORE_NAMESPACE", value_name = "NAME", default_value = "authd",
+          value_parser = crate::store::redis::parse_namespace)]
+    pub store_namespace: String,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -64,6 +75,16 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the certificate's path and SHA-256 fingerprint.
     Cert,
+    /// Copy everything from one store to another: a data dir (server
+    /// stopped) or a shared-store URL. The destination must have no users.
+    Migrate {
+        /// Where to copy from: a data dir or a redis:// URL.
+        #[arg(long, env = "AUTHD_MIGRATE_FROM", value_name = "DIR|URL")]
+        from: String,
+        /// Where to copy to: a data dir or a redis:// URL.
+        #[arg(long, env = "AUTHD_MIGRATE_TO", value_name = "DIR|URL")]
+        to: String,
+    },
 }
 
 /// `authd token ...`
@@ -284,6 +305,8 @@ impl ServeArgs {
             cors_origins: self.cors_origin.clone(),
             require_login: self.require_login,
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
+            store: None,
+            store_namespace: "authd".into(),
             address_failures: self.max_failed_logins_per_address,
             challenge_difficulty: self.challenge_difficulty,
         }
@@ -365,13 +388,23 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let data = cli.data.clone();
+    let place =
+        Place { data: data.clone(), store: cli.store.clone(), namespace: cli.store_namespace.clone() };
+    let with_store = |mut cfg: Config| {
+        cfg.store = cli.store.clone();
+        cfg.store_namespace = cli.store_namespace.clone();
+        cfg
+    };
     let result = match cli.command {
-        None => runtime.block_on(serve(cli.serve.config(data), &cli.serve.log)),
-        Some(Command::Serve(args)) => runtime.block_on(serve(args.config(data), &args.log)),
+        None => runtime.block_on(serve(with_store(cli.serve.config(data)), &cli.serve.log)),
+        Some(Command::Serve(ref args)) => runtime.block_on(serve(with_store(args.config(data)), &args.log)),
         Some(Command::Cert) => cert(&data),
-        Some(Command::User(cmd)) => runtime.block_on(user(&data, cmd)),
-        Some(Command::Session(cmd)) => runtime.block_on(session(&data, cmd)),
-        Some(Command::Token(cmd)) => runtime.block_on(token(&data, cmd)),
+        Some(Command::User(cmd)) => runtime.block_on(user(&place, cmd)),
+        Some(Command::Session(cmd)) => runtime.block_on(session(&place, cmd)),
+        Some(Command::Token(cmd)) => runtime.block_on(token(&place, cmd)),
+        Some(Command::Migrate { ref from, ref to }) => {
+            runtime.block_on(migrate(from, to, &cli.store_namespace))
+        }
     };
     drop(runtime);
     match result {
@@ -436,17 +469,87 @@ enum Backend {
 }
 
 impl Backend {
-    async fn open(data: &std::path::Path) -> Result<Backend, String> {
-        let dir = DataDir::new(data);
+    /// The data dir's database, or the running server's admin API if a
+    /// server holds it; with `--store`, the shared store directly (every
+    /// instance sees the change at once).
+    async fn open(place: &Place) -> Result<Backend, String> {
+        let settings = AuthSettings::default();
+        if let Some(url) = &place.store {
+            // A server running on this data dir does it (its links carry its
+            // URL); else the shared store directly.
+            let dir = DataDir::new(&place.data);
+            if let Ok(client) = AdminClient::from_dir(&dir) {
+                if client.reachable().await {
+                    return Ok(Backend::Remote(client));
+                }
+            }
+            let store = RedisStore::connect(url, &place.namespace).await.map_err(|e| e.to_string())?;
+            return Ok(Backend::Local(Box::new(Auth::new(
+                Arc::new(store),
+                Arc::new(SystemClock),
+                &settings,
+            ))));
+        }
+        let dir = DataDir::new(&place.data);
         dir.prepare()?;
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
             Ok(store) => {
-                let settings = AuthSettings::default();
                 Ok(Backend::Local(Box::new(Auth::new(Arc::new(store), Arc::new(SystemClock), &settings))))
             }
             Err(OpenError::Locked(_)) => AdminClient::from_dir(&dir).map(Backend::Remote),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// Where administrative commands find the store.
+struct Place {
+    data: PathBuf,
+    store: Option<String>,
+    namespace: String,
+}
+
+/// Checks a `--store` URL.
+fn parse_store_url(s: &str) -> Result<String, String> {
+    if crate::store::redis::is_redis_url(s) {
+        Ok(s.to_string())
+    } else {
+        Err("must be a redis://, rediss://, valkey://, valkeys:// or redis+cluster:// URL (leave it out to use the data dir)".into())
+    }
+}
+
+/// `authd migrate --from A --to B`.
+async fn migrate(from: &str, to: &str, namespace: &str) -> Result<(), String> {
+    let source = open_for_migration(from, namespace).await?;
+    let dest = open_for_migration(to, namespace).await?;
+    let dump = source.export().await.map_err(|e| format!("cannot read {from}: {e}"))?;
+    let counts = format!(
+        "{} users, {} sessions, {} remember-me series, {} API tokens, {} lockout records, {} verification links",
+        dump.users.len(),
+        dump.sessions.len(),
+        dump.series.len(),
+        dump.tokens.len(),
+        dump.lockouts.len(),
+        dump.verifications.len()
+    );
+    dest.import(dump).await.map_err(|e| format!("cannot write {to}: {e}"))?;
+    dest.flush().await.map_err(|e| format!("cannot write {to}: {e}"))?;
+    println!("copied {counts} from {from} to {to}");
+    Ok(())
+}
+
+async fn open_for_migration(place: &str, namespace: &str) -> Result<Arc<dyn crate::store::Store>, String> {
+    if crate::store::redis::is_redis_url(place) {
+        return Ok(Arc::new(RedisStore::connect(place, namespace).await.map_err(|e| e.to_string())?));
+    }
+    let dir = DataDir::new(place);
+    dir.prepare()?;
+    match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(OpenError::Locked(p)) => {
+            Err(format!("{} is in use by a running authd; stop it before migrating", p.display()))
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -466,13 +569,13 @@ fn user_path(name: &str, tail: &str) -> String {
     format!("/rest/authd/1/admin/users/{}{tail}", encode_component(name))
 }
 
-async fn user(data: &std::path::Path, cmd: UserCommand) -> Result<(), String> {
+async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
     // Read the password before opening anything, so a missing one changes nothing.
     let password = match &cmd {
         UserCommand::Add { .. } | UserCommand::Passwd { .. } => Some(read_password()?),
         _ => None,
     };
-    let backend = Backend::open(data).await?;
+    let backend = Backend::open(place).await?;
     match cmd {
         UserCommand::Add { name, email, admin, unverified, .. } => {
             let req = AddUser { name, password: password.unwrap_or_default(), email, admin, unverified };
@@ -557,8 +660,8 @@ async fn user(data: &std::path::Path, cmd: UserCommand) -> Result<(), String> {
     Ok(())
 }
 
-async fn session(data: &std::path::Path, cmd: SessionCommand) -> Result<(), String> {
-    let backend = Backend::open(data).await?;
+async fn session(place: &Place, cmd: SessionCommand) -> Result<(), String> {
+    let backend = Backend::open(place).await?;
     match cmd {
         SessionCommand::List { user, json } => {
             let sessions: Vec<SessionView> = match &backend {
@@ -619,8 +722,8 @@ async fn session(data: &std::path::Path, cmd: SessionCommand) -> Result<(), Stri
     Ok(())
 }
 
-async fn token(data: &std::path::Path, cmd: TokenCommand) -> Result<(), String> {
-    let backend = Backend::open(data).await?;
+async fn token(place: &Place, cmd: TokenCommand) -> Result<(), String> {
+    let backend = Backend::open(place).await?;
     match cmd {
         TokenCommand::Add { name, label } => {
             let view: TokenView = match &backend {

@@ -56,6 +56,14 @@ impl AdminClient {
         Ok(AdminClient { endpoint, tls: Arc::new(tls) })
     }
 
+    /// Whether something listens at the server's address (a TCP connect,
+    /// no request: a stale credential file from a killed server says no).
+    pub async fn reachable(&self) -> bool {
+        let authority = self.endpoint.url.trim_start_matches("https://");
+        let connect = tokio::net::TcpStream::connect(authority);
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_)))
+    }
+
     /// Sends one request; returns the status and the body.
     pub async fn send(
         &self,

@@ -38,6 +38,10 @@ pub struct Config {
     pub hash_workers: usize,
     /// Hash jobs that may wait for a worker before logins get 503.
     pub hash_queue: usize,
+    /// A shared store (Redis/Valkey URL) instead of the data dir's database.
+    pub store: Option<String>,
+    /// Key namespace in the shared store.
+    pub store_namespace: String,
     /// The app behind authd (`http://host:port`), if any.
     pub upstream: Option<String>,
     /// Origins allowed to make credentialed cross-origin requests.

@@ -54,8 +54,14 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     let dir = DataDir::new(&cfg.data_dir);
     dir.prepare().map_err(StartError)?;
     let flush_after = cfg.timeouts.touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
-    let store: Arc<dyn Store> =
-        Arc::new(RedbStore::open(&dir.db(), flush_after).map_err(|e| StartError(e.to_string()))?);
+    let store: Arc<dyn Store> = match &cfg.store {
+        Some(url) => Arc::new(
+            crate::store::redis::RedisStore::connect(url, &cfg.store_namespace)
+                .await
+                .map_err(|e| StartError(e.to_string()))?,
+        ),
+        None => Arc::new(RedbStore::open(&dir.db(), flush_after).map_err(|e| StartError(e.to_string()))?),
+    };
     let tls = tls::load(&dir, &cfg.tls_sans, cfg.cert_and_key.as_ref()).map_err(StartError)?;
     let listener = TcpListener::bind(cfg.listen)
         .await

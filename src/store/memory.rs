@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    name_key, ApiTokenRecord, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series, ServerSecrets,
-    Session, SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange, UserId,
-    Verification,
+    name_key, ApiTokenRecord, Dump, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series,
+    ServerSecrets, Session, SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange,
+    UserId, Verification,
 };
 use crate::clock::Timestamp;
 use crate::token::{ct_eq, Selector, SessionKey};
@@ -472,6 +472,53 @@ impl Store for MemoryStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.with(|_| Ok(()))
+    }
+
+    fn export(&self) -> StoreFuture<'_, Dump> {
+        let secrets = (self.secrets.server_id.clone(), self.secrets.xsrf_key);
+        self.with(move |m| {
+            Ok(Dump {
+                secrets: Some(secrets),
+                next_user_id: m.next_user,
+                users: m.users.values().cloned().collect(),
+                sessions: m.sessions.iter().map(|(k, (s, f))| (SessionKey(*k), s.clone(), *f)).collect(),
+                series: m.series.iter().map(|(k, s)| (Selector(*k), s.clone())).collect(),
+                lockouts: m.lockouts.iter().map(|(u, (l, f))| (*u, *l, *f)).collect(),
+                tokens: m.tokens.iter().map(|(h, t)| (*h, t.clone())).collect(),
+                verifications: m.verifications.iter().map(|(h, v)| (*h, v.clone())).collect(),
+            })
+        })
+    }
+
+    fn import(&self, dump: Dump) -> StoreFuture<'_, ()> {
+        self.with(move |m| {
+            if !m.users.is_empty() {
+                return Err(StoreError::Conflict("a destination with users".into()));
+            }
+            m.next_user = dump.next_user_id;
+            for u in dump.users {
+                m.names.insert(name_key(&u.name), u.id);
+                m.users.insert(u.id, u);
+            }
+            for (k, s, f) in dump.sessions {
+                m.put_session(k, s, f);
+            }
+            for (sel, s) in dump.series {
+                m.put_series(sel, s);
+            }
+            for (u, l, f) in dump.lockouts {
+                m.lockouts.insert(u, (l, f));
+                m.expiry.insert((f.0, KIND_LOCKOUT, id16(u)));
+            }
+            for (h, t) in dump.tokens {
+                m.tokens.insert(h, t);
+            }
+            for (h, v) in dump.verifications {
+                m.expiry.insert((v.expires.0, KIND_VERIFICATION, h));
+                m.verifications.insert(h, v);
+            }
+            Ok(())
+        })
     }
 }
 

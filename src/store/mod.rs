@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod memory;
 pub mod redb;
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -119,6 +120,33 @@ pub trait Store: Send + Sync + 'static {
     fn sweep(&self, now: Timestamp, limits: SessionLimits, batch: usize) -> StoreFuture<'_, SweepReport>;
     /// Makes every acknowledged write durable.
     fn flush(&self) -> StoreFuture<'_, ()>;
+
+    /// Everything stored, for `authd migrate`.
+    fn export(&self) -> StoreFuture<'_, Dump>;
+    /// Writes `dump` into this store, which must hold no users; the
+    /// deployment's secrets move with it, so cookies and tokens keep working.
+    fn import(&self, dump: Dump) -> StoreFuture<'_, ()>;
+}
+
+/// The whole content of a store (for moving between backends).
+#[derive(Clone, Debug, Default)]
+pub struct Dump {
+    /// Server id and XSRF key; `None` only in an empty dump.
+    pub secrets: Option<(String, [u8; 32])>,
+    /// The next user id to hand out.
+    pub next_user_id: u64,
+    /// Users.
+    pub users: Vec<User>,
+    /// Sessions with the deadline each is filed under.
+    pub sessions: Vec<(SessionKey, Session, Timestamp)>,
+    /// Remember-me series.
+    pub series: Vec<(Selector, Series)>,
+    /// Lockout records with their forget times.
+    pub lockouts: Vec<(UserId, Lockout, Timestamp)>,
+    /// API tokens by hash.
+    pub tokens: Vec<([u8; 16], ApiTokenRecord)>,
+    /// Email-verification tokens by hash.
+    pub verifications: Vec<([u8; 16], Verification)>,
 }
 
 /// Secrets and identity of one authd deployment.
@@ -333,8 +361,10 @@ pub struct Lockout {
     pub last_event: Timestamp,
 }
 
-/// A transition of the lockout machine: the new record, and when to forget it.
-pub type LockoutStep = Box<dyn FnOnce(Option<Lockout>) -> (Lockout, Timestamp) + Send>;
+/// A transition of the lockout machine: the new record, and when to forget
+/// it. A store may call it more than once (compare-and-set retries); it is
+/// a pure function of the old record.
+pub type LockoutStep = Box<dyn Fn(Option<Lockout>) -> (Lockout, Timestamp) + Send + Sync>;
 
 /// An API token (stored under the hash of its secret).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,9 +38,9 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{
-    name_key, ApiTokenRecord, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series, ServerSecrets,
-    Session, SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange, UserId,
-    Verification,
+    name_key, ApiTokenRecord, Dump, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series,
+    ServerSecrets, Session, SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange,
+    UserId, Verification,
 };
 use crate::clock::Timestamp;
 use crate::token::{ct_eq, random, Selector, SessionKey};
@@ -716,6 +716,82 @@ impl Store for RedbStore {
 
     fn flush(&self) -> StoreFuture<'_, ()> {
         self.write(true, |_| Ok(()))
+    }
+
+    fn export(&self) -> StoreFuture<'_, Dump> {
+        let secrets = (self.secrets.server_id.clone(), self.secrets.xsrf_key);
+        let r = self.read(|txn| {
+            let mut d = Dump { secrets: Some(secrets), ..Dump::default() };
+            let meta = txn.open_table(META).map_err(storage)?;
+            d.next_user_id = match meta.get("next_user_id").map_err(storage)? {
+                Some(raw) => read_u64(raw.value())?,
+                None => 1,
+            };
+            for e in txn.open_table(USERS).map_err(storage)?.iter().map_err(storage)? {
+                let (k, v) = e.map_err(storage)?;
+                d.users.push(User::decode(k.value(), v.value())?);
+            }
+            for e in txn.open_table(SESSIONS).map_err(storage)?.iter().map_err(storage)? {
+                let (k, v) = e.map_err(storage)?;
+                let stored = StoredSession::decode(v.value())?;
+                d.sessions.push((SessionKey(*k.value()), stored.session, stored.filed));
+            }
+            for e in txn.open_table(SERIES).map_err(storage)?.iter().map_err(storage)? {
+                let (k, v) = e.map_err(storage)?;
+                d.series.push((Selector(*k.value()), Series::decode(v.value())?));
+            }
+            for e in txn.open_table(LOCKOUTS).map_err(storage)?.iter().map_err(storage)? {
+                let (k, v) = e.map_err(storage)?;
+                let (l, forget) = Lockout::decode(v.value())?;
+                d.lockouts.push((k.value(), l, forget));
+            }
+            for e in txn.open_table(TOKENS).map_err(storage)?.iter().map_err(storage)? {
+                let (k, v) = e.map_err(storage)?;
+                d.tokens.push((*k.value(), ApiTokenRecord::decode(v.value())?));
+            }
+            for e in txn.open_table(VERIFICATIONS).map_err(storage)?.iter().map_err(storage)? {
+                let (k, v) = e.map_err(storage)?;
+                d.verifications.push((*k.value(), Verification::decode(v.value())?));
+            }
+            Ok(d)
+        });
+        Box::pin(std::future::ready(r))
+    }
+
+    fn import(&self, dump: Dump) -> StoreFuture<'_, ()> {
+        self.write(true, move |t| {
+            if t.users.len().map_err(storage)? > 0 {
+                return Err(StoreError::Conflict("a destination with users".into()));
+            }
+            if let Some((server_id, key)) = &dump.secrets {
+                t.meta.insert("server_id", server_id.as_bytes()).map_err(storage)?;
+                t.meta.insert("xsrf_key", key.as_slice()).map_err(storage)?;
+            }
+            t.meta.insert("next_user_id", dump.next_user_id.to_le_bytes().as_slice()).map_err(storage)?;
+            for u in &dump.users {
+                t.put_user(u)?;
+                t.user_names.insert(name_key(&u.name).as_str(), u.id).map_err(storage)?;
+            }
+            for (key, session, filed) in &dump.sessions {
+                t.put_session(*key, session, *filed)?;
+            }
+            for (sel, series) in &dump.series {
+                t.put_series(*sel, series)?;
+            }
+            for (user, l, forget) in &dump.lockouts {
+                t.lockouts.insert(*user, l.encode(*forget).as_slice()).map_err(storage)?;
+                t.expiry.insert((forget.0, KIND_LOCKOUT, &id16(*user)), ()).map_err(storage)?;
+            }
+            for (hash, tok) in &dump.tokens {
+                t.tokens.insert(hash, tok.encode().as_slice()).map_err(storage)?;
+                t.user_tokens.insert((tok.user, hash), ()).map_err(storage)?;
+            }
+            for (hash, v) in &dump.verifications {
+                t.verifications.insert(hash, v.encode().as_slice()).map_err(storage)?;
+                t.expiry.insert((v.expires.0, KIND_VERIFICATION, hash), ()).map_err(storage)?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -447,7 +447,7 @@ async fn passwords_are_stored_as_argon2id_with_owasp_parameters() {
     s.add_user("tom", "tom's very own password", &[]);
     assert_eq!(s.stop().code(), Some(0));
     ok(&data, &["user", "add", "una", "--password-stdin"], Some("una's very own password"));
-    let db = std::fs::read(data.join("authd.redb")).unwrap();
+    let db = stored_bytes(&data);
     let find = |needle: &[u8]| db.windows(needle.len()).filter(|w| *w == needle).count();
     // admin, tom (through the API) and una (directly): three hashes.
     assert!(find(b"$argon2id$v=19$m=19456,t=2,p=1$") >= 3, "argon2id m=19456,t=2,p=1 hashes not found");

@@ -331,7 +331,7 @@ async fn session_ids_are_not_stored_or_logged_in_clear() {
     let log = s.log_text();
     assert!(!log.contains(&id), "the session ID is in the log");
     assert_eq!(s.stop().code(), Some(0));
-    let db = std::fs::read(data.join("authd.redb")).unwrap();
+    let db = stored_bytes(&data);
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&id).unwrap();
     assert!(!db.windows(id.len()).any(|w| w == id.as_bytes()), "the ID is stored in clear");
     assert!(!db.windows(raw.len()).any(|w| w == raw.as_slice()), "the ID's bytes are stored in clear");

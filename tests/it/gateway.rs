@@ -1368,7 +1368,7 @@ async fn api_tokens_from_the_cli_authenticate_one_request_without_a_session() {
     assert!(out.status.success(), "offline token add: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     let offline = stdout.lines().last().unwrap().trim().to_string();
     assert!(offline.starts_with("authd_"), "{stdout}");
-    let db = std::fs::read(moved.join("authd.redb")).unwrap();
+    let db = stored_bytes(&moved);
     for t in [&token, &live, &offline] {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&t[6..]).unwrap();
         assert_eq!(raw.len(), 32);

@@ -67,7 +67,7 @@ async fn only_a_hash_of_the_validator_is_stored() {
     h.update(&raw);
     h.finalize_xof().fill(&mut hash);
     // The login was acknowledged, so it is durable: the file holds it now.
-    let db = std::fs::read(s.data.join("authd.redb")).unwrap();
+    let db = stored_bytes(&s.data);
     assert!(!contains(&db, &raw), "the raw validator is in the database");
     assert!(!contains(&db, val.as_bytes()), "the validator's text is in the database");
     assert!(contains(&db, &hash), "the validator's blake3 hash is not in the database");

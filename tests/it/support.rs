@@ -64,6 +64,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("AUTHD_LOG")
+            .envs(store_env(data))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -241,6 +242,68 @@ impl Drop for Server {
     }
 }
 
+/// The shared store the suite runs against (`AUTHD_TEST_STORE`, e.g.
+/// `redis://127.0.0.1:6379`), or `None` for each server's own redb file.
+pub fn shared_store() -> Option<String> {
+    std::env::var("AUTHD_TEST_STORE").ok().filter(|s| !s.is_empty())
+}
+
+/// With a shared store: its URL and a namespace of this data dir's own, so
+/// tests sharing one Redis never see each other's keys.
+pub fn store_env(data: &Path) -> Vec<(String, String)> {
+    use std::hash::{Hash, Hasher};
+    let Some(url) = shared_store() else { return Vec::new() };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    vec![("AUTHD_STORE".into(), url), ("AUTHD_STORE_NAMESPACE".into(), format!("t{:016x}", h.finish()))]
+}
+
+/// For a test of the embedded redb file itself: `true` (and a note) when
+/// the suite runs against a shared store, where there is no such file.
+pub fn redb_only(test: &str) -> bool {
+    if shared_store().is_some() {
+        eprintln!("{test}: about the embedded redb file; not run against a shared store");
+        return true;
+    }
+    false
+}
+
+/// Everything authd has stored for the server on `data`, as bytes to search
+/// for secrets: the redb file, or (with a shared store) every value under the
+/// data dir's namespace, plus the bytes of every value written in hex.
+pub fn stored_bytes(data: &Path) -> Vec<u8> {
+    let env = store_env(data);
+    let Some((_, url)) = env.iter().find(|(k, _)| k == "AUTHD_STORE") else {
+        return std::fs::read(data.join("authd.redb")).unwrap();
+    };
+    let ns = &env.iter().find(|(k, _)| k == "AUTHD_STORE_NAMESPACE").unwrap().1;
+    let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{ns}:*")).query(&mut c).unwrap();
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&k).query(&mut c).unwrap()],
+            "hash" => redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap(),
+            "zset" => redis::cmd("ZRANGE").arg(&k).arg(0).arg(-1).query(&mut c).unwrap(),
+            "set" => redis::cmd("SMEMBERS").arg(&k).query(&mut c).unwrap(),
+            _ => Vec::new(),
+        };
+        for v in values.into_iter().chain(std::iter::once(k.into_bytes())) {
+            let text = String::from_utf8_lossy(&v).into_owned();
+            out.extend_from_slice(&v);
+            out.push(0);
+            if text.len() % 2 == 0 && text.len() >= 8 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.extend(
+                    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()),
+                );
+                out.push(0);
+            }
+        }
+    }
+    out
+}
+
 /// Runs `authd ARGS --data DIR` with optional stdin.
 pub fn authd_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
@@ -248,6 +311,7 @@ pub fn authd_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .args(args)
         .arg("--data")
         .arg(data)
+        .envs(store_env(data))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
