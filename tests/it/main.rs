@@ -22,3 +22,4 @@ mod remember;
 mod session_api;
 mod timeouts;
 mod xsrf;
+mod crash;
