@@ -23,3 +23,4 @@ mod session_api;
 mod timeouts;
 mod xsrf;
 mod crash;
+mod shared_store;

@@ -1,0 +1,1 @@
+//! Issue 8: the shared store (Redis/Valkey). Tests being written.
