@@ -249,6 +249,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_MAX_CONNS", value_name = "N", default_value_t = 10_000,
           allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_conns: u64,
+    /// How long a keep-alive connection may sit idle (no request running, no
+    /// bytes moving) before authd closes it.
+    #[arg(long, env = "AUTHD_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", default_value = "75s",
+          allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_secs(1), Duration::from_secs(3600)))]
+    pub keep_alive_timeout: Duration,
     /// The app behind authd: every path that is not authd's own is forwarded there.
     #[arg(long, env = "AUTHD_UPSTREAM", value_name = "URL", value_parser = parse_upstream)]
     pub upstream: Option<String>,
@@ -299,6 +304,7 @@ impl ServeArgs {
             max_sessions_per_user: self.max_sessions_per_user,
             cookie_prefix: self.cookie_prefix.clone(),
             max_conns: usize::try_from(self.max_conns).unwrap_or(usize::MAX),
+            keep_alive_timeout: self.keep_alive_timeout,
             hash_workers: cores,
             hash_queue: 64,
             upstream: self.upstream.clone(),

@@ -1,19 +1,22 @@
 //! The HTTPS server: accept, TLS handshake, HTTP/1.1 or HTTP/2, graceful stop.
 //!
 //! Limits applied here, per connection: at most `max_conns` at once (more
-//! are closed on accept), a TLS handshake timeout and an HTTP/1 header read
-//! timeout (slow clients are dropped), a header size cap (431), and an
-//! HTTP/2 stream cap.
+//! are closed on accept), a TLS handshake timeout, a header read timeout
+//! that also bounds the wait for the first request (slow or silent clients
+//! are dropped), an idle keep-alive timeout (see [`conn`]), a header size
+//! cap (431), and an HTTP/2 stream cap.
 
 pub mod admin_api;
 pub mod app;
 pub mod authd_api;
+pub mod conn;
 pub mod pages;
 pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod session_api;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +24,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
+
+use conn::{Activity, Due, Guarded, Tracked};
 
 pub use app::App;
 
@@ -35,8 +40,11 @@ pub struct Limits {
     pub max_conns: usize,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to send a request's headers (HTTP/1).
+    /// Time allowed to send a request's headers (HTTP/1), and for the first
+    /// request to arrive after the TLS handshake.
     pub header_timeout: Duration,
+    /// How long a connection with nothing running and no bytes moving stays open.
+    pub idle_timeout: Duration,
     /// Largest request head (request line and headers).
     pub max_header_bytes: usize,
     /// How long in-flight requests may run after a stop signal.
@@ -49,6 +57,7 @@ impl Default for Limits {
             max_conns: 10_000,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
             max_header_bytes: 16 * 1024,
             drain_timeout: Duration::from_secs(10),
         }
@@ -65,7 +74,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_conns));
-    let graceful = GracefulShutdown::new();
+    let (stopping, stop_rx) = watch::channel(false);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -100,7 +109,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = Arc::clone(&app);
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop_rx = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
@@ -114,16 +123,63 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = service_fn(move |req| Arc::clone(&app).handle(req, peer));
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let activity = Activity::new();
+            let io = TokioIo::new(Tracked::new(tls, Arc::clone(&activity)));
+            let act = Arc::clone(&activity);
+            let service = service_fn(move |req| {
+                let guard = act.begin();
+                let handled = Arc::clone(&app).handle(req, peer);
+                async move {
+                    let resp = handled.await?;
+                    Ok::<_, Infallible>(resp.map(|body| Guarded::new(body, guard)))
+                }
+            });
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = drive(conn, &activity, limits, stop_rx).await {
                 tracing::debug!(%peer, "connection ended with an error: {e}");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
+    let _ = stopping.send(true);
+    let all = u32::try_from(limits.max_conns).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
         tracing::warn!("some requests were still running after {:?}; closing them", limits.drain_timeout);
+    }
+}
+
+/// Runs one connection to its end. When it has been silent or idle too long
+/// (see [`conn`]) or authd is stopping, it is asked to finish gracefully
+/// (HTTP/2 GOAWAY, HTTP/1 close after the running response), and dropped if
+/// that takes longer than the drain timeout.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    activity: &Activity,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), C::Error> {
+    tokio::pin!(conn);
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let reason = tokio::select! {
+            done = conn.as_mut() => return done,
+            () = tokio::time::sleep_until(next) => {
+                match activity.due(tokio::time::Instant::now(), limits.header_timeout, limits.idle_timeout) {
+                    Due::At(at) => {
+                        next = at;
+                        continue;
+                    }
+                    Due::Now => "idle",
+                }
+            }
+            _ = stop.wait_for(|stopping| *stopping) => "stopping",
+        };
+        tracing::trace!("closing a connection: {reason}");
+        conn.as_mut().graceful_shutdown();
+        return match tokio::time::timeout(limits.drain_timeout, conn.as_mut()).await {
+            Ok(done) => done,
+            Err(_) => Ok(()),
+        };
     }
 }
 /// Compile-time check: the handler's future is `Send`, as hyper's executor

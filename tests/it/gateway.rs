@@ -189,6 +189,10 @@ async fn echo(
             .unwrap();
         return Ok(resp);
     }
+    if let Some(ms) = req.uri().query().and_then(|q| q.strip_prefix("slow_ms=")).and_then(|n| n.parse().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut body = req.into_body();
     let mut buf = Vec::new();
     let mut complete = true;
