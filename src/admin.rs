@@ -153,10 +153,15 @@ impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AdminError::InvalidName(n) => {
-                write!(f, "'{n}' is not a valid user name (1-64 letters, digits, '.', '_', '-', '@', '+')")
+                // Escaped: the name may hold control characters (one clear line).
+                write!(
+                    f,
+                    "'{}' is not a valid user name (1-64 letters, digits, '.', '_', '-', '@', '+')",
+                    n.escape_debug()
+                )
             }
             AdminError::InvalidPassword(r) => write!(f, "{r}"),
-            AdminError::InvalidEmail(e) => write!(f, "'{e}' is not a valid email address"),
+            AdminError::InvalidEmail(e) => write!(f, "'{}' is not a valid email address", e.escape_debug()),
             AdminError::UserExists(n) => write!(f, "user '{n}' already exists"),
             AdminError::NoSuchUser(n) => write!(f, "no user named '{n}'"),
             AdminError::NoSuchSession(h) => write!(f, "no session with handle '{h}'"),

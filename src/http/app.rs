@@ -108,6 +108,11 @@ impl App {
         };
         let mut resp = result.unwrap_or_else(ApiError::into_response);
         self.finish(&mut ctx, &mut resp, route);
+        if ctx.method == Method::HEAD {
+            // hyper drops a HEAD answer's body on HTTP/1.1 but sends it on
+            // HTTP/2, where the client resets the stream. Content-Length stays.
+            *resp.body_mut() = super::response::full(bytes::Bytes::new());
+        }
         self.auth.metrics.request(route, resp.status().as_u16(), started.elapsed());
         Ok(resp)
     }

@@ -63,9 +63,18 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Parses a JSON body into `T`; malformed JSON, wrong types and missing fields are 400.
+/// Parses a JSON object body into `T`; malformed JSON, bytes that are not
+/// UTF-8 (even in a field authd ignores), a top-level value that is not an
+/// object (serde would read an array as a struct's fields in order), wrong
+/// types and missing fields are 400.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(ApiError::bad_request("The body is not valid UTF-8."));
+    };
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return Err(ApiError::bad_request("The JSON body must be an object."));
+    }
+    serde_json::from_str(text).map_err(|e| {
         let what = if e.is_data() {
             "The JSON body is missing a field or has a wrong type"
         } else {
@@ -191,6 +200,26 @@ pub fn describe_browser(user_agent: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[derive(serde::Deserialize, Debug)]
+    struct Login {
+        username: String,
+    }
+
+    #[test]
+    fn parse_json_wants_a_utf8_object() {
+        let ok: Login = parse_json(br#" {"username":"ann","extra":[1]}"#).unwrap();
+        assert_eq!(ok.username, "ann");
+        for bad in [
+            &br#"["ann"]"#[..],
+            b"\"ann\"",
+            b"",
+            b"{\"zzz\":\"\xff\",\"username\":\"x\"}",
+            b"{\"username\":1}",
+        ] {
+            assert!(parse_json::<Login>(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -509,7 +509,7 @@ async fn malformed_json_and_wrong_types_are_400_and_other_content_types_refused(
             failures.extend(check_error(&what, r, expected).await.err());
         }
     }
-    // Nothing above changed anything: both sessions live, passwords and roles unchanged, no new user.
+    // Nothing malformed changed anything: both sessions live, passwords and roles unchanged, no new user.
     assert_eq!(session_status(&s, &alice).await, 200);
     assert_eq!(session_status(&s, &admin).await, 200);
     login_id(&s, "alice", "alice-password-1").await;
@@ -521,7 +521,8 @@ async fn malformed_json_and_wrong_types_are_400_and_other_content_types_refused(
         .unwrap();
     let users: Value = r.json().await.unwrap();
     let names: Vec<&str> = users.as_array().unwrap().iter().filter_map(|u| u["name"].as_str()).collect();
-    if names.len() != 3 {
+    // ("x" may come from the odd but well-formed bodies, which may succeed.)
+    if names.iter().any(|n| !["admin", "alice", "victim", "x"].contains(n)) {
         failures.push(format!("a malformed request created a user: {names:?}"));
     }
     assert!(
