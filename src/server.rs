@@ -53,6 +53,9 @@ pub struct AdminEndpoint {
 pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), StartError> {
     let dir = DataDir::new(&cfg.data_dir);
     dir.prepare().map_err(StartError)?;
+    // TLS first: a bad key must stop authd before the database is opened
+    // (opening it for writing rewrites its header).
+    let tls = tls::load(&dir, &cfg.tls_sans, cfg.cert_and_key.as_ref()).map_err(StartError)?;
     let flush_after = cfg.timeouts.touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
     let store: Arc<dyn Store> = match &cfg.store {
         Some(url) => Arc::new(
@@ -62,7 +65,6 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
         ),
         None => Arc::new(RedbStore::open(&dir.db(), flush_after).map_err(|e| StartError(e.to_string()))?),
     };
-    let tls = tls::load(&dir, &cfg.tls_sans, cfg.cert_and_key.as_ref()).map_err(StartError)?;
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {} (--listen): {e}", cfg.listen)))?;

@@ -31,6 +31,7 @@ pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBu
         Some((c, k)) => (c.clone(), k.clone()),
         None => {
             ensure_self_signed(dir, extra_names)?;
+            check_private(&dir.key())?;
             (dir.cert(), dir.key())
         }
     };
@@ -50,6 +51,22 @@ pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBu
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls { cert_path, fingerprint, config: Arc::new(config) })
+}
+
+/// Refuses a key file that other users could read.
+fn check_private(key: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(key).map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o077 != 0 {
+        return Err(format!(
+            "the private key {} is readable by other users (mode {mode:03o}); run `chmod 600 {}`",
+            key.display(),
+            key.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The certificates in a PEM file.

@@ -795,20 +795,26 @@ impl Store for RedbStore {
     }
 }
 
-/// A session as stored: the record plus the deadline it is filed under.
-struct StoredSession {
-    session: Session,
-    filed: Timestamp,
+/// A session as stored: the record plus the deadline it is filed under
+/// (8 bytes little-endian, then [`Session::encode`]). Public so that the
+/// record decoders' fuzz target (`fuzz/`) can check it.
+pub struct StoredSession {
+    /// The session.
+    pub session: Session,
+    /// The deadline of its entry in the expiry index.
+    pub filed: Timestamp,
 }
 
 impl StoredSession {
-    fn encode(session: &Session, filed: Timestamp) -> Vec<u8> {
+    /// The stored bytes of `session` filed under `filed`.
+    pub fn encode(session: &Session, filed: Timestamp) -> Vec<u8> {
         let mut v = filed.0.to_le_bytes().to_vec();
         v.extend_from_slice(&session.encode());
         v
     }
 
-    fn decode(bytes: &[u8]) -> Result<StoredSession, StoreError> {
+    /// Reads a stored session back; an error, never a panic, for any other bytes.
+    pub fn decode(bytes: &[u8]) -> Result<StoredSession, StoreError> {
         let (head, rest) = bytes
             .split_first_chunk::<8>()
             .ok_or(StoreError::Corrupt(super::codec::DecodeError("session record too short")))?;
@@ -1144,6 +1150,10 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     let io = |detail: String| OpenError::Io { path: path.to_path_buf(), detail };
     if !path.exists() {
         create_private_file(path).map_err(|e| io(e.to_string()))?;
+    } else if std::fs::metadata(path).map_err(|e| io(e.to_string()))?.len() > 0 {
+        // Opening for writing rewrites the file's header, so whatever makes
+        // authd refuse an existing file is found read-only first.
+        check_read_only(path)?;
     }
     let opened = std::panic::catch_unwind(|| {
         let mut builder = Database::builder();
@@ -1152,14 +1162,54 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     });
     match opened {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError::Locked(path.to_path_buf())),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+        Ok(Err(e)) => Err(open_error(path, e)),
+        Err(_) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: "the file is damaged".into() }),
+    }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked(path.to_path_buf()),
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
             if e.kind() != std::io::ErrorKind::InvalidData =>
         {
-            Err(io(e.to_string()))
+            OpenError::Io { path: path.to_path_buf(), detail: e.to_string() }
         }
-        Ok(Err(e)) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() }),
-        Err(_) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: "the file is damaged".into() }),
+        e => OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() },
+    }
+}
+
+/// Refuses, without writing, a file that is not a redb database, is held by
+/// another process, or was written by a newer schema. A file that was not
+/// closed cleanly (a crash) passes: the writable open repairs it.
+fn check_read_only(path: &Path) -> Result<(), OpenError> {
+    let corrupt = |detail: String| OpenError::Corrupt { path: path.to_path_buf(), detail };
+    let opened = match std::panic::catch_unwind(|| redb::ReadOnlyDatabase::open(path)) {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::RepairAborted)) => return Ok(()),
+        Ok(Err(e)) => return Err(open_error(path, e)),
+        Err(_) => return Err(corrupt("the file is damaged".into())),
+    };
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Option<u64>, String> {
+        let txn = opened.begin_read().map_err(|e| e.to_string())?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        match meta.get("schema").map_err(|e| e.to_string())? {
+            Some(raw) => read_u64(raw.value()).map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }));
+    match found {
+        Ok(Ok(Some(found))) if found > u64::from(SCHEMA_VERSION) => Err(OpenError::NewerSchema {
+            path: path.to_path_buf(),
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(detail)) => Err(corrupt(detail)),
+        Err(_) => Err(corrupt("the file is damaged".into())),
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod cookies;
 mod corpus;
 mod crash;
+mod files;
 mod gateway;
 mod jar;
 mod jira_tutorial;

@@ -1,0 +1,230 @@
+//! Corrupt or foreign files in the data dir (SPEC §10, issue 6): each is a
+//! clear startup error that names the file and says what to do, authd exits
+//! non-zero, and nothing in the data dir is rewritten.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use redb::ReadableTable;
+
+use crate::support::{authd_cli, redb_only, Server};
+
+/// Every file under `dir` (recursively) with its bytes and mode.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                out.insert(p.clone(), (Vec::new(), mode));
+                todo.push(p);
+            } else {
+                out.insert(p.clone(), (std::fs::read(&p).unwrap(), mode));
+            }
+        }
+    }
+    out
+}
+
+/// A data dir made by a real first start (users, TLS files, database).
+fn initialised() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::start_in(&data, &[]);
+    assert!(s.stop().success());
+    (tmp, data)
+}
+
+/// Starts authd on `data`, expecting it to refuse: its stderr, after
+/// checking the exit status, that every line of `expected` is in it, and
+/// that the data dir is exactly as before.
+fn refuses(data: &Path, what: &str, expected: &[&str]) -> String {
+    let before = snapshot(data);
+    let (status, log) = match Server::try_start_in(data, &[]) {
+        Ok(s) => {
+            let _ = s.stop();
+            panic!("{what}: authd started");
+        }
+        Err(e) => e,
+    };
+    let status = status.unwrap_or_else(|| panic!("{what}: authd neither started nor exited:\n{log}"));
+    assert!(!status.success(), "{what}: exit status {status}");
+    assert_ne!(status.code(), Some(101), "{what}: authd panicked:\n{log}");
+    for e in expected {
+        assert!(log.contains(e), "{what}: stderr does not say {e:?}:\n{log}");
+    }
+    assert!(!log.contains("panicked"), "{what}: {log}");
+    assert_unchanged(data, &before, what);
+    log
+}
+
+/// Panics naming every file under `data` that differs from `before`.
+fn assert_unchanged(data: &Path, before: &BTreeMap<PathBuf, (Vec<u8>, u32)>, what: &str) {
+    let after = snapshot(data);
+    let changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(changed.is_empty(), "{what}: these changed: {changed:?}");
+}
+
+fn show(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn a_garbage_database_file_is_refused_by_name_and_left_as_it_is() {
+    if redb_only("a_garbage_database_file_is_refused_by_name_and_left_as_it_is") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    let db = data.join("authd.redb");
+    // Bytes that are not a redb file at all.
+    let garbage: Vec<u8> = (0..65_536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&db, &garbage).unwrap();
+    let log = refuses(&data, "garbage authd.redb", &[&show(&db), "backup"]);
+    assert!(!log.contains("admin password"), "a new admin was made:\n{log}");
+
+    // The admin CLI on the same dir says the same and changes nothing.
+    let before = snapshot(&data);
+    let out = authd_cli(&data, &["user", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "user list on a garbage database succeeded");
+    assert!(err.contains(&show(&db)), "user list: {err}");
+    assert_unchanged(&data, &before, "user list");
+}
+
+#[test]
+fn a_truncated_database_file_is_refused_by_name_and_left_as_it_is() {
+    if redb_only("a_truncated_database_file_is_refused_by_name_and_left_as_it_is") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    let db = data.join("authd.redb");
+    let bytes = std::fs::read(&db).unwrap();
+    // (A zero-length file, as a crash during the very first start leaves,
+    // holds nothing to lose and is set up as a new database.)
+    for keep in [100, 4096, bytes.len() / 2] {
+        std::fs::write(&db, &bytes[..keep]).unwrap();
+        refuses(&data, &format!("authd.redb cut to {keep} bytes"), &[&show(&db)]);
+    }
+}
+
+#[test]
+fn a_database_from_a_newer_schema_is_refused_and_left_as_it_is() {
+    if redb_only("a_database_from_a_newer_schema_is_refused_and_left_as_it_is") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    let db_path = data.join("authd.redb");
+    {
+        // What a future authd would leave: the same file, a higher version.
+        const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+        let db = redb::Database::open(&db_path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(META).unwrap();
+            let current = meta.get("schema").unwrap().expect("a schema version").value().to_vec();
+            assert_eq!(current, 1u64.to_le_bytes(), "this test knows schema 1");
+            meta.insert("schema", &99u64.to_le_bytes()[..]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    refuses(&data, "schema 99", &[&show(&db_path), "newer authd", "schema 99", "upgrade authd"]);
+}
+
+#[test]
+fn a_database_path_that_is_a_directory_is_refused() {
+    if redb_only("a_database_path_that_is_a_directory_is_refused") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    let db = data.join("authd.redb");
+    std::fs::remove_file(&db).unwrap();
+    std::fs::create_dir(&db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o700)).unwrap();
+    refuses(&data, "authd.redb is a directory", &[&show(&db)]);
+}
+
+#[test]
+fn an_unreadable_or_foreign_tls_key_is_refused_by_name_and_left_as_it_is() {
+    let (_tmp, data) = initialised();
+    let key = data.join("tls/key.pem");
+    let original = std::fs::read(&key).unwrap();
+
+    std::fs::write(&key, b"this is not a PEM key\n").unwrap();
+    refuses(&data, "key.pem with text in it", &[&show(&key)]);
+
+    std::fs::write(&key, b"").unwrap();
+    refuses(&data, "an empty key.pem", &[&show(&key)]);
+
+    // A PEM block of the right kind whose contents are garbage.
+    std::fs::write(&key, b"-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    refuses(&data, "a garbage PKCS#8 block", &[&show(&key)]);
+
+    // A valid key that does not belong to the certificate.
+    let (_other_tmp, other) = initialised();
+    std::fs::copy(other.join("tls/key.pem"), &key).unwrap();
+    refuses(&data, "another data dir's key", &[&show(&key)]);
+
+    // Unreadable: a directory where the key should be (tests run as root,
+    // which permission bits would not stop).
+    std::fs::remove_file(&key).unwrap();
+    std::fs::create_dir(&key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o700)).unwrap();
+    refuses(&data, "key.pem is a directory", &[&show(&key)]);
+
+    // Put back, the same dir starts again with the same certificate.
+    std::fs::remove_dir(&key).unwrap();
+    std::fs::write(&key, &original).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = Server::start_in(&data, &[]);
+    assert!(s.stop().success());
+    assert_eq!(std::fs::read(&key).unwrap(), original);
+}
+
+#[test]
+fn a_tls_key_others_can_read_is_refused_with_the_chmod_to_run() {
+    let (_tmp, data) = initialised();
+    let key = data.join("tls/key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refuses(&data, "key.pem mode 0644", &[&show(&key), "chmod 600"]);
+}
+
+#[test]
+fn a_data_dir_others_can_open_is_refused_with_the_chmod_to_run() {
+    let (_tmp, data) = initialised();
+    for mode in [0o755, 0o770, 0o701] {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).unwrap();
+        refuses(&data, &format!("data dir mode {mode:03o}"), &[&show(&data), "chmod 700"]);
+    }
+    // A fresh data dir whose parent exists but which others could open.
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("open");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refuses(&fresh, "a new data dir with mode 777", &[&show(&fresh), "chmod 700"]);
+}
+
+#[test]
+fn a_data_path_that_is_a_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    std::fs::write(&data, b"not a directory").unwrap();
+    let (status, log) = match Server::try_start_in(&data, &[]) {
+        Ok(s) => {
+            let _ = s.stop();
+            panic!("authd started on a file");
+        }
+        Err(e) => e,
+    };
+    assert!(!status.expect("exited").success());
+    assert!(log.contains(&show(&data)) && log.contains("not a directory"), "{log}");
+    assert_eq!(std::fs::read(&data).unwrap(), b"not a directory");
+}
