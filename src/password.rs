@@ -1,20 +1,22 @@
 //! Password hashing: argon2id with OWASP's parameters, off the async workers.
 //!
 //! Hashing costs tens of milliseconds and 19 MiB of memory, so it never runs
-//! on a tokio worker: [`PasswordPool`] runs it on blocking threads, at most
-//! `workers` at a time, with at most `queue` more waiting. Past that bound
-//! callers get [`PoolBusy`] at once (the HTTP layer answers 503), so a flood
-//! of logins cannot queue without limit or stall session checks.
+//! on a tokio worker: [`PasswordPool`] runs it on its own `workers` threads,
+//! with at most `queue` more waiting. Past that bound callers get
+//! [`PoolBusy`] at once (the HTTP layer answers 503), so a flood of logins
+//! cannot queue without limit. The hashing threads run at a lower scheduling
+//! priority (ten nice steps) than the async workers: when both want a core, a
+//! session check waits microseconds for it, not a scheduler slice of argon2.
 //!
 //! Unknown users are checked against [`DUMMY_HASH`] with the same
 //! parameters, so a wrong name costs what a wrong password costs.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 /// Longest password accepted, in bytes.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -80,20 +82,49 @@ pub fn check_new(password: &str) -> Result<(), PasswordRule> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolBusy;
 
-/// Runs argon2 on blocking threads with a bounded queue.
+/// A unit of work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs argon2 on its own low-priority threads with a bounded queue.
 #[derive(Clone)]
 pub struct PasswordPool {
     admitted: Arc<Semaphore>,
     running: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl PasswordPool {
-    /// At most `workers` hashes at once and `queue` more waiting.
+    /// At most `workers` hashes at once and `queue` more waiting. The
+    /// threads end when the last clone of the pool is dropped.
     pub fn new(workers: usize, queue: usize) -> Self {
         let workers = workers.max(1);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new().name(format!("authd-argon2-{i}")).spawn(move || {
+                lower_priority();
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => break,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                // Fewer threads only means fewer hashes at once; `running`
+                // still admits `workers`, who then wait in the channel.
+                tracing::warn!("could not start a password hashing thread: {e}");
+            }
+        }
         PasswordPool {
             admitted: Arc::new(Semaphore::new(workers + queue)),
             running: Arc::new(Semaphore::new(workers)),
+            jobs,
         }
     }
 
@@ -113,13 +144,56 @@ impl PasswordPool {
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PoolBusy> {
         let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| PoolBusy)?;
         let _running = self.running.clone().acquire_owned().await.map_err(|_| PoolBusy)?;
-        tokio::task::spawn_blocking(f).await.map_err(|_| PoolBusy)
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| PoolBusy)?;
+        rx.await.map_err(|_| PoolBusy)
+    }
+}
+
+/// Lowers the calling thread's scheduling priority by ten nice steps (Linux
+/// schedules threads individually; elsewhere this does nothing).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        let Ok(tid) = libc::id_t::try_from(unsafe { libc::gettid() }) else { return };
+        // SAFETY: no memory-safety preconditions; on Linux PRIO_PROCESS with
+        // a thread id (never 0 here, which would mean the whole process)
+        // affects only that thread.
+        // Ten steps below the thread it was spawned from (capped at 19).
+        let rc = unsafe {
+            let own = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, own.saturating_add(10).min(19))
+        };
+        if rc != 0 {
+            tracing::debug!("could not lower the hashing thread's priority");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_below_the_async_workers_priority() {
+        let pool = PasswordPool::new(2, 0);
+        let nice = |()| {
+            // SAFETY: plain syscalls without memory-safety preconditions.
+            unsafe {
+                let tid = libc::id_t::try_from(libc::gettid()).unwrap();
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+        };
+        let own = nice(());
+        assert_eq!(pool.run(move || nice(())).await, Ok((own + 10).min(19)));
+        assert_eq!(nice(()), own, "the caller's own priority is untouched");
+    }
 
     #[test]
     fn hashes_use_owasp_parameters_and_verify() {
