@@ -90,12 +90,28 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// Bounds one command or pipeline by [`RESPONSE_TIMEOUT`], however the
+/// client spends the time: waiting for a reply, or (after a lost connection)
+/// for a reconnection whose retries and back-off take several seconds.
+fn bounded<'a, T: Send + 'a>(f: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+    Box::pin(async move {
+        match tokio::time::timeout(RESPONSE_TIMEOUT, f).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", RESPONSE_TIMEOUT.as_secs()),
+            )
+            .into()),
+        }
+    })
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
+        bounded(match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -104,10 +120,10 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
+        bounded(match self {
             Conn::Single(c) => c.req_packed_commands(p, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
-        }
+        })
     }
 
     fn get_db(&self) -> i64 {
@@ -1746,5 +1762,24 @@ impl Store for RedisStore {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that never completes (a reconnection stretched out by
+    /// back-off, a stopped server) fails after the response timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_command_that_never_answers_fails_after_the_response_timeout() {
+        let started = tokio::time::Instant::now();
+        let never: RedisFuture<'_, Value> = Box::pin(std::future::pending());
+        let e = bounded(never).await.unwrap_err();
+        assert!(e.is_timeout() || e.is_io_error(), "{e}");
+        let took = started.elapsed();
+        assert!(took >= RESPONSE_TIMEOUT && took < RESPONSE_TIMEOUT + Duration::from_millis(100), "{took:?}");
+        let quick: RedisFuture<'_, Value> = Box::pin(std::future::ready(Ok(Value::Okay)));
+        assert_eq!(bounded(quick).await.unwrap(), Value::Okay);
     }
 }
