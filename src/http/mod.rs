@@ -148,6 +148,9 @@ pub async fn serve(
     }
 }
 
+/// Time an idle connection gets to say goodbye before it is dropped.
+const IDLE_GOODBYE: Duration = Duration::from_millis(500);
+
 /// Runs one connection to its end. When it has been silent or idle too long
 /// (see [`conn`]) or authd is stopping, it is asked to finish gracefully
 /// (HTTP/2 GOAWAY, HTTP/1 close after the running response), and dropped if
@@ -161,7 +164,10 @@ async fn drive<C: GracefulConnection>(
     tokio::pin!(conn);
     let mut next = tokio::time::Instant::now();
     loop {
-        let reason = tokio::select! {
+        // How long the connection may take to finish once asked to: running
+        // requests when stopping; only the goodbye (HTTP/2 GOAWAY) when idle,
+        // as an HTTP/2 client may keep its end open after it.
+        let (reason, grace) = tokio::select! {
             done = conn.as_mut() => return done,
             () = tokio::time::sleep_until(next) => {
                 match activity.due(tokio::time::Instant::now(), limits.header_timeout, limits.idle_timeout) {
@@ -169,14 +175,14 @@ async fn drive<C: GracefulConnection>(
                         next = at;
                         continue;
                     }
-                    Due::Now => "idle",
+                    Due::Now => ("idle", IDLE_GOODBYE),
                 }
             }
-            _ = stop.wait_for(|stopping| *stopping) => "stopping",
+            _ = stop.wait_for(|stopping| *stopping) => ("stopping", limits.drain_timeout),
         };
         tracing::trace!("closing a connection: {reason}");
         conn.as_mut().graceful_shutdown();
-        return match tokio::time::timeout(limits.drain_timeout, conn.as_mut()).await {
+        return match tokio::time::timeout(grace, conn.as_mut()).await {
             Ok(done) => done,
             Err(_) => Ok(()),
         };
