@@ -73,7 +73,13 @@ impl Activity {
     /// Applies the rules in the module comment at `now`.
     pub fn due(&self, now: Instant, first_request: Duration, idle: Duration) -> Due {
         let at = if !self.any_request.load(Ordering::Relaxed) {
-            self.born + first_request
+            let window_ends = self.born + first_request;
+            if now >= window_ends {
+                return Due::Now;
+            }
+            // Look again within `idle` too: a request may come and go before
+            // the window ends, and a short idle timeout then runs from it.
+            return Due::At(window_ends.min(now + idle));
         } else if self.in_flight.load(Ordering::Relaxed) > 0 {
             return Due::At(now + idle);
         } else {
@@ -232,6 +238,22 @@ mod tests {
         assert_eq!(a.due(later, FIRST, IDLE), Due::At(later + IDLE));
         tokio::time::advance(IDLE).await;
         assert_eq!(a.due(Instant::now(), FIRST, IDLE), Due::Now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_idle_timeout_runs_from_a_request_that_came_and_went_early() {
+        let idle = Duration::from_secs(3);
+        let a = Activity::new();
+        let born = Instant::now();
+        // Looked at before any request: the next look is within `idle`.
+        assert_eq!(a.due(born, FIRST, idle), Due::At(born + idle));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        drop(a.begin());
+        let ended = Instant::now();
+        tokio::time::advance(idle - Duration::from_millis(100)).await;
+        assert_eq!(a.due(Instant::now(), FIRST, idle), Due::At(ended + idle));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(a.due(Instant::now(), FIRST, idle), Due::Now);
     }
 
     #[tokio::test(start_paused = true)]
