@@ -121,7 +121,7 @@ pub struct RedbStore {
 }
 
 /// Most entries kept in each read cache before it starts afresh.
-const CACHE_CAP: usize = 250_000;
+const CACHE_CAP: usize = 131_072;
 
 /// Sessions and users recently read, so a session check costs a hash-map
 /// lookup instead of a read transaction.
@@ -1157,7 +1157,7 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     }
     let opened = std::panic::catch_unwind(|| {
         let mut builder = Database::builder();
-        builder.set_cache_size(64 * 1024 * 1024);
+        builder.set_cache_size(32 * 1024 * 1024);
         builder.create(path)
     });
     match opened {
