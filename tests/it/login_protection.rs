@@ -520,3 +520,56 @@ async fn the_login_page_lets_a_person_through_with_a_solved_puzzle_once() {
     let (status, _, _) = page_login(&s, &mut jar, "ann", PW, Some((&newer, &newer_solution))).await;
     assert_eq!(status, 303);
 }
+
+#[tokio::test]
+async fn logins_beyond_the_hash_queue_get_503_with_retry_after_and_checks_go_on() {
+    // The pool hashes `cores` passwords at once with 64 more waiting; 160
+    // logins at once must overflow it (distinct unknown names, so neither
+    // the per-user challenge nor the per-address throttle steps in).
+    let s = Server::start(&["--max-failed-logins-per-address", "1000000"]);
+    s.add_user("ann", PW, &[]);
+    let live = api_login(&s, "ann", PW, false).await;
+    let c = s.bare_client();
+    let url = s.at("/rest/auth/1/session");
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..160 {
+        let (c, url) = (c.clone(), url.clone());
+        logins.spawn(async move {
+            let r = c
+                .post(url)
+                .json(&serde_json::json!({"username": format!("nobody{i}"), "password": WRONG}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = header(&r, "retry-after");
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, retry, body)
+        });
+    }
+    // Session checks answered while the logins queue.
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        seen.push(whoami(&s, &live.header()).await.status().as_u16());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answers: Vec<(u16, Option<String>, Value)> = logins.join_all().await;
+    let busy: Vec<_> = answers.iter().filter(|(status, _, _)| *status == 503).collect();
+    let refused = answers.iter().filter(|(status, _, _)| *status == 401).count();
+    assert_eq!(
+        busy.len() + refused,
+        160,
+        "only 401 and 503 expected: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(!busy.is_empty(), "160 logins at once never overflowed the hash queue");
+    assert!(refused >= 64, "the queue should hold at least 64 logins; {refused} were verified");
+    for (_, retry, body) in busy {
+        let secs: u64 = retry.as_deref().expect("Retry-After on the 503").parse().unwrap();
+        assert!((1..=60).contains(&secs), "Retry-After {secs}");
+        assert_jira_error(body);
+    }
+    assert!(seen.iter().all(|&s| s == 200), "session checks while logins queued: {seen:?}");
+    // Once the queue drains, logins are verified again.
+    s.login_ok(&c, "ann", PW).await;
+}
