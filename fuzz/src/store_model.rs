@@ -21,7 +21,9 @@
 //!   reports the same counts (so the expiry indexes held the same entries),
 //!   and they export the same again.
 //!
-//! Arguments stay inside the contract authd's callers keep: keys, selectors,
+//! Some arguments are read from the model first (a series' current
+//! validator, a user's address) so that rotations and redemptions succeed
+//! often enough. Arguments stay inside the contract authd's callers keep: keys, selectors,
 //! validator hashes and token hashes of new records are fresh (they are
 //! random in authd), times are at least 1 ms (the codec stores "no time" as
 //! 0), and strings are as short as the domain makes them.
@@ -209,9 +211,15 @@ impl Run<'_> {
             }
             14 => {
                 let (sel, user) = self.selector();
-                let expected = match self.input.pick(&self.known.validators) {
-                    Some(v) => v,
-                    None => self.fresh32(),
+                // Half the time the series' current validator (as the model
+                // has it), so that rotations happen and then meet the old one.
+                let current = block_on(self.model.series(sel)).ok().flatten().map(|s| s.current);
+                let expected = match (self.input.bool(), current) {
+                    (true, Some(v)) => v,
+                    _ => match self.input.pick(&self.known.validators) {
+                        Some(v) => v,
+                        None => self.fresh32(),
+                    },
                 };
                 let next = self.fresh32();
                 self.known.validators.push(next);
@@ -272,11 +280,14 @@ impl Run<'_> {
             21 => {
                 let hash = self.fresh16();
                 self.known.verifications.push(hash);
-                let v = Verification {
-                    user: self.user(),
-                    email: self.input.pick_str(&EMAILS).to_string(),
-                    expires: self.time(),
+                let user = self.user();
+                // Half the time the user's own address (as the model has it), so that redeeming can work.
+                let own = block_on(self.model.user(user)).ok().flatten().and_then(|u| u.email);
+                let email = match (self.input.bool(), own) {
+                    (true, Some(e)) => e,
+                    _ => self.input.pick_str(&EMAILS).to_string(),
                 };
+                let v = Verification { user, email, expires: self.time() };
                 both!(self, format!("create_verification({hash:?}, {v:?})"), |s| s
                     .create_verification(hash, v.clone()));
             }
