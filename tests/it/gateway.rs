@@ -422,27 +422,6 @@ async fn alive(s: &Server, id: &str) -> bool {
     session_alive(s, id).await
 }
 
-/// A TLS connection to authd speaking HTTP/1.1 only.
-pub async fn tls_h1(port: u16, cert_pem: &[u8]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    connector.connect(name, tcp).await.unwrap()
-}
-
-use rustls::pki_types::pem::PemObject as _;
-
 /// A raw HTTP/1.1 answer.
 #[derive(Debug)]
 pub struct RawResponse {

@@ -25,26 +25,9 @@ const KIB: usize = 1024;
 // ---------------------------------------------------------------------------
 // Connections by hand.
 
-/// A TLS client configuration trusting exactly `cert_pem`, offering `alpn`.
-fn tls_config(cert_pem: &[u8], alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(tls)
-}
-
 /// A TLS connection to `s` offering `alpn`, or the handshake's error.
 async fn try_tls(s: &Server, alpn: &[&[u8]]) -> std::io::Result<TlsStream<TcpStream>> {
-    let connector = tokio_rustls::TlsConnector::from(tls_config(&s.cert_pem(), alpn));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(&s.cert_pem(), alpn)));
     let tcp = TcpStream::connect(("127.0.0.1", s.port)).await?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     connector.connect(name, tcp).await

@@ -326,8 +326,8 @@ pub fn authd_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// An HTTPS client trusting exactly `cert_pem`, speaking HTTP/2 or 1.1 by ALPN.
-pub fn client_for(cert_pem: &[u8], cookies: bool) -> reqwest::Client {
+/// A TLS client configuration trusting exactly `cert_pem`, offering `alpn`.
+pub fn tls_client_config(cert_pem: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
         roots.add(cert.unwrap()).unwrap();
@@ -338,7 +338,13 @@ pub fn client_for(cert_pem: &[u8], cookies: bool) -> reqwest::Client {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tls
+}
+
+/// An HTTPS client trusting exactly `cert_pem`, speaking HTTP/2 or 1.1 by ALPN.
+pub fn client_for(cert_pem: &[u8], cookies: bool) -> reqwest::Client {
+    let tls = tls_client_config(cert_pem, &[b"h2", b"http/1.1"]);
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .cookie_store(cookies)
@@ -367,17 +373,7 @@ pub fn header(r: &reqwest::Response, name: &str) -> Option<String> {
 
 /// An HTTPS client that speaks only HTTP/1.1 (ALPN `http/1.1`).
 pub fn h1_client_for(cert_pem: &[u8]) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tls_client_config(cert_pem, &[b"http/1.1"]);
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .http1_only()
@@ -387,25 +383,20 @@ pub fn h1_client_for(cert_pem: &[u8]) -> reqwest::Client {
         .unwrap()
 }
 
+/// A TLS connection to authd speaking HTTP/1.1 only.
+pub async fn tls_h1(port: u16, cert_pem: &[u8]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tls = tls_client_config(cert_pem, &[b"http/1.1"]);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
 /// Sends raw bytes over one HTTP/1.1 TLS connection to `s` and returns
 /// everything the server answers until it closes (or 10 s pass).
 pub async fn raw_h1(s: &Server, request: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&s.cert_pem()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port)).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let mut stream = tls_h1(s.port, &s.cert_pem()).await;
     // The server may answer and close before it has read everything.
     let _ = stream.write_all(request).await;
     let _ = stream.flush().await;
