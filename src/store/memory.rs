@@ -198,17 +198,7 @@ impl Store for MemoryStore {
             }
             let id = m.next_user;
             m.next_user += 1;
-            let user = User {
-                id,
-                name: new.name,
-                email: new.email,
-                email_verified: new.email_verified,
-                admin: new.admin,
-                password_hash: new.password_hash,
-                created: new.created,
-                logins: Default::default(),
-                epoch: 0,
-            };
+            let user = new.into_user(id);
             m.names.insert(key, id);
             m.users.insert(id, user.clone());
             Ok(user)

@@ -271,6 +271,23 @@ pub struct NewUser {
     pub created: Timestamp,
 }
 
+impl NewUser {
+    /// The stored user this becomes under `id`: no logins yet, role epoch 0.
+    pub fn into_user(self, id: UserId) -> User {
+        User {
+            id,
+            name: self.name,
+            email: self.email,
+            email_verified: self.email_verified,
+            admin: self.admin,
+            password_hash: self.password_hash,
+            created: self.created,
+            logins: LoginStats::default(),
+            epoch: 0,
+        }
+    }
+}
+
 /// One change to a user.
 #[derive(Clone, Debug)]
 pub enum UserChange {

@@ -297,17 +297,7 @@ impl Store for RedbStore {
                 return Err(StoreError::Conflict(format!("user '{}'", new.name)));
             }
             let id = next_user_id(&mut t.meta)?;
-            let user = User {
-                id,
-                name: new.name,
-                email: new.email,
-                email_verified: new.email_verified,
-                admin: new.admin,
-                password_hash: new.password_hash,
-                created: new.created,
-                logins: Default::default(),
-                epoch: 0,
-            };
+            let user = new.into_user(id);
             t.put_user(&user)?;
             t.user_names.insert(key.as_str(), id).map_err(storage)?;
             Ok(user)

@@ -1025,17 +1025,7 @@ impl Store for RedisStore {
             let key = name_key(&new.name);
             let id: u64 =
                 redis::cmd("INCR").arg(self.keys.next_user()).query_async(&mut c).await.map_err(storage)?;
-            let user = User {
-                id,
-                name: new.name,
-                email: new.email,
-                email_verified: new.email_verified,
-                admin: new.admin,
-                password_hash: new.password_hash,
-                created: new.created,
-                logins: LoginStats::default(),
-                epoch: 0,
-            };
+            let user = new.into_user(id);
             // The record first: a name never points at nothing.
             let f = user_fields(&user);
             let mut cmd = redis::cmd("HSET");
