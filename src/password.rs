@@ -89,7 +89,6 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct PasswordPool {
     admitted: Arc<Semaphore>,
-    running: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -116,16 +115,12 @@ impl PasswordPool {
                 }
             });
             if let Err(e) = spawned {
-                // Fewer threads only means fewer hashes at once; `running`
-                // still admits `workers`, who then wait in the channel.
+                // Fewer threads only means fewer hashes at once; the
+                // others wait in the channel, still within `admitted`.
                 tracing::warn!("could not start a password hashing thread: {e}");
             }
         }
-        PasswordPool {
-            admitted: Arc::new(Semaphore::new(workers + queue)),
-            running: Arc::new(Semaphore::new(workers)),
-            jobs,
-        }
+        PasswordPool { admitted: Arc::new(Semaphore::new(workers + queue)), jobs }
     }
 
     /// Verifies `password` against `phc`, or against [`DUMMY_HASH`] when there is no user.
@@ -142,12 +137,20 @@ impl PasswordPool {
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PoolBusy> {
-        let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| PoolBusy)?;
-        let _running = self.running.clone().acquire_owned().await.map_err(|_| PoolBusy)?;
+        let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| PoolBusy)?;
         let (tx, rx) = oneshot::channel();
+        // Jobs wait in the channel until a thread is free; one whose caller
+        // has gone (the client hung up) is skipped, not hashed. The permit
+        // goes with the job, so the bound holds even for abandoned callers.
         self.jobs
             .send(Box::new(move || {
-                let _ = tx.send(f());
+                if !tx.is_closed() {
+                    let out = f();
+                    // Released before the answer, so a caller that asks
+                    // again at once finds the place free.
+                    drop(admitted);
+                    let _ = tx.send(out);
+                }
             }))
             .map_err(|_| PoolBusy)?;
         rx.await.map_err(|_| PoolBusy)
