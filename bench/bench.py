@@ -28,6 +28,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -525,7 +526,6 @@ class Bench:
         all_cpus = ",".join(str(c) for c in _cpus)
         def logins(instances):
             threads, out = [], []
-            import threading
             per = max(1, 32 // len(instances))
             def go(p, i):
                 out.append(self.wrk(f"logins-redis-{len(instances)}x-{i}", p.url + SESSION_PATH, per, d, env=env))
@@ -645,7 +645,6 @@ class Bench:
         self.results["t6 startup_s"] = starts
         # `p` still runs: serve target 2's load from the big file and watch its memory.
         rss_peak = 0
-        import threading
         stop = threading.Event()
 
         def sample():
@@ -738,7 +737,6 @@ class Bench:
         h2load --h1 (per-request log kept) all along."""
         p = self.start_authd(name, data, "--sweep-interval", f"{interval}s")
         start = p.ready_at + interval
-        import threading
         box = {}
         th = None
         if cookie:
