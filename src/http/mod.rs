@@ -129,10 +129,13 @@ pub async fn serve(
             let service = service_fn(move |req| {
                 let guard = act.begin();
                 let handled = Arc::clone(&app).handle(req, peer);
-                async move {
+                // Boxed: HTTP/2 runs each request as a task of its own, and
+                // the task (moved several times on its way to the scheduler)
+                // then holds a pointer instead of the whole handler state.
+                Box::pin(async move {
                     let resp = handled.await?;
                     Ok::<_, Infallible>(resp.map(|body| Guarded::new(body, guard)))
-                }
+                })
             });
             let conn = builder.serve_connection_with_upgrades(io, service);
             if let Err(e) = drive(conn, &activity, limits, stop_rx).await {
