@@ -8,6 +8,11 @@
 //! benchtool argon2 [--iterations N]          one argon2id verify, as authd does it
 //! benchtool commit-rate --dir DIR [--seconds S]   one durable redb commit per session
 //! benchtool sweep-time --data DIR [--runs R]      a full sweep of the store, timed
+//! benchtool remember-ceiling --data DIR --cookies FILE [--skip K] [--count N]
+//!                [--clients C] [--seconds S]
+//!     the store's share of a remember-me login (series and user reads, the
+//!     rotation's durable write) from C concurrent clients, no HTTP: the
+//!     most logins/s any server on this store could reach on this core
 //! ```
 //!
 //! Every subcommand prints one JSON object on stdout.
@@ -43,7 +48,10 @@ fn main() {
         "argon2" => argon2(&opts),
         "commit-rate" => rt.block_on(commit_rate(&opts)),
         "sweep-time" => rt.block_on(sweep_time(&opts)),
-        _ => fail(&"usage: benchtool seed|argon2|commit-rate|sweep-time [--flags]; see the source"),
+        "remember-ceiling" => rt.block_on(remember_ceiling(&opts)),
+        _ => fail(
+            &"usage: benchtool seed|argon2|commit-rate|sweep-time|remember-ceiling [--flags]; see the source",
+        ),
     };
     println!("{out}");
 }
@@ -279,24 +287,111 @@ async fn commit_rate(opts: &Opts) -> String {
             xsrf: [0; 10],
             epoch: 0,
         };
-        store
-            .create_session(NewSession {
-                key: SessionId::generate().key(),
-                session,
-                deadline: now.plus(IDLE),
-                replaces: Vec::new(),
-                max_per_user: 100,
-                count_login: false,
-                new_series: None,
-            })
-            .await
-            .unwrap_or_else(|e| fail(&e));
+        store.create_session(new_session(session, now)).await.unwrap_or_else(|e| fail(&e));
         n += 1;
     }
     let took = started.elapsed().as_secs_f64();
     drop(store);
     let _ = std::fs::remove_file(&db);
     format!(r#"{{"commits":{n},"seconds":{took:.3},"commits_per_s":{:.1}}}"#, n as f64 / took)
+}
+
+/// The store work of remember-me logins (what `Auth::login_remembered` asks
+/// of the store for a current cookie) from `--clients` concurrent clients,
+/// each cookie used once, for at most `--seconds`.
+async fn remember_ceiling(opts: &Opts) -> String {
+    use authd::token::Validator;
+    let data = authd::datadir::DataDir::new(path(opts, "data"));
+    let text = std::fs::read_to_string(path(opts, "cookies")).unwrap_or_else(|e| fail(&e));
+    let skip = usize::try_from(num(opts, "skip", 0)).unwrap_or(usize::MAX);
+    let count = usize::try_from(num(opts, "count", u64::MAX)).unwrap_or(usize::MAX);
+    let tokens: Vec<RememberToken> = text
+        .lines()
+        .filter_map(|l| l.split_once('=').and_then(|(_, v)| RememberToken::parse(v)))
+        .skip(skip)
+        .take(count)
+        .collect();
+    if tokens.is_empty() {
+        fail(&"no remember-me cookies in --cookies (after --skip)");
+    }
+    let clients = usize::try_from(num(opts, "clients", 64)).unwrap_or(64).max(1);
+    let limit = Duration::from_secs(num(opts, "seconds", 3));
+    let store = open(&data.db());
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let (store, tokens, next) = (Arc::clone(&store), Arc::clone(&tokens), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while started.elapsed() < limit {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(token) = tokens.get(i) else { break };
+                let presented = token.validator.hash();
+                let series = store.series(token.selector).await.unwrap_or_else(|e| fail(&e));
+                let series = series.unwrap_or_else(|| fail(&"a seeded series is missing"));
+                let user = store.user(series.user).await.unwrap_or_else(|e| fail(&e));
+                let user = user.unwrap_or_else(|| fail(&"a seeded user is missing"));
+                let now = SystemClock.now();
+                let session = Session {
+                    user: user.id,
+                    created: now,
+                    last_use: now,
+                    address: None,
+                    browser: "wrk".into(),
+                    series: Some(token.selector),
+                    xsrf: Xsrf::new_nonce(),
+                    epoch: user.epoch,
+                };
+                let plan = new_session(session, now);
+                let next = Validator::generate().hash();
+                let grace = now.plus(Duration::from_secs(60));
+                let r = store.rotate_series(token.selector, presented, next, grace, plan).await;
+                match r.unwrap_or_else(|e| fail(&e)) {
+                    authd::store::Rotation::Rotated => done += 1,
+                    _ => fail(&"a seeded series did not rotate (was the cookie file used before?)"),
+                }
+            }
+            done
+        }));
+    }
+    let mut logins = 0u64;
+    for w in workers {
+        logins += w.await.unwrap_or_else(|e| fail(&e));
+    }
+    let took = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_before;
+    let exhausted = next.load(std::sync::atomic::Ordering::Relaxed) >= tokens.len();
+    format!(
+        r#"{{"logins":{logins},"seconds":{took:.3},"logins_per_s":{:.1},"cpu_us_per_login":{:.1},"exhausted":{exhausted}}}"#,
+        logins as f64 / took,
+        cpu * 1e6 / logins.max(1) as f64
+    )
+}
+
+/// A new session under a fresh ID, as a login makes it (idle deadline).
+fn new_session(session: Session, now: Timestamp) -> NewSession {
+    NewSession {
+        key: SessionId::generate().key(),
+        session,
+        deadline: now.plus(IDLE),
+        replaces: Vec::new(),
+        max_per_user: 100,
+        count_login: false,
+        new_series: None,
+    }
+}
+
+/// This process's user + system CPU time.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// Times full sweeps (as the sweeper runs them: batches of `sweeper::BATCH`)
