@@ -33,8 +33,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "bench: building authd and the bench examples (release)" >&2
-cargo build --release --quiet --bin authd --example baseline --example benchtool
+# BENCH_PROFILE=dev reuses the test build's artifacts (CI checks only that
+# the run goes end to end); its figures say nothing about authd's speed.
+profile="${BENCH_PROFILE:-release}"
+case "$profile" in
+release) bin_dir=target/release ;;
+dev) bin_dir=target/debug ;;
+*) echo "bench: BENCH_PROFILE must be release or dev, not '$profile'" >&2; exit 2 ;;
+esac
+echo "bench: building authd and the bench examples ($profile)" >&2
+cargo build --profile "$profile" --quiet --bin authd --example baseline --example benchtool
+export BENCH_BIN_DIR="$PWD/$bin_dir" BENCH_PROFILE="$profile"
 
 peer=bench/peer
 if [ ! -f "$peer/node_modules/.package-lock.json" ] || [ "$peer/package-lock.json" -nt "$peer/node_modules/.package-lock.json" ]; then
