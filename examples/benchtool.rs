@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use authd::clock::{Clock as _, SystemClock, Timestamp};
 use authd::cookies::CookieNames;
 use authd::store::redb::RedbStore;
-use authd::store::{NewSession, NewUser, Series, Session, SessionLimits, Store};
+use authd::store::{NewSession, NewUser, Series, Session, SessionLimits, Store, UserId};
 use authd::token::{RememberToken, SessionId};
 use authd::xsrf::{State, Xsrf};
 
@@ -277,17 +277,7 @@ async fn commit_rate(opts: &Opts) -> String {
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < Duration::from_secs(secs) {
-        let session = Session {
-            user: uid,
-            created: now,
-            last_use: now,
-            address: None,
-            browser: "wrk".into(),
-            series: None,
-            xsrf: [0; 10],
-            epoch: 0,
-        };
-        store.create_session(new_session(session, now)).await.unwrap_or_else(|e| fail(&e));
+        store.create_session(new_session(session_at(uid, now), now)).await.unwrap_or_else(|e| fail(&e));
         n += 1;
     }
     let took = started.elapsed().as_secs_f64();
@@ -336,14 +326,10 @@ async fn remember_ceiling(opts: &Opts) -> String {
                 let user = user.unwrap_or_else(|| fail(&"a seeded user is missing"));
                 let now = SystemClock.now();
                 let session = Session {
-                    user: user.id,
-                    created: now,
-                    last_use: now,
-                    address: None,
-                    browser: "wrk".into(),
                     series: Some(token.selector),
                     xsrf: Xsrf::new_nonce(),
                     epoch: user.epoch,
+                    ..session_at(user.id, now)
                 };
                 let plan = new_session(session, now);
                 let next = Validator::generate().hash();
@@ -369,6 +355,20 @@ async fn remember_ceiling(opts: &Opts) -> String {
         logins as f64 / took,
         cpu * 1e6 / logins.max(1) as f64
     )
+}
+
+/// A session of `user` begun and last used at `now`, with no series.
+fn session_at(user: UserId, now: Timestamp) -> Session {
+    Session {
+        user,
+        created: now,
+        last_use: now,
+        address: None,
+        browser: "wrk".into(),
+        series: None,
+        xsrf: [0; 10],
+        epoch: 0,
+    }
 }
 
 /// A new session under a fresh ID, as a login makes it (idle deadline).
