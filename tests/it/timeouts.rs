@@ -247,3 +247,18 @@ async fn sweeper_deletes_sessions_past_the_absolute_timeout() {
     }
     assert_eq!(session_status(&s, &id).await, 401);
 }
+
+#[tokio::test]
+async fn the_sessions_gauge_counts_expired_sessions_until_the_sweeper_removes_them() {
+    // `authd_sessions` is what is stored: live, or expired and not yet swept.
+    // With the sweeper an hour away, expired sessions stay counted on every
+    // store, so the gauge falls only together with the deletion counter.
+    let s = Server::start(&["--idle-timeout", "1s", "--absolute-timeout", "1h", "--sweep-interval", "1h"]);
+    login_id(&s, "admin", &s.admin_pw()).await;
+    login_id(&s, "admin", &s.admin_pw()).await;
+    assert_eq!(metric(&metrics_text(&s).await, "authd_sessions"), Some(2.0));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = metrics_text(&s).await;
+    assert_eq!(metric(&m, "authd_sessions"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "authd_sweeper_deleted_total{kind=\"session\"}"), Some(0.0), "{m}");
+}
