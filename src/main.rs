@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match authd::cli::parse_from(std::env::args_os()) {
         Ok(cli) => authd::cli::run(cli),
