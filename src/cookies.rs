@@ -53,7 +53,11 @@ impl RequestCookies {
     pub fn parse<'h>(headers: impl IntoIterator<Item = &'h [u8]>, names: &CookieNames) -> Self {
         let mut out = RequestCookies::default();
         for header in headers {
-            for (name, value) in pair_iter(&String::from_utf8_lossy(header)) {
+            // Almost always valid UTF-8: checked quickly, borrowed, not copied.
+            let text = std::str::from_utf8(header)
+                .map(std::borrow::Cow::Borrowed)
+                .unwrap_or_else(|_| String::from_utf8_lossy(header));
+            for (name, value) in pair_iter(&text) {
                 let slot = if name == names.session {
                     &mut out.session
                 } else if name == names.remember {
@@ -78,12 +82,16 @@ pub fn pairs(header: &str) -> Vec<(&str, &str)> {
     pair_iter(header).collect()
 }
 
-/// [`pairs`] without collecting them.
+/// [`pairs`] without collecting them. A `Cookie` header is only
+/// `name=value` pairs, so this splits it as `cookie::Cookie::split_parse`
+/// does (on `;`, then at the first `=`, each side trimmed, empty names
+/// dropped) without building a full `Cookie` for every pair.
 fn pair_iter(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    Cookie::split_parse(header)
-        .filter_map(Result::ok)
-        .filter_map(|c| Some((c.name_raw()?, unquote(c.value_raw()?))))
-        .filter(|(name, _)| !name.is_empty())
+    header.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| (name, unquote(value.trim())))
+    })
 }
 
 fn unquote(v: &str) -> &str {

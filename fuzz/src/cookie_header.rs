@@ -8,10 +8,13 @@
 //! - every pair `pairs` returns has a non-empty, trimmed name without `;`
 //!   or `=`, and a value without `;`;
 //! - for a header that is UTF-8, `pairs` → `render` → `pairs` gives the same
-//!   pairs back.
+//!   pairs back, and `pairs` reads it as the `cookie` crate's
+//!   `Cookie::split_parse` does (authd's splitter replaced it on the hot
+//!   path; the crate stays the reference).
 //!
 //! This file is also compiled into `tests/it` (see `tests/it/corpus.rs`),
-//! so it uses nothing but `authd`'s public API and `std`.
+//! so it uses nothing but `authd`'s public API, `std` and crates authd
+//! depends on.
 
 use authd::cookies::{pairs, render, CookieNames, RequestCookies, MAX_DUPLICATES};
 
@@ -27,6 +30,7 @@ pub fn check(data: &[u8]) {
     for header in &headers {
         if let Ok(h) = std::str::from_utf8(header) {
             check_round_trip(h);
+            check_same_as_the_cookie_crate(h);
         }
     }
 }
@@ -61,4 +65,15 @@ fn check_round_trip(header: &str) {
     let first = pairs(header);
     let rendered = render(&first);
     assert_eq!(pairs(&rendered), first, "{header:?} rendered as {rendered:?}");
+}
+
+fn check_same_as_the_cookie_crate(header: &str) {
+    fn unquote(v: &str) -> &str {
+        v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v)
+    }
+    let reference: Vec<(&str, &str)> = cookie::Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .filter_map(|c| Some((c.name_raw()?, unquote(c.value_raw()?))))
+        .collect();
+    assert_eq!(pairs(header), reference, "{header:?}");
 }
