@@ -59,20 +59,16 @@ pub struct Ctx {
     authority: Option<HeaderValue>,
     /// `X-Authd-Passive: 1`: authenticate without sliding the idle timer.
     pub passive: bool,
-    /// The raw `User-Agent`.
-    pub user_agent: String,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<String>,
     /// The request's media type (lower case, no parameters).
     pub media_type: Option<String>,
-    /// `Origin`.
-    pub origin: Option<String>,
-    /// `Sec-Fetch-Site`.
-    pub sec_fetch_site: Option<String>,
-    /// `X-Atlassian-Token`.
-    pub x_atlassian_token: Option<String>,
-    /// `X-XSRF-Token`.
-    pub x_xsrf_token: Option<String>,
+    /// The headers below, as sent (cloning a value copies no bytes); read
+    /// them as text through the methods of the same names.
+    user_agent: Option<HeaderValue>,
+    authorization: Option<HeaderValue>,
+    origin: Option<HeaderValue>,
+    sec_fetch_site: Option<HeaderValue>,
+    x_atlassian_token: Option<HeaderValue>,
+    x_xsrf_token: Option<HeaderValue>,
     /// The identification result, once known.
     identity: Option<Option<Authenticated>>,
     /// Who the request is (for `X-AUSERNAME`).
@@ -91,6 +87,43 @@ pub struct Ctx {
     pub basic_failed: bool,
     /// The request was authenticated by an API token.
     pub via_token: bool,
+}
+
+/// A header value as text; `None` if it is not visible ASCII.
+fn text(v: &Option<HeaderValue>) -> Option<&str> {
+    v.as_ref().and_then(|v| v.to_str().ok())
+}
+
+impl Ctx {
+    /// The raw `User-Agent` (empty if none).
+    pub fn user_agent(&self) -> &str {
+        text(&self.user_agent).unwrap_or_default()
+    }
+
+    /// The `Authorization` header, if any.
+    pub fn authorization(&self) -> Option<&str> {
+        text(&self.authorization)
+    }
+
+    /// `Origin`.
+    pub fn origin(&self) -> Option<&str> {
+        text(&self.origin)
+    }
+
+    /// `Sec-Fetch-Site`.
+    pub fn sec_fetch_site(&self) -> Option<&str> {
+        text(&self.sec_fetch_site)
+    }
+
+    /// `X-Atlassian-Token`.
+    pub fn x_atlassian_token(&self) -> Option<&str> {
+        text(&self.x_atlassian_token)
+    }
+
+    /// `X-XSRF-Token`.
+    pub fn x_xsrf_token(&self) -> Option<&str> {
+        text(&self.x_xsrf_token)
+    }
 }
 
 impl App {
@@ -125,9 +158,9 @@ impl App {
             base: std::sync::OnceLock::new(),
             authority: req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
             passive: false,
-            user_agent: String::new(),
-            authorization: None,
             media_type: None,
+            user_agent: None,
+            authorization: None,
             origin: None,
             sec_fetch_site: None,
             x_atlassian_token: None,
@@ -143,21 +176,27 @@ impl App {
             via_token: false,
         };
         // One pass over the headers (cheaper than a lookup per name).
-        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_string);
         for (name, value) in req.headers() {
-            match name.as_str() {
-                "cookie" => {}
-                "host" if ctx.authority.is_none() => ctx.authority = Some(value.clone()),
-                "user-agent" => ctx.user_agent = text(value).unwrap_or_default(),
-                "authorization" => ctx.authorization = text(value),
-                "content-type" => ctx.media_type = super::request::media_type_of(value),
-                "origin" => ctx.origin = text(value),
-                "sec-fetch-site" => ctx.sec_fetch_site = text(value),
-                "x-atlassian-token" => ctx.x_atlassian_token = text(value),
-                "x-xsrf-token" => ctx.x_xsrf_token = text(value),
-                "x-authd-passive" => ctx.passive = value.as_bytes() == b"1",
-                _ => {}
-            }
+            let slot = match name.as_str() {
+                "cookie" => continue,
+                "host" if ctx.authority.is_none() => &mut ctx.authority,
+                "user-agent" => &mut ctx.user_agent,
+                "authorization" => &mut ctx.authorization,
+                "origin" => &mut ctx.origin,
+                "sec-fetch-site" => &mut ctx.sec_fetch_site,
+                "x-atlassian-token" => &mut ctx.x_atlassian_token,
+                "x-xsrf-token" => &mut ctx.x_xsrf_token,
+                "content-type" => {
+                    ctx.media_type = super::request::media_type_of(value);
+                    continue;
+                }
+                "x-authd-passive" => {
+                    ctx.passive = value.as_bytes() == b"1";
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = Some(value.clone());
         }
         let cookie_headers = req.headers().get_all(hyper::header::COOKIE).iter().map(HeaderValue::as_bytes);
         ctx.cookies = RequestCookies::parse(cookie_headers, &self.cookie_names);
@@ -199,8 +238,24 @@ impl App {
                 Err(ApiError::bad_request("The path may not contain '.' or '..' segments.")),
             );
         }
-        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        if let (false, Some(up)) = (is_own_path(&segments), &self.upstream) {
+        // authd's own paths have a few segments: split into an array, and
+        // collect into a Vec only for long (proxied or unknown) paths.
+        let mut parts = path.trim_end_matches('/').split('/').skip(1);
+        let mut short = [""; 8];
+        let mut n = 0;
+        for (slot, seg) in short.iter_mut().zip(&mut parts) {
+            *slot = seg;
+            n += 1;
+        }
+        let long: Vec<&str>;
+        let segments: &[&str] = match parts.next() {
+            None => short.split_at(n).0, // n ≤ 8: filled by the zip above
+            Some(more) => {
+                long = short.into_iter().chain([more]).chain(parts).collect();
+                &long
+            }
+        };
+        if let (false, Some(up)) = (is_own_path(segments), &self.upstream) {
             return (Route::Proxy, Box::pin(proxy::forward(self, up, req, ctx)).await);
         }
         // SPEC §7: independently of any token, a browser's cross-site unsafe request is refused.
@@ -209,13 +264,13 @@ impl App {
         }
         // SPEC §3: every response names its user, so identify up front (forward
         // auth identifies itself, without remember-me logins).
-        if !matches!(segments.as_slice(), ["rest", "authd", _, "verify"]) {
+        if !matches!(segments, ["rest", "authd", _, "verify"]) {
             if let Err(e) = self.identify(ctx).await {
                 return (Route::Other, Err(e));
             }
         }
         let method = req.method().clone();
-        match segments.as_slice() {
+        match segments {
             ["rest", "auth", v, "session"] if version(v, "1") => {
                 let r = match method {
                     Method::POST => Box::pin(session_api::login(self, req, ctx)).await,
@@ -328,7 +383,7 @@ impl App {
         if req.method() != Method::OPTIONS || !req.headers().contains_key("access-control-request-method") {
             return None;
         }
-        let origin = ctx.origin.as_deref()?;
+        let origin = ctx.origin()?;
         if !self.cors_allowed(origin) {
             return None;
         }
@@ -367,7 +422,7 @@ impl App {
 
     /// The origin rule with `own` as this site's origin.
     pub fn origin_ok_for(&self, ctx: &Ctx, own: &str) -> bool {
-        xsrf::origin_allowed(ctx.origin.as_deref(), ctx.sec_fetch_site.as_deref(), own, &self.cors_origins)
+        xsrf::origin_allowed(ctx.origin(), ctx.sec_fetch_site(), own, &self.cors_origins)
     }
 
     /// Identifies the request: by its session cookie (the first valid one),
@@ -400,7 +455,7 @@ impl App {
                 return Ok(Some(Authenticated { user, session: Some(session) }));
             }
         }
-        if let Some(auth) = ctx.authorization.clone() {
+        if let Some(auth) = ctx.authorization().map(str::to_string) {
             match Box::pin(self.basic(&auth)).await? {
                 Some(Some(user)) => {
                     ctx.user = Some(user.name.clone());
@@ -425,7 +480,7 @@ impl App {
         let outcome = Box::pin(self.auth.login_remembered(
             &token,
             Some(ctx.peer.ip()),
-            describe_browser(&ctx.user_agent),
+            describe_browser(ctx.user_agent()),
             browser_xsrf.as_deref(),
         ))
         .await?;
@@ -566,10 +621,10 @@ impl App {
 
     /// Whether `submitted` is the right XSRF token for this request (SPEC §7).
     pub fn xsrf_ok(&self, ctx: &Ctx, who: Option<&Authenticated>, submitted: Option<&str>) -> bool {
-        if ctx.x_atlassian_token.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("no-check")) {
+        if ctx.x_atlassian_token().is_some_and(|t| t.eq_ignore_ascii_case("no-check")) {
             return true;
         }
-        let header = xsrf::header_token(ctx.x_atlassian_token.as_deref(), ctx.x_xsrf_token.as_deref());
+        let header = xsrf::header_token(ctx.x_atlassian_token(), ctx.x_xsrf_token());
         let Some(sub) = header.or(submitted) else {
             return false;
         };
@@ -605,7 +660,7 @@ impl App {
 
     /// Whether the request carries the local CLI's admin credential.
     pub fn is_local_admin(&self, ctx: &Ctx) -> bool {
-        let Some(token) = ctx.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")) else {
+        let Some(token) = ctx.authorization().and_then(|a| a.strip_prefix("Bearer ")) else {
             return false;
         };
         AdminCredential::parse(token).is_some_and(|c| ct_eq(&c.hash(), &self.admin_credential))
@@ -650,7 +705,7 @@ impl App {
         }
         if !self.cors_origins.is_empty() {
             h.append(hyper::header::VARY, HeaderValue::from_static("Origin"));
-            if let Some(origin) = ctx.origin.as_deref().filter(|o| self.cors_allowed(o)) {
+            if let Some(origin) = ctx.origin().filter(|o| self.cors_allowed(o)) {
                 if let Ok(v) = HeaderValue::from_str(origin) {
                     h.insert("access-control-allow-origin", v);
                     h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
@@ -681,6 +736,9 @@ fn is_own_path(segments: &[&str]) -> bool {
 /// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
 /// (such paths are refused rather than passed to the app to interpret).
 fn has_dot_segment(path: &str) -> bool {
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return false;
+    }
     path.split('/').any(|seg| match seg {
         "." | ".." => true,
         _ if seg.contains('%') && seg.len() <= 6 => {

@@ -106,7 +106,7 @@ pub async fn forward(
         }
         let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
-            let in_header = ctx.x_atlassian_token.is_some() || ctx.x_xsrf_token.is_some();
+            let in_header = ctx.x_atlassian_token().is_some() || ctx.x_xsrf_token().is_some();
             let mut submitted = None;
             // Only take the body when it must be searched: a token in a header
             // leaves it streaming.
@@ -138,11 +138,11 @@ pub async fn forward(
     }
     let body: Body = match (buffered, incoming) {
         (Some(bytes), _) => full(bytes),
-        (None, Some(stream)) => stream.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
+        (None, Some(stream)) => super::response::stream(stream.map_err(|e| -> BoxError { Box::new(e) })),
         (None, None) => full(bytes::Bytes::new()),
     };
     let out = out
-        .body(http_body_util::Limited::new(body, up.max_body).boxed())
+        .body(super::response::stream(http_body_util::Limited::new(body, up.max_body)))
         .map_err(|_| ApiError::bad_request("Bad request."))?;
     let resp = up.client.request(out).await.map_err(|e| {
         if caused_by_limit(&e) {
@@ -162,7 +162,7 @@ pub async fn forward(
     }
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
-    Ok(Response::from_parts(rparts, rbody.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+    Ok(Response::from_parts(rparts, super::response::stream(rbody.map_err(|e| -> BoxError { Box::new(e) }))))
 }
 
 /// The `Upgrade` protocol of a request that asks for one (`Connection: upgrade`).
@@ -207,7 +207,7 @@ fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The answer to an anonymous request when `--require-login` is set:
 /// browsers go to the login page, API clients get 401.
 fn login_required(ctx: &Ctx, uri: &Uri) -> Response<Body> {
-    let wants_html = ctx.media_type.is_none() && ctx.user_agent.contains("Mozilla");
+    let wants_html = ctx.media_type.is_none() && ctx.user_agent().contains("Mozilla");
     if wants_html {
         let dest = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut r = super::response::empty(StatusCode::SEE_OTHER);

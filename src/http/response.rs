@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
@@ -17,12 +17,21 @@ use crate::store::StoreError;
 /// The error of a streamed body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body type of every response (authd's own and proxied ones).
-pub type Body = BoxBody<Bytes, BoxError>;
+/// The body type of every response: authd's own answers are bytes in hand
+/// (no allocation for a box), proxied ones a stream.
+pub type Body = Either<Full<Bytes>, BoxBody<Bytes, BoxError>>;
 
 /// A response body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// A streamed response body.
+pub fn stream<B>(body: B) -> Body
+where
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Send + Sync + 'static,
+{
+    Either::Right(body.boxed())
 }
 
 /// A response with a status, a content type and a body.

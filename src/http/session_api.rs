@@ -57,7 +57,7 @@ pub fn login_context(ctx: &Ctx, remember: bool) -> LoginContext {
             .map(|t| t.selector)
             .collect(),
         address: Some(ctx.peer.ip()),
-        browser: describe_browser(&ctx.user_agent),
+        browser: describe_browser(ctx.user_agent()),
         remember,
         challenge: None,
     }
