@@ -271,11 +271,17 @@ class Bench:
 
     # ---------------------------------------------------------------- bookkeeping
 
-    def pair(self, key, a, b, runs=None):
-        """Runs a() and b() alternately (A B, B A, ...) and keeps every result."""
-        results = {"a": [], "b": []}
+    def pair(self, key, a, b, runs=None, c=None):
+        """Runs a() and b() alternately (A B, B A, ...) and keeps every result;
+        with a third side c(), the order rotates (A B C, B C A, C A B, ...)."""
+        sides = [("a", a), ("b", b)] + ([("c", c)] if c else [])
+        results = {side: [] for side, _ in sides}
         for i in range(runs or self.runs):
-            order = [("a", a), ("b", b)] if i % 2 == 0 else [("b", b), ("a", a)]
+            if c:
+                k = i % 3
+                order = sides[k:] + sides[:k]
+            else:
+                order = sides if i % 2 == 0 else sides[::-1]
             for side, fn in order:
                 r = fn()
                 r.pop("log", None)
@@ -352,6 +358,10 @@ class Bench:
         authd = self.start_authd("authd-main", main)
         base, m, _ = self.start("baseline", [BASELINE, "--data", main], cpu=SERVER_CPU)
         base.url = m.group(1)
+        like = None
+        if want("1"):
+            like, m, _ = self.start("baseline-like-authd", [BASELINE, "--data", main, "--like-authd"], cpu=SERVER_CPU)
+            like.url = m.group(1)
         cookie = self.login(authd.url, authd.cert, "seed0")
         log(f"authd at {authd.url}, baseline at {base.url}; logged in as seed0")
         if self.status(authd.url, authd.cert, SESSION_PATH, cookie) != 200:
@@ -386,7 +396,28 @@ class Bench:
                     else:
                         fa = lambda p=path: self.measured(A, lambda: self.h2load("authd-h2" + p.replace("/", "_"), authd.url + p, 32, d, headers=ck))
                         fb = lambda p=path: self.measured(B, lambda: self.h2load("baseline-h2" + p.replace("/", "_"), base.url + p, 32, d, headers=ck))
-                    self.throughput_rows(name, self.pair(key, fa, fb), 0.85, 1.5)
+                    # The session check's ceiling: the same stack sending a
+                    # fixed copy of authd's answer (same headers, same body size).
+                    fc = None
+                    if path == SESSION_PATH:
+                        if proto.startswith("HTTP/1"):
+                            fc = lambda: self.measured([like.pid], lambda: self.wrk("like-authd", like.url + SESSION_PATH, 32, d, headers=ck))
+                        else:
+                            fc = lambda: self.measured([like.pid], lambda: self.h2load("like-authd-h2", like.url + SESSION_PATH, 32, d, headers=ck))
+                    res = self.pair(key, fa, fb, c=fc)
+                    self.throughput_rows(name, res, 0.85, 1.5)
+                    if fc:
+                        self.row(f"1 ceiling: a fixed copy of authd's session-check answer (baseline --like-authd), "
+                                 f"{proto}, 32 conns: req/s", med(res["c"], "rps"), med(res["b"], "rps"),
+                                 "ceiling (no target)", True, None, authd_cpu=med(res["c"], "cpu_us_per_req"),
+                                 ref_cpu=med(res["b"], "cpu_us_per_req"))
+            self.stop(like)
+            self.notes.append(
+                "Target 1, ceiling rows: `examples/baseline.rs --like-authd` is the baseline answering every request "
+                "with a fixed copy of authd's answer to a session check (status, the headers SPEC §3 requires, a JSON "
+                "body of the same shape), built once; no cookie is read and nothing is looked up. It is what the stack "
+                "itself costs to send that answer, so `authd / ceiling` is the part of the gap that authd's own work "
+                "could still close, and `ceiling / baseline` the part no handler can.")
 
         if want("2"):
             log(f"target 2: {self.many} distinct sessions round-robin")

@@ -4,8 +4,14 @@
 //! the same certificate and the same connection settings as `src/http/mod.rs`)
 //! that answers every request with an empty 200 and does nothing else.
 //!
+//! With `--like-authd` it answers every request with a fixed copy of authd's
+//! answer to a session check instead (the same status, headers and JSON
+//! body, built once): the ceiling for a server that must send what
+//! SPEC §3 asks for, so the cost of sending that answer can be told apart
+//! from the cost of working it out (bench/PROFILE.md).
+//!
 //! ```text
-//! cargo run --release --example baseline -- --data DIR [--listen 127.0.0.1:0]
+//! cargo run --release --example baseline -- --data DIR [--listen 127.0.0.1:0] [--like-authd]
 //! ```
 //!
 //! It prints `URL: https://ADDR` on stderr like authd does. See bench/README.md.
@@ -16,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{Either, Empty, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -28,13 +34,14 @@ use tokio_rustls::TlsAcceptor;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn usage() -> ! {
-    eprintln!("usage: baseline --data DIR [--listen ADDR]");
+    eprintln!("usage: baseline --data DIR [--listen ADDR] [--like-authd]");
     std::process::exit(2);
 }
 
 fn main() {
     let mut data = None;
     let mut listen: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| usage());
+    let mut like_authd = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -42,6 +49,7 @@ fn main() {
             "--listen" => {
                 listen = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| usage());
             }
+            "--like-authd" => like_authd = true,
             _ => usage(),
         }
     }
@@ -63,16 +71,17 @@ fn main() {
         eprintln!("baseline: cannot start the runtime: {e}");
         std::process::exit(1);
     });
-    runtime.block_on(serve(listen, tls.config));
+    runtime.block_on(serve(listen, tls.config, like_authd));
 }
 
-async fn serve(listen: SocketAddr, tls: Arc<rustls::ServerConfig>) {
+async fn serve(listen: SocketAddr, tls: Arc<rustls::ServerConfig>, like_authd: bool) {
     let listener = TcpListener::bind(listen).await.unwrap_or_else(|e| {
         eprintln!("baseline: cannot listen on {listen}: {e}");
         std::process::exit(1);
     });
     let addr = listener.local_addr().unwrap_or(listen);
-    eprintln!("baseline (empty 200) listening on {addr}\n  URL:          https://{addr}");
+    let kind = if like_authd { "a copy of authd's session check" } else { "empty 200" };
+    eprintln!("baseline ({kind}) listening on {addr}\n  URL:          https://{addr}");
     let acceptor = TlsAcceptor::from(tls);
     // The same connection settings as authd's `http::serve` (header read
     // timeout, buffer cap, HTTP/2 stream cap): part of the stack, not of the app.
@@ -97,10 +106,36 @@ async fn serve(listen: SocketAddr, tls: Arc<rustls::ServerConfig>) {
             else {
                 return;
             };
-            let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+            let service = service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+                Ok::<_, Infallible>(if like_authd {
+                    authd_like()
+                } else {
+                    Response::new(Either::Left(Empty::new()))
+                })
             });
             let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
         });
     }
+}
+
+/// What authd answers to `GET /rest/auth/1/session` for user `alice` (SPEC
+/// §3): the headers authd sets (hyper adds `date` and `content-length`) and
+/// a body of the same length.
+fn authd_like() -> Response<Either<Empty<Bytes>, Full<Bytes>>> {
+    const BODY: &str = concat!(
+        r#"{"self":"https://127.0.0.1:19443/rest/api/2/user?username=alice","#,
+        r#""name":"alice","loginInfo":{"failedLoginCount":0,"loginCount":1}}"#
+    );
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(BODY.as_bytes()))));
+    let h = r.headers_mut();
+    for (name, value) in [
+        ("content-type", "application/json;charset=UTF-8"),
+        ("x-ausername", "alice"),
+        ("x-asessionid", "cc2513d227cd"),
+        ("x-authd-session-expires", "1796179078"),
+        ("cache-control", "no-store"),
+    ] {
+        h.insert(name, hyper::header::HeaderValue::from_static(value));
+    }
+    r
 }
