@@ -602,6 +602,9 @@ async fn a_sessions_ttl_is_its_earlier_deadline_and_touches_slide_it() {
     let e0 = use_session(&s, &id, false).await;
     wait_for_expiry(&redis, &keys, e0, "after login").await;
     let ttl = redis.int(&["pttl", &record]);
+    // When the record expires, as seen from here (compared below rather than
+    // the TTLs: how long each read took after its write is up to the machine).
+    let expiry0 = Instant::now() + Duration::from_millis(ttl.try_into().unwrap());
     assert!((2_000..=5_000).contains(&ttl), "TTL {ttl} ms, the idle timeout is 5 s");
 
     // A use after the touch interval slides it.
@@ -609,7 +612,14 @@ async fn a_sessions_ttl_is_its_earlier_deadline_and_touches_slide_it() {
     let e1 = use_session(&s, &id, false).await;
     assert!(e1 > e0, "the use did not slide the deadline ({e0} -> {e1})");
     wait_for_expiry(&redis, &keys, e1, "after a use").await;
-    assert!(redis.int(&["pttl", &record]) > ttl, "the TTL did not grow");
+    let ttl1 = redis.int(&["pttl", &record]);
+    let expiry1 = Instant::now() + Duration::from_millis(ttl1.try_into().unwrap());
+    // The use came about 2 s after the login, so the record lives about 2 s longer.
+    assert!(
+        expiry1 > expiry0 + Duration::from_millis(1_000),
+        "the TTL did not grow: {ttl} ms then {ttl1} ms, {:?} later",
+        expiry1.saturating_duration_since(expiry0)
+    );
 
     // A passive use does not.
     tokio::time::sleep(Duration::from_millis(1200)).await;
