@@ -746,7 +746,7 @@ class Bench:
         loaded = data + "-loaded"
         shutil.copytree(data, loaded)
         tag = f"{n:,} sessions" + ("" if n >= 1_000_000 else "; target is for 1,000,000")
-        budget = 8 if self.quick else 60
+        budget = 8 if self.quick else 120
 
         # Quiet: nothing but this script's /metrics polls while the sweeper runs.
         quiet_run = self.sweep_run("authd-sweep-quiet", data, 2, budget)

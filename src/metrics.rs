@@ -150,6 +150,11 @@ impl Metrics {
         }
     }
 
+    /// Requests answered so far.
+    pub fn requests_answered(&self) -> u64 {
+        self.latency_count.load(Relaxed)
+    }
+
     /// Sweeper runs so far.
     pub fn sweeps(&self) -> u64 {
         self.sweeps.load(Relaxed)

@@ -102,7 +102,7 @@ impl PasswordPool {
         for i in 0..workers {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new().name(format!("authd-argon2-{i}")).spawn(move || {
-                lower_priority();
+                lower_priority(10);
                 loop {
                     let job = match rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -157,9 +157,10 @@ impl PasswordPool {
     }
 }
 
-/// Lowers the calling thread's scheduling priority by ten nice steps (Linux
-/// schedules threads individually; elsewhere this does nothing).
-fn lower_priority() {
+/// Lowers the calling thread's scheduling priority by `steps` nice steps
+/// below the thread it was spawned from, capped at 19 (Linux schedules
+/// threads individually; elsewhere this does nothing).
+pub(crate) fn lower_priority(steps: i32) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid has no preconditions.
@@ -167,15 +168,16 @@ fn lower_priority() {
         // SAFETY: no memory-safety preconditions; on Linux PRIO_PROCESS with
         // a thread id (never 0 here, which would mean the whole process)
         // affects only that thread.
-        // Ten steps below the thread it was spawned from (capped at 19).
         let rc = unsafe {
             let own = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, own.saturating_add(10).min(19))
+            libc::setpriority(libc::PRIO_PROCESS, tid, own.saturating_add(steps).min(19))
         };
         if rc != 0 {
-            tracing::debug!("could not lower the hashing thread's priority");
+            tracing::debug!("could not lower a background thread's priority");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = steps;
 }
 
 #[cfg(test)]

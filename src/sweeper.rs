@@ -17,12 +17,41 @@ use crate::store::{StoreError, SweepReport};
 /// session check queued behind a batch barely notices it.
 pub const BATCH: usize = 256;
 
+/// Records per write transaction while the server is busy (well under a
+/// millisecond of the writer thread's time).
+pub const BUSY_BATCH: usize = 64;
+
+/// Requests per second above which the server counts as busy.
+pub const BUSY_RATE: f64 = 500.0;
+
+/// How a sweep goes on after a batch that took `took` while `served`
+/// requests were answered: the next batch's size, and how long to pause
+/// first. An idle server is swept at full speed. A busy one in small
+/// batches, each followed by a pause as long as it took: the writer thread
+/// and request handling may share one core, and the operating system would
+/// otherwise give the writer whole time slices (milliseconds) in which no
+/// request is answered. Expired records are refused on sight (SPEC §5), so
+/// a slower sweep only keeps garbage a little longer.
+pub fn pace(batch: usize, served: u64, took: Duration) -> (usize, Option<Duration>) {
+    // `served` is small; the float conversion is exact for it.
+    #[allow(clippy::cast_precision_loss)]
+    let busy = served as f64 > BUSY_RATE * took.as_secs_f64();
+    if busy {
+        (BUSY_BATCH.min(batch), Some(took))
+    } else {
+        (batch, None)
+    }
+}
+
 /// Runs one full sweep (as many batches as needed); returns the totals.
 pub async fn sweep_once(auth: &Auth, batch: usize) -> Result<SweepReport, StoreError> {
     let started = std::time::Instant::now();
     let mut total = SweepReport::default();
+    let mut size = batch;
     loop {
-        let r = auth.store.sweep(auth.now(), auth.policy.limits, batch).await?;
+        let served_before = auth.metrics.requests_answered();
+        let began = std::time::Instant::now();
+        let r = auth.store.sweep(auth.now(), auth.policy.limits, size).await?;
         total.sessions += r.sessions;
         total.series += r.series;
         total.lockouts += r.lockouts;
@@ -31,7 +60,13 @@ pub async fn sweep_once(auth: &Auth, batch: usize) -> Result<SweepReport, StoreE
         if !r.more {
             break;
         }
-        tokio::task::yield_now().await;
+        let served = auth.metrics.requests_answered().saturating_sub(served_before);
+        let pause;
+        (size, pause) = pace(batch, served, began.elapsed());
+        match pause {
+            Some(d) => tokio::time::sleep(d).await,
+            None => tokio::task::yield_now().await,
+        }
     }
     let took = started.elapsed();
     auth.metrics.swept(&total, took);
@@ -64,5 +99,27 @@ pub async fn run(auth: Arc<Auth>, interval: Duration, mut stop: watch::Receiver<
         if let Err(e) = sweep_once(&auth, BATCH).await {
             tracing::warn!("sweep failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_server_is_swept_at_full_speed() {
+        assert_eq!(pace(BATCH, 0, Duration::from_millis(3)), (BATCH, None));
+        // A monitoring poll now and then is not load.
+        assert_eq!(pace(BATCH, 1, Duration::from_millis(3)), (BATCH, None));
+    }
+
+    #[test]
+    fn a_busy_server_gets_small_batches_and_a_pause_as_long_as_the_batch() {
+        let took = Duration::from_millis(3);
+        assert_eq!(pace(BATCH, 100, took), (BUSY_BATCH, Some(took)));
+        // A caller's smaller batch is kept.
+        assert_eq!(pace(8, 100, took), (8, Some(took)));
+        // Back to full speed once the requests stop.
+        assert_eq!(pace(BATCH, 0, Duration::from_micros(700)), (BATCH, None));
     }
 }

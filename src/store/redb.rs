@@ -120,6 +120,9 @@ pub struct RedbStore {
     cache: Arc<Cache>,
 }
 
+/// How many nice steps the writer thread runs below the thread that opened the store.
+pub const WRITER_NICE: i32 = 5;
+
 /// Most entries kept in each read cache before it starts afresh.
 const CACHE_CAP: usize = 131_072;
 
@@ -1010,6 +1013,11 @@ struct Job {
 
 /// The writer thread: batch, apply, commit, answer; flush lazily written data.
 fn writer_loop(db: &Database, cache: &Cache, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
+    // Five nice steps below the async workers (and five above the password
+    // hashing threads): where the writer and request handling share a core,
+    // a sweep batch or a burst of touches yields to a waiting session check
+    // instead of holding the core for a scheduler slice (issue 7, target 7).
+    crate::password::lower_priority(WRITER_NICE);
     let mut pending_since: Option<Instant> = None; // oldest non-durable commit
     loop {
         let first = match pending_since {
@@ -1279,6 +1287,41 @@ mod tests {
 
     fn open(dir: &Path) -> RedbStore {
         RedbStore::open(&dir.join(DB_FILE), Duration::from_secs(1)).unwrap()
+    }
+
+    /// The nice value of this process's thread named `name` (from /proc).
+    #[cfg(target_os = "linux")]
+    fn nice_of_thread(name: &str) -> Option<i64> {
+        std::fs::read_dir("/proc/self/task").unwrap().flatten().find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the parenthesised command: state is field 3, nice field 19.
+            let after = stat.rsplit_once(") ")?.1;
+            after.split(' ').nth(16)?.parse().ok()
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_thread_runs_below_the_opening_threads_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: plain syscalls without memory-safety preconditions.
+        let own =
+            i64::from(unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid().try_into().unwrap()) });
+        let s = open(dir.path());
+        let mut writer = None;
+        for _ in 0..200 {
+            writer = nice_of_thread("authd-writer");
+            if writer == Some((own + i64::from(WRITER_NICE)).min(19)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(writer, Some((own + i64::from(WRITER_NICE)).min(19)));
+        drop(s);
     }
 
     fn new_user(name: &str) -> NewUser {
