@@ -22,6 +22,7 @@ pub mod lockout;
 pub mod metrics;
 pub mod password;
 pub mod pow;
+pub mod priority;
 pub mod remember;
 pub mod server;
 pub mod session;

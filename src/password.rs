@@ -102,7 +102,7 @@ impl PasswordPool {
         for i in 0..workers {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new().name(format!("authd-argon2-{i}")).spawn(move || {
-                lower_priority(10);
+                crate::priority::lower_current_thread(10);
                 loop {
                     let job = match rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -155,29 +155,6 @@ impl PasswordPool {
             .map_err(|_| PoolBusy)?;
         rx.await.map_err(|_| PoolBusy)
     }
-}
-
-/// Lowers the calling thread's scheduling priority by `steps` nice steps
-/// below the thread it was spawned from, capped at 19 (Linux schedules
-/// threads individually; elsewhere this does nothing).
-pub(crate) fn lower_priority(steps: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid has no preconditions.
-        let Ok(tid) = libc::id_t::try_from(unsafe { libc::gettid() }) else { return };
-        // SAFETY: no memory-safety preconditions; on Linux PRIO_PROCESS with
-        // a thread id (never 0 here, which would mean the whole process)
-        // affects only that thread.
-        let rc = unsafe {
-            let own = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, own.saturating_add(steps).min(19))
-        };
-        if rc != 0 {
-            tracing::debug!("could not lower a background thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = steps;
 }
 
 #[cfg(test)]

@@ -1017,7 +1017,7 @@ fn writer_loop(db: &Database, cache: &Cache, rx: &mpsc::Receiver<Job>, flush_aft
     // hashing threads): where the writer and request handling share a core,
     // a sweep batch or a burst of touches yields to a waiting session check
     // instead of holding the core for a scheduler slice (issue 7, target 7).
-    crate::password::lower_priority(WRITER_NICE);
+    crate::priority::lower_current_thread(WRITER_NICE);
     let mut pending_since: Option<Instant> = None; // oldest non-durable commit
     loop {
         let first = match pending_since {
