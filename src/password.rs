@@ -164,17 +164,11 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_run_below_the_async_workers_priority() {
+        use crate::priority::current_thread_nice;
         let pool = PasswordPool::new(2, 0);
-        let nice = |()| {
-            // SAFETY: plain syscalls without memory-safety preconditions.
-            unsafe {
-                let tid = libc::id_t::try_from(libc::gettid()).unwrap();
-                libc::getpriority(libc::PRIO_PROCESS, tid)
-            }
-        };
-        let own = nice(());
-        assert_eq!(pool.run(move || nice(())).await, Ok((own + 10).min(19)));
-        assert_eq!(nice(()), own, "the caller's own priority is untouched");
+        let own = current_thread_nice().unwrap();
+        assert_eq!(pool.run(current_thread_nice).await, Ok(Some((own + 10).min(19))));
+        assert_eq!(current_thread_nice(), Some(own), "the caller's own priority is untouched");
     }
 
     #[test]

@@ -33,8 +33,6 @@ pub const BUSY_RATE: f64 = 500.0;
 /// request is answered. Expired records are refused on sight (SPEC §5), so
 /// a slower sweep only keeps garbage a little longer.
 pub fn pace(batch: usize, served: u64, took: Duration) -> (usize, Option<Duration>) {
-    // `served` is small; the float conversion is exact for it.
-    #[allow(clippy::cast_precision_loss)]
     let busy = served as f64 > BUSY_RATE * took.as_secs_f64();
     if busy {
         (BUSY_BATCH.min(batch), Some(took))

@@ -1308,19 +1308,18 @@ mod tests {
     #[test]
     fn the_writer_thread_runs_below_the_opening_threads_priority() {
         let dir = tempfile::tempdir().unwrap();
-        // SAFETY: plain syscalls without memory-safety preconditions.
-        let own =
-            i64::from(unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid().try_into().unwrap()) });
+        let own = crate::priority::current_thread_nice().unwrap();
+        let expected = Some(i64::from((own + WRITER_NICE).min(19)));
         let s = open(dir.path());
         let mut writer = None;
         for _ in 0..200 {
             writer = nice_of_thread("authd-writer");
-            if writer == Some((own + i64::from(WRITER_NICE)).min(19)) {
+            if writer == expected {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(writer, Some((own + i64::from(WRITER_NICE)).min(19)));
+        assert_eq!(writer, expected);
         drop(s);
     }
 
