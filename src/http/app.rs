@@ -238,23 +238,8 @@ impl App {
                 Err(ApiError::bad_request("The path may not contain '.' or '..' segments.")),
             );
         }
-        // authd's own paths have a few segments: split into an array, and
-        // collect into a Vec only for long (proxied or unknown) paths.
-        let mut parts = path.trim_end_matches('/').split('/').skip(1);
-        let mut short = [""; 8];
-        let mut n = 0;
-        for (slot, seg) in short.iter_mut().zip(&mut parts) {
-            *slot = seg;
-            n += 1;
-        }
-        let long: Vec<&str>;
-        let segments: &[&str] = match parts.next() {
-            None => short.split_at(n).0, // n ≤ 8: filled by the zip above
-            Some(more) => {
-                long = short.into_iter().chain([more]).chain(parts).collect();
-                &long
-            }
-        };
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let segments = segments.as_slice();
         if let (false, Some(up)) = (is_own_path(segments), &self.upstream) {
             return (Route::Proxy, Box::pin(proxy::forward(self, up, req, ctx)).await);
         }
