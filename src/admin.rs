@@ -45,7 +45,7 @@ impl From<&User> for UserView {
             name: u.name.clone(),
             email: u.email.clone(),
             email_verified: u.email_verified,
-            roles: roles(u),
+            roles: roles(u).iter().map(|r| r.to_string()).collect(),
             created: u.created.to_jira_string(),
             login_count: u.logins.login_count,
             failed_login_count: u.logins.failed_count,
@@ -56,11 +56,11 @@ impl From<&User> for UserView {
 }
 
 /// A user's roles as strings (`admin`, or none).
-pub fn roles(u: &User) -> Vec<String> {
+pub fn roles(u: &User) -> &'static [&'static str] {
     if u.admin {
-        vec!["admin".to_string()]
+        &["admin"]
     } else {
-        Vec::new()
+        &[]
     }
 }
 

@@ -12,14 +12,14 @@
 //! ```
 
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::app::{no_content, xsrf_failed, App, Ctx};
 use super::pages::safe_destination;
 use super::request::{encode_component, parse_json, read_body, require_json};
-use super::response::{json, ApiError, Body};
+use super::response::{json, json_str, with_body, ApiError, Body};
 use crate::admin::{roles, AddToken};
 use crate::token::Handle;
 use crate::xsrf;
@@ -43,53 +43,71 @@ pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result
         .and_then(|v| v.to_str().ok())
         .and_then(|m| Method::from_bytes(m.trim().as_bytes()).ok())
         .unwrap_or(Method::GET);
-    let original_uri = h
-        .get("x-forwarded-uri")
-        .or_else(|| h.get("x-original-uri"))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    // The original request's own origin is the host the proxy received it
-    // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.
-    let forwarded_host = h.get("x-forwarded-host").and_then(|v| v.to_str().ok());
-    let own = match forwarded_host {
-        Some(host) => {
-            let proto = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("https");
-            format!("{proto}://{host}")
+    if xsrf::is_unsafe(&original_method) {
+        // The original request's own origin is the host the proxy received it
+        // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.
+        let own = match h.get("x-forwarded-host").and_then(|v| v.to_str().ok()) {
+            Some(host) => {
+                let proto = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("https");
+                format!("{proto}://{host}")
+            }
+            None => app.base(ctx).to_string(),
+        };
+        if !app.origin_ok_for(ctx, &own) {
+            return Err(xsrf_failed());
         }
-        None => app.base(ctx).to_string(),
-    };
-    if xsrf::is_unsafe(&original_method) && !app.origin_ok_for(ctx, &own) {
-        return Err(xsrf_failed());
     }
     ctx.no_remember = true;
-    match app.identify(ctx).await? {
-        Some(a) => {
-            let mut r =
-                json(StatusCode::OK, &serde_json::json!({ "name": a.user.name, "roles": roles(&a.user) }));
-            let headers = r.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&a.user.name) {
-                headers.insert("x-authd-user", v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&roles(&a.user).join(",")) {
-                headers.insert("x-authd-roles", v);
-            }
-            Ok(r)
-        }
-        None => {
-            let dest = original_uri.and_then(safe_destination);
-            let login = match dest {
-                Some(d) => format!("{}/login.jsp?os_destination={}", app.base(ctx), encode_component(&d)),
-                None => format!("{}/login.jsp", app.base(ctx)),
-            };
-            let e = if ctx.cookies.session.is_empty() {
-                ApiError::unauthenticated()
-            } else {
-                ApiError::session_expired()
-            };
-            Err(e.header("x-authd-login-url", &login))
-        }
+    let Some(a) = app.identify(ctx).await? else {
+        let dest = h
+            .get("x-forwarded-uri")
+            .or_else(|| h.get("x-original-uri"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .and_then(safe_destination);
+        let login = match dest {
+            Some(d) => format!("{}/login.jsp?os_destination={}", app.base(ctx), encode_component(&d)),
+            None => format!("{}/login.jsp", app.base(ctx)),
+        };
+        let e = if ctx.cookies.session.is_empty() {
+            ApiError::unauthenticated()
+        } else {
+            ApiError::session_expired()
+        };
+        return Err(e.header("x-authd-login-url", &login));
+    };
+    let roles = roles(&a.user);
+    let body = verify_json(&a.user.name, roles);
+    let mut r = with_body(StatusCode::OK, "application/json;charset=UTF-8", body);
+    let headers = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&a.user.name) {
+        headers.insert(X_AUTHD_USER, v);
     }
+    if let Ok(v) = HeaderValue::from_str(&roles.join(",")) {
+        headers.insert(X_AUTHD_ROLES, v);
+    }
+    Ok(r)
 }
+
+/// `{"name": .., "roles": [..]}`, the answer to every request behind the
+/// proxy, so written directly; the same JSON serde makes (see the test).
+fn verify_json(name: &str, roles: &[&str]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(32 + 2 * name.len());
+    body.extend_from_slice(b"{\"name\":");
+    json_str(&mut body, name);
+    body.extend_from_slice(b",\"roles\":[");
+    for (i, role) in roles.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        json_str(&mut body, role);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+const X_AUTHD_USER: HeaderName = HeaderName::from_static("x-authd-user");
+const X_AUTHD_ROLES: HeaderName = HeaderName::from_static("x-authd-roles");
 
 /// One of your sessions.
 #[derive(Serialize)]
@@ -177,5 +195,20 @@ pub async fn tokens(
             Ok(no_content())
         }
         _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hand_written_verify_answer_is_what_serde_writes() {
+        for (name, roles) in
+            [("alice", &[][..]), ("jürgen.o'neil \"x\"\\", &["admin"][..]), ("b", &["admin", "ops"][..])]
+        {
+            let serde = serde_json::to_string(&serde_json::json!({ "name": name, "roles": roles })).unwrap();
+            assert_eq!(String::from_utf8(verify_json(name, roles)).unwrap(), serde);
+        }
     }
 }

@@ -50,6 +50,17 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     }
 }
 
+/// A JSON string literal; plain text is copied as is, anything else goes through serde_json.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if let Ok(v) = serde_json::to_vec(s) {
+        out.extend_from_slice(&v);
+    }
+}
+
 /// An empty response.
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(full(Bytes::new()));
@@ -165,5 +176,22 @@ impl From<AdminError> for ApiError {
             AdminError::Busy => ApiError::unavailable(e.to_string(), 1),
             AdminError::Store(s) => s.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_only_when_they_need_it() {
+        for s in ["plain", "a\"b\\c\u{1}", "tab\there", "jürgen", ""] {
+            let mut out = Vec::new();
+            json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        let mut out = Vec::new();
+        json_str(&mut out, "a\"b\\c\u{1}");
+        assert_eq!(out, br#""a\"b\\c\u0001""#);
     }
 }

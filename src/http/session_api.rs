@@ -10,7 +10,7 @@ use super::app::{no_content, App, Ctx};
 use super::request::{
     describe_browser, encode_component, parse_json, query_pairs, read_body, require_json, LOGIN_BODY_LIMIT,
 };
-use super::response::{json, with_body, ApiError, Body};
+use super::response::{json, json_str, with_body, ApiError, Body};
 use crate::auth::{LoggedIn, LoginContext, LoginError};
 use crate::clock::Timestamp;
 use crate::store::{LoginStats, User};
@@ -122,17 +122,6 @@ fn current_json(base: &str, u: &User) -> Vec<u8> {
     }
     out.extend_from_slice(b"}}");
     out
-}
-
-/// A JSON string literal; plain text is copied as is, anything else goes through serde_json.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else if let Ok(v) = serde_json::to_vec(s) {
-        out.extend_from_slice(&v);
-    }
 }
 
 /// `DELETE /rest/auth/1/session`: log out; the session and this browser's
@@ -343,8 +332,5 @@ mod tests {
             .unwrap();
             assert_eq!(String::from_utf8(current_json(base, &u)).unwrap(), String::from_utf8(serde).unwrap());
         }
-        let mut out = Vec::new();
-        json_str(&mut out, "a\"b\\c\u{1}");
-        assert_eq!(out, br#""a\"b\\c\u0001""#);
     }
 }
