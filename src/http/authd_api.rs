@@ -76,14 +76,14 @@ pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result
         };
         return Err(e.header("x-authd-login-url", &login));
     };
-    let roles = roles(&a.user);
-    let body = verify_json(&a.user.name, roles);
+    let user_roles = roles(&a.user);
+    let body = verify_json(&a.user.name, user_roles);
     let mut r = with_body(StatusCode::OK, "application/json;charset=UTF-8", body);
     let headers = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&a.user.name) {
         headers.insert(X_AUTHD_USER, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&roles.join(",")) {
+    if let Ok(v) = HeaderValue::from_str(&user_roles.join(",")) {
         headers.insert(X_AUTHD_ROLES, v);
     }
     Ok(r)
