@@ -97,6 +97,17 @@ fn file_bytes(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len().max(m.blocks() * 512)).unwrap_or(0)
 }
 
+/// Bytes in the pages redb has allocated in the file at `p` (the data and its
+/// B-tree slack): unlike the file's length, this does not depend on how far
+/// redb's last doubling of the file overshot.
+fn page_bytes(p: &Path) -> u64 {
+    let db = redb::Database::open(p).unwrap_or_else(|e| fail(&e));
+    let txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+    let stats = txn.stats().unwrap_or_else(|e| fail(&e));
+    txn.abort().unwrap_or_else(|e| fail(&e));
+    stats.allocated_pages() * stats.page_size() as u64
+}
+
 /// Seeds `--sessions` sessions over `sessions / per-user` new users, and
 /// writes a Cookie header value per session (the first `--cookie-limit`).
 async fn seed(opts: &Opts) -> String {
@@ -139,6 +150,7 @@ async fn seed(opts: &Opts) -> String {
     let secrets = store.secrets().clone();
     drop(store); // closes the file cleanly
     let bytes_users = file_bytes(&db);
+    let pages_users = page_bytes(&db);
 
     let xsrf = Xsrf::new(&secrets.server_id, secrets.xsrf_key);
     let store = open(&db);
@@ -215,8 +227,9 @@ async fn seed(opts: &Opts) -> String {
     }
     drop(store);
     let bytes_after = file_bytes(&db);
+    let pages_after = page_bytes(&db);
     format!(
-        r#"{{"sessions":{n},"users":{users_needed},"seconds":{:.3},"db_bytes_users_only":{bytes_users},"db_bytes":{bytes_after},"password":"{PASSWORD}","user_prefix":"{prefix}"}}"#,
+        r#"{{"sessions":{n},"users":{users_needed},"seconds":{:.3},"db_bytes_users_only":{bytes_users},"db_bytes":{bytes_after},"page_bytes_users_only":{pages_users},"page_bytes":{pages_after},"password":"{PASSWORD}","user_prefix":"{prefix}"}}"#,
         started.elapsed().as_secs_f64()
     )
 }
