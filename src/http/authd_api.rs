@@ -12,12 +12,12 @@
 //! ```
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::app::{no_content, xsrf_failed, App, Ctx};
 use super::pages::safe_destination;
+use super::proxy::insert_identity;
 use super::request::{encode_component, parse_json, read_body, require_json};
 use super::response::{json, json_str, with_body, ApiError, Body};
 use crate::admin::{roles, AddToken};
@@ -76,16 +76,9 @@ pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result
         };
         return Err(e.header("x-authd-login-url", &login));
     };
-    let user_roles = roles(&a.user);
-    let body = verify_json(&a.user.name, user_roles);
+    let body = verify_json(&a.user.name, roles(&a.user));
     let mut r = with_body(StatusCode::OK, "application/json;charset=UTF-8", body);
-    let headers = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&a.user.name) {
-        headers.insert(X_AUTHD_USER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&user_roles.join(",")) {
-        headers.insert(X_AUTHD_ROLES, v);
-    }
+    insert_identity(r.headers_mut(), &a.user);
     Ok(r)
 }
 
@@ -105,9 +98,6 @@ fn verify_json(name: &str, roles: &[&str]) -> Vec<u8> {
     body.extend_from_slice(b"]}");
     body
 }
-
-const X_AUTHD_USER: HeaderName = HeaderName::from_static("x-authd-user");
-const X_AUTHD_ROLES: HeaderName = HeaderName::from_static("x-authd-roles");
 
 /// One of your sessions.
 #[derive(Serialize)]

@@ -78,6 +78,20 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Identity headers only authd may set.
 const IDENTITY: [&str; 4] = ["x-authd-user", "x-ausername", "x-authd-roles", "x-authd-xsrf-token"];
 
+const X_AUTHD_USER: HeaderName = HeaderName::from_static("x-authd-user");
+const X_AUTHD_ROLES: HeaderName = HeaderName::from_static("x-authd-roles");
+
+/// `X-Authd-User` and `X-Authd-Roles` for `user` (SPEC §9): what forward
+/// auth answers with and what the proxy tells the app.
+pub fn insert_identity(h: &mut HeaderMap, user: &crate::store::User) {
+    if let Ok(v) = HeaderValue::from_str(&user.name) {
+        h.insert(X_AUTHD_USER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&crate::admin::roles(user).join(",")) {
+        h.insert(X_AUTHD_ROLES, v);
+    }
+}
+
 /// Forwards one request to the app.
 pub async fn forward(
     app: &App,
@@ -250,13 +264,9 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
         h.remove(hyper::header::AUTHORIZATION);
     }
     if let Some(a) = who {
-        let roles = crate::admin::roles(&a.user).join(",");
-        for (name, value) in
-            [("x-authd-user", &a.user.name), ("x-ausername", &a.user.name), ("x-authd-roles", &roles)]
-        {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                h.insert(HeaderName::from_static(name), v);
-            }
+        insert_identity(&mut h, &a.user);
+        if let Ok(v) = HeaderValue::from_str(&a.user.name) {
+            h.insert(HeaderName::from_static("x-ausername"), v);
         }
         if let Some(s) = &a.session {
             if let Ok(v) = HeaderValue::from_str(&app.auth.session_xsrf(&a.user, &s.record)) {
