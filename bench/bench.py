@@ -416,6 +416,9 @@ class Bench:
                                  f"{proto}, 32 conns: req/s", med(res["c"], "rps"), med(res["b"], "rps"),
                                  "ceiling (no target)", True, None, authd_cpu=med(res["c"], "cpu_us_per_req"),
                                  ref_cpu=med(res["b"], "cpu_us_per_req"))
+                        self.row(f"1 ceiling: a fixed copy of authd's session-check answer (baseline --like-authd), "
+                                 f"{proto}, 32 conns: p99 latency", med(res["c"], "p99_ms"), med(res["b"], "p99_ms"),
+                                 "ceiling (no target)", False, None, unit=" ms")
             self.stop(like)
             self.notes.append(
                 "Target 1, ceiling rows: `examples/baseline.rs --like-authd` is the baseline answering every request "

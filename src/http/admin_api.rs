@@ -23,7 +23,7 @@
 //! DELETE admin/sessions/HANDLE          end one session
 //! ```
 
-use hyper::body::Incoming;
+use super::request::RequestBody;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -49,7 +49,7 @@ struct RolesBody {
 /// Routes one admin request; `rest` is the path after `admin/`.
 pub async fn handle(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &mut Ctx,
     rest: &[String],
 ) -> Result<Response<Body>, ApiError> {
@@ -156,7 +156,7 @@ async fn authorize(app: &App, ctx: &mut Ctx) -> Result<(), ApiError> {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<RequestBody>) -> Result<T, ApiError> {
     let (parts, body) = req.into_parts();
     require_json(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, ADMIN_BODY_LIMIT).await?;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyper::body::Incoming;
+use super::request::RequestBody;
 use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -130,7 +130,7 @@ impl App {
     /// Answers one request. Never fails: errors become Jira-shaped responses.
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         peer: SocketAddr,
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
@@ -150,7 +150,7 @@ impl App {
         Ok(resp)
     }
 
-    fn context(&self, req: &Request<Incoming>, peer: SocketAddr) -> Ctx {
+    fn context(&self, req: &Request<RequestBody>, peer: SocketAddr) -> Ctx {
         let mut ctx = Ctx {
             peer,
             method: req.method().clone(),
@@ -227,7 +227,7 @@ impl App {
     /// run boxed, so this future (moved on every request) stays small.
     async fn dispatch(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         ctx: &mut Ctx,
     ) -> (Route, Result<Response<Body>, ApiError>) {
         let uri = req.uri().clone();
@@ -364,7 +364,7 @@ impl App {
     /// Answers a CORS preflight for an allowed origin (SPEC §9); `None` if
     /// this is not one (other origins' preflights get no CORS headers, so
     /// the browser refuses the real request).
-    fn preflight(&self, req: &Request<Incoming>, ctx: &Ctx) -> Option<Result<Response<Body>, ApiError>> {
+    fn preflight(&self, req: &Request<RequestBody>, ctx: &Ctx) -> Option<Result<Response<Body>, ApiError>> {
         if req.method() != Method::OPTIONS || !req.headers().contains_key("access-control-request-method") {
             return None;
         }

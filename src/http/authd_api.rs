@@ -11,7 +11,7 @@
 //! DELETE /rest/authd/1/tokens/ID           revoke one
 //! ```
 
-use hyper::body::Incoming;
+use super::request::RequestBody;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -36,7 +36,11 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// logins are not done here: the proxies do not pass `Set-Cookie` from a
 /// successful check back to the browser, and a rotated cookie that never
 /// arrives would look like theft. A 401 carries `X-Authd-Login-Url`.
-pub async fn verify(app: &App, req: &Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+pub async fn verify(
+    app: &App,
+    req: &Request<RequestBody>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, ApiError> {
     let h = req.headers();
     let original_method = h
         .get("x-forwarded-method")
@@ -162,7 +166,7 @@ pub async fn sessions(
 /// `/rest/authd/1/tokens[/ID]`.
 pub async fn tokens(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &mut Ctx,
     id: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {

@@ -126,9 +126,11 @@ pub async fn serve(
             let activity = Activity::new();
             let io = TokioIo::new(Tracked::new(tls, Arc::clone(&activity)));
             let act = Arc::clone(&activity);
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let guard = act.begin();
-                let handled = Arc::clone(&app).handle(req, peer);
+                let (parts, body) = req.into_parts();
+                let body = request::RequestBody::new(body, &parts.headers);
+                let handled = Arc::clone(&app).handle(hyper::Request::from_parts(parts, body), peer);
                 // Boxed: HTTP/2 runs each request as a task of its own, and
                 // the task (moved several times on its way to the scheduler)
                 // then holds a pointer instead of the whole handler state.
@@ -195,7 +197,7 @@ async fn drive<C: GracefulConnection>(
 /// needs. Without it, a non-`Send` value held across an `.await` shows up as
 /// an obscure "no method `into_owned`" error in `serve`.
 #[allow(dead_code)]
-fn _assert_send(app: Arc<App>, req: hyper::Request<hyper::body::Incoming>, peer: std::net::SocketAddr) {
+fn _assert_send(app: Arc<App>, req: hyper::Request<request::RequestBody>, peer: std::net::SocketAddr) {
     fn is_send<T: Send>(_: T) {}
     is_send(app.handle(req, peer));
 }

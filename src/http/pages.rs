@@ -7,7 +7,7 @@
 //! nonce. Every form carries `atl_token`, and every POST is checked against
 //! it before anything else happens.
 
-use hyper::body::Incoming;
+use super::request::RequestBody;
 use hyper::header::{HeaderValue, LOCATION};
 use hyper::{Request, Response, StatusCode};
 
@@ -46,7 +46,7 @@ pub async fn login_form(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result
 /// `POST /login.jsp`: log in and go to `os_destination` (same-origin paths only) or `/account`.
 pub async fn login_submit(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let form = read_form(req, ctx, LOGIN_BODY_LIMIT).await?;
@@ -259,7 +259,7 @@ pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
 /// `POST /account/...`: log out this, one, all other, or all sessions.
 pub async fn account_action(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &mut Ctx,
     action: &str,
 ) -> Result<Response<Body>, ApiError> {
@@ -326,7 +326,7 @@ pub fn safe_destination(d: String) -> Option<String> {
 }
 
 async fn read_form(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &Ctx,
     limit: usize,
 ) -> Result<Vec<(String, String)>, ApiError> {

@@ -13,8 +13,8 @@
 //! - bodies stream both ways, except a form body that must be searched for
 //!   its `atl_token`, which is buffered up to `--max-body`.
 
+use super::request::RequestBody;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
 use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -96,7 +96,7 @@ pub fn insert_identity(h: &mut HeaderMap, user: &crate::store::User) {
 pub async fn forward(
     app: &App,
     up: &Upstream,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let who = app.identify(ctx).await?;

@@ -3,9 +3,14 @@
 //!
 //! Every malformed input becomes an [`ApiError`] with a 4xx status.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
 use hyper::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -13,6 +18,94 @@ use super::response::ApiError;
 
 /// Largest login body (SPEC §3).
 pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+
+/// How much of a body nobody read is still read and thrown away ...
+pub const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+/// ... and for how long at most.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// A request's body as handlers see it.
+///
+/// A handler may answer without reading the body: a 413 decided from
+/// `Content-Length`, a 415, a 401 or 403 found from the headers. Left
+/// unread, the body's bytes would meet a closed connection: over HTTP/1.1
+/// the kernel answers them with a TCP reset that can destroy the answer
+/// before the client reads it, over HTTP/2 the stream is reset. So when
+/// this body is dropped unfinished, the rest is read and discarded in the
+/// background (at most [`DRAIN_BYTES`] for at most [`DRAIN_TIME`]) while
+/// the answer goes out, as nginx's lingering close does. A client that sent
+/// `Expect: 100-continue` and was never told to go on has sent nothing, so
+/// there is nothing to drain.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    awaiting_continue: bool,
+}
+
+impl RequestBody {
+    /// Wraps the body of a request with these headers.
+    pub fn new(inner: Incoming, headers: &HeaderMap) -> RequestBody {
+        if inner.is_end_stream() {
+            return RequestBody { inner: None, awaiting_continue: false };
+        }
+        let awaiting_continue =
+            headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        RequestBody { inner: Some(inner), awaiting_continue }
+    }
+}
+
+impl HttpBody for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        this.awaiting_continue = false;
+        match this.inner.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(HttpBody::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let Some(body) = self.inner.take() else { return };
+        if self.awaiting_continue || body.is_end_stream() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(drain(body, DRAIN_BYTES, DRAIN_TIME));
+        }
+    }
+}
+
+/// Reads and discards `body` until it ends, `limit` bytes have passed or
+/// `time` is up; returns the bytes read.
+pub async fn drain<B: HttpBody<Data = Bytes> + Unpin>(mut body: B, limit: usize, time: Duration) -> usize {
+    let mut read = 0;
+    let _ = tokio::time::timeout(time, async {
+        while read < limit {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    read
+}
 
 /// Reads a whole body, refusing one over `limit` bytes with 413.
 pub async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, ApiError>
@@ -200,6 +293,46 @@ pub fn describe_browser(user_agent: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use hyper::body::{Body, Frame};
+
+    /// A body of `left` frames of 1 KiB, then (if `stall`) one that never comes.
+    struct Frames {
+        left: usize,
+        stall: bool,
+    }
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.left == 0 {
+                return if self.stall { Poll::Pending } else { Poll::Ready(None) };
+            }
+            self.left -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 1024])))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_reads_to_the_end_or_the_limit_or_the_deadline() {
+        let ten_secs = Duration::from_secs(10);
+        assert_eq!(super::drain(Frames { left: 3, stall: false }, 1 << 20, ten_secs).await, 3 * 1024);
+        // Stops once the limit is passed, not at the body's end.
+        assert_eq!(super::drain(Frames { left: 100, stall: false }, 4000, ten_secs).await, 4 * 1024);
+        // A client that stops sending is given up on when the time is up.
+        let started = tokio::time::Instant::now();
+        assert_eq!(super::drain(Frames { left: 2, stall: true }, 1 << 20, ten_secs).await, 2 * 1024);
+        assert_eq!(started.elapsed(), ten_secs);
+    }
+
     #[derive(serde::Deserialize, Debug)]
     struct Login {
         username: String,

@@ -1,7 +1,7 @@
 //! Jira's REST authentication API (SPEC §3): `/rest/auth/1/session`,
 //! `/rest/api/2/myself`, `/rest/api/2/user`, `/rest/api/2/serverInfo`.
 
-use hyper::body::Incoming;
+use super::request::RequestBody;
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -25,7 +25,7 @@ struct LoginBody {
 }
 
 /// `POST /rest/auth/1/session`: log in.
-pub async fn login(app: &App, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+pub async fn login(app: &App, req: Request<RequestBody>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
     require_json(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
@@ -154,7 +154,7 @@ struct PasswordChange {
 /// Every other session and remember-me series ends; this one gets a new ID.
 pub async fn change_password(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();

@@ -430,6 +430,63 @@ async fn proxied_bodies_over_max_body_are_413_and_never_reach_the_app() {
     assert_eq!(healthz(&s).await, 200);
 }
 
+/// curl's status code for a request with `body` from a file (`000` when
+/// curl saw no answer: a reset connection or stream).
+fn curl_status(
+    s: &Server,
+    proto: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &std::path::Path,
+) -> String {
+    let cert = s.data.join("tls/cert.pem");
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", proto, "-X", method]);
+    cmd.arg("--cacert").arg(&cert);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.arg("--data-binary").arg(format!("@{}", body.display())).arg(s.at(path));
+    let out = cmd.output().expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn refusals_reach_stock_curl_while_it_is_still_sending_the_body() {
+    // An answer decided before the body is read (413 by Content-Length, 415,
+    // a foreign Origin) must reach a client still sending: over HTTP/2 curl
+    // reported "000" (stream reset) for most of these before authd drained
+    // unread bodies.
+    let (_app, s) = start_pair(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, len: usize| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, vec![b'a'; len]).unwrap();
+        p
+    };
+    let (k100, m1, m3) = (file("100k", 100_000), file("1m", 1 << 20), file("3m", 3_000_000));
+    let json = "Content-Type: application/json";
+    let cases: [(&str, &[&str], &std::path::Path, &str); 6] = [
+        (LOGIN, &[json], &k100, "413"),
+        (LOGIN, &[json], &m3, "413"),
+        (LOGIN, &["Content-Type: text/plain"], &m1, "415"),
+        (LOGIN, &[json, "Origin: https://evil.example"], &m1, "403"),
+        // Through the proxy: --max-body is 1 MiB.
+        ("/app/upload", &[json], &m3, "413"),
+        ("/app/upload", &["Content-Type: text/plain", "Origin: https://evil.example"], &m1, "403"),
+    ];
+    for proto in ["--http1.1", "--http2"] {
+        for (path, headers, body, want) in &cases {
+            for round in 0..3 {
+                let got = curl_status(&s, proto, "POST", path, headers, body);
+                assert_eq!(&got, want, "{proto} POST {path} {headers:?} with {body:?}, round {round}");
+            }
+        }
+    }
+    assert_eq!(healthz(&s).await, 200);
+}
+
 // ---------------------------------------------------------------------------
 // Slow, silent and idle clients.
 
