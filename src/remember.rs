@@ -45,9 +45,11 @@ pub fn judge(series: &Series, presented: &[u8; 32], now: Timestamp) -> Verdict {
     }
 }
 
-/// Seconds of life left in a series (the cookie's `Max-Age`).
+/// Seconds of life left in a series (the cookie's `Max-Age`), rounded up:
+/// a series made a few milliseconds ago still shows its whole age (14 days
+/// is `Max-Age=1209600`), and the server checks the exact expiry anyway.
 pub fn max_age(series_expires: Timestamp, now: Timestamp) -> u64 {
-    series_expires.since(now).as_secs()
+    u64::try_from(series_expires.since(now).as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -93,5 +95,9 @@ mod tests {
     fn max_age_counts_down_and_never_underflows() {
         assert_eq!(max_age(Timestamp(10_000), Timestamp(4_000)), 6);
         assert_eq!(max_age(Timestamp(10_000), Timestamp(40_000)), 0);
+        // Started a few milliseconds ago: still the whole age.
+        let fourteen_days = 14 * 86_400;
+        assert_eq!(max_age(Timestamp(7 + fourteen_days * 1000), Timestamp(12)), fourteen_days);
+        assert_eq!(max_age(Timestamp(10_000), Timestamp(9_999)), 1);
     }
 }
