@@ -64,8 +64,9 @@ pub fn parse_upstream(s: &str) -> Result<String, String> {
 }
 
 /// Headers that describe one hop, never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
+    "upgrade",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
@@ -242,6 +243,16 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
     for name in IDENTITY {
         h.remove(name);
     }
+    // `X_Authd_User` too: CGI, WSGI and PHP turn `-` and `_` into the same
+    // variable name, so an app could not tell the copy from authd's header.
+    let lookalikes: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().contains('_') && IDENTITY.contains(&n.as_str().replace('_', "-").as_str()))
+        .cloned()
+        .collect();
+    for name in lookalikes {
+        h.remove(name);
+    }
     h.remove(COOKIE);
     // HTTP/2 clients send each cookie as its own field; the app gets one
     // `Cookie` header, as RFC 9113 §8.2.3 asks of a proxy to HTTP/1.1.
@@ -379,6 +390,7 @@ mod tests {
         h.insert("connection", "close, x-secret".parse().unwrap());
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "5".parse().unwrap());
+        h.insert("upgrade", "foo".parse().unwrap());
         h.insert("x-kept", "1".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);

@@ -1045,15 +1045,32 @@ async fn identity_headers_are_set_by_authd_and_client_copies_stripped() {
         ("X-AUSERNAME", "root"),
         ("X-Authd-Roles", "admin"),
         ("X-Authd-Xsrf-Token", "forged"),
+        // Lookalikes that CGI-style apps read as the same variable.
+        ("X_Authd_User", "admin"),
+        ("x_ausername", "admin"),
+        ("X-Authd_Roles", "admin"),
     ];
     // Anonymous: none of them reaches the app.
     let r = spoofed(&s, "/id/anon", As::Anonymous, &spoof).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-ausername").as_deref(), Some("anonymous"));
     let seen = app.last_at("/id/anon");
-    for name in ["x-authd-user", "x-ausername", "x-authd-roles", "x-authd-xsrf-token"] {
+    for name in [
+        "x-authd-user",
+        "x-ausername",
+        "x-authd-roles",
+        "x-authd-xsrf-token",
+        "x_authd_user",
+        "x_ausername",
+        "x-authd_roles",
+    ] {
         assert!(seen.all(name).is_empty(), "the client's {name} reached the app: {:?}", seen.all(name));
     }
+    // `Upgrade` is hop-by-hop even when no `Connection` header names it (HTTP/1.1 only).
+    let r =
+        h1_client_for(&s.cert_pem()).get(s.at("/id/upgrade")).header("upgrade", "foo").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(app.last_at("/id/upgrade").all("upgrade").is_empty(), "a bare Upgrade header reached the app");
     // Logged in as bob: exactly authd's values.
     let jar = api_login(&s, "bob", "bob-password-1", false).await;
     let r = spoofed(&s, "/id/bob", As::Cookie(&jar.header()), &spoof).await;
