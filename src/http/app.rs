@@ -254,21 +254,26 @@ impl App {
                 return (Route::Other, Err(e));
             }
         }
-        let method = req.method().clone();
+        // HEAD is routed as GET (`handle` drops the body); forward auth
+        // reads the request's own method.
+        let method = match req.method() {
+            &Method::HEAD => Method::GET,
+            m => m.clone(),
+        };
         match segments {
             ["rest", "auth", v, "session"] if version(v, "1") => {
                 let r = match method {
                     Method::POST => Box::pin(session_api::login(self, req, ctx)).await,
                     Method::GET => session_api::current(self, ctx).await,
                     Method::DELETE => Box::pin(session_api::logout(self, ctx)).await,
-                    _ => Err(not_allowed("GET, POST, DELETE")),
+                    _ => Err(not_allowed("GET, HEAD, POST, DELETE")),
                 };
                 (Route::Session, r)
             }
             ["rest", "api", v, "myself"] if version(v, "2") => {
                 let r = match method {
                     Method::GET => session_api::myself(self, ctx).await,
-                    _ => Err(not_allowed("GET")),
+                    _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::Myself, r)
             }
@@ -282,21 +287,21 @@ impl App {
             ["rest", "api", v, "user"] if version(v, "2") => {
                 let r = match method {
                     Method::GET => Box::pin(session_api::user(self, req.uri().query(), ctx)).await,
-                    _ => Err(not_allowed("GET")),
+                    _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::User, r)
             }
             ["rest", "api", v, "serverInfo"] if version(v, "2") => {
                 let r = match method {
                     Method::GET => session_api::server_info(self, ctx).await,
-                    _ => Err(not_allowed("GET")),
+                    _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::ServerInfo, r)
             }
             ["rest", "authd", v, "verify"] if version(v, "1") => {
                 let r = match method {
-                    Method::GET | Method::HEAD | Method::POST => authd_api::verify(self, &req, ctx).await,
-                    _ => Err(not_allowed("GET, HEAD")),
+                    Method::GET | Method::POST => authd_api::verify(self, &req, ctx).await,
+                    _ => Err(not_allowed("GET, HEAD, POST")),
                 };
                 (Route::Verify, r)
             }
@@ -314,22 +319,20 @@ impl App {
             }
             ["login.jsp"] => {
                 let r = match method {
-                    Method::GET | Method::HEAD => {
-                        Box::pin(pages::login_form(self, req.uri().query(), ctx)).await
-                    }
+                    Method::GET => Box::pin(pages::login_form(self, req.uri().query(), ctx)).await,
                     Method::POST => Box::pin(pages::login_submit(self, req, ctx)).await,
-                    _ => Err(not_allowed("GET, POST")),
+                    _ => Err(not_allowed("GET, HEAD, POST")),
                 };
                 (Route::Pages, r)
             }
             ["account", rest @ ..] => {
                 let r = match (method, rest) {
-                    (Method::GET | Method::HEAD, []) => Box::pin(pages::account(self, ctx)).await,
+                    (Method::GET, []) => Box::pin(pages::account(self, ctx)).await,
                     (Method::POST, [action]) | (Method::POST, ["sessions", action]) => {
                         let action = action.to_string();
                         Box::pin(pages::account_action(self, req, ctx, &action)).await
                     }
-                    (_, []) => Err(not_allowed("GET")),
+                    (_, []) => Err(not_allowed("GET, HEAD")),
                     _ => Err(ApiError::not_found()),
                 };
                 (Route::Pages, r)
@@ -337,15 +340,13 @@ impl App {
             ["verify-email"] => {
                 let r = match method {
                     Method::GET => Box::pin(pages::verify_email(self, req.uri().query(), ctx)).await,
-                    _ => Err(not_allowed("GET")),
+                    _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::Pages, r)
             }
             ["healthz"] => {
                 let r = match method {
-                    Method::GET | Method::HEAD => {
-                        Ok(with_body(StatusCode::OK, "text/plain; charset=utf-8", "ok"))
-                    }
+                    Method::GET => Ok(with_body(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
                     _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::Healthz, r)
@@ -353,7 +354,7 @@ impl App {
             ["metrics"] => {
                 let r = match method {
                     Method::GET => self.metrics().await,
-                    _ => Err(not_allowed("GET")),
+                    _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::Metrics, r)
             }
@@ -442,14 +443,21 @@ impl App {
         }
         if let Some(auth) = ctx.authorization().map(str::to_string) {
             match Box::pin(self.basic(&auth)).await? {
-                Some(Some(user)) => {
+                Basic::User(user) => {
                     ctx.user = Some(user.name.clone());
                     ctx.via_token = true;
                     return Ok(Some(Authenticated { user: Arc::new(user), session: None }));
                 }
+                // Forward auth answers only 200 or 401 (nginx turns anything
+                // else into a 500); elsewhere junk credentials are a 400.
+                Basic::Malformed if !ctx.no_remember => {
+                    return Err(ApiError::bad_request(
+                        "The Authorization header's Basic credentials are not base64 of user:token.",
+                    ))
+                }
                 // Flagged, not fatal: public endpoints still answer anonymously.
-                Some(None) => ctx.basic_failed = true,
-                None => {}
+                Basic::Malformed | Basic::Unknown => ctx.basic_failed = true,
+                Basic::Absent => {}
             }
         }
         if ctx.no_remember {
@@ -486,29 +494,28 @@ impl App {
         }
     }
 
-    /// For an `Authorization: Basic user:apitoken` header, `Some(user)` if the
-    /// token is that user's, `Some(None)` if not; `None` for other schemes.
-    async fn basic(&self, header: &str) -> Result<Option<Option<crate::store::User>>, ApiError> {
+    /// What an `Authorization: Basic user:apitoken` header says.
+    async fn basic(&self, header: &str) -> Result<Basic, ApiError> {
         use base64::Engine as _;
         let Some(b64) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")) else {
-            return Ok(None);
+            return Ok(Basic::Absent);
         };
         let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
         let pair = decoded.and_then(|d| String::from_utf8(d).ok());
-        let found = match pair.as_deref().and_then(|p| p.split_once(':')) {
-            Some((name, secret)) => match ApiToken::parse(secret) {
-                Some(token) => self
-                    .auth
-                    .store
-                    .token(token.hash())
-                    .await?
-                    .map(|(_, user)| user)
-                    .filter(|u| crate::store::name_key(&u.name) == crate::store::name_key(name)),
-                None => None,
-            },
+        let Some((name, secret)) = pair.as_deref().and_then(|p| p.split_once(':')) else {
+            return Ok(Basic::Malformed);
+        };
+        let found = match ApiToken::parse(secret) {
+            Some(token) => self
+                .auth
+                .store
+                .token(token.hash())
+                .await?
+                .map(|(_, user)| user)
+                .filter(|u| crate::store::name_key(&u.name) == crate::store::name_key(name)),
             None => None,
         };
-        Ok(Some(found))
+        Ok(found.map_or(Basic::Unknown, Basic::User))
     }
 
     /// Records a fresh login in `ctx`: the session cookie, the remember-me
@@ -547,7 +554,10 @@ impl App {
         ctx.set_cookies.retain(|c| !c.starts_with(&session) && !c.starts_with(&remember));
         ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
         ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
-        ctx.xsrf_out = Some(self.auth.xsrf.token(Xsrf::new_nonce(), State::LoggedOut));
+        // SPEC §3: "the cookies are expired (Max-Age=0)", the XSRF cookie too;
+        // the next page an anonymous browser opens mints it a `_lout` token.
+        ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.xsrf, false));
+        ctx.xsrf_out = None;
     }
 
     /// The XSRF token a page should embed for this request's identity,
@@ -704,6 +714,18 @@ impl App {
             }
         }
     }
+}
+
+/// What an `Authorization` header says.
+enum Basic {
+    /// No `Basic` credentials (another scheme): not authd's business.
+    Absent,
+    /// `Basic` with something that is not base64 of UTF-8 `user:secret`.
+    Malformed,
+    /// Well-formed, but not a live API token of that user.
+    Unknown,
+    /// That user's API token.
+    User(crate::store::User),
 }
 
 /// Whether a path is one of authd's own (everything else goes to the upstream).

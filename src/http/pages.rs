@@ -15,7 +15,7 @@ use super::app::{App, Ctx};
 use super::request::{encode_component, parse_urlencoded, query_pairs, read_body, LOGIN_BODY_LIMIT};
 use super::response::{empty, with_body, ApiError, Body};
 use super::session_api::{login_context, retry_after};
-use crate::auth::LoginError;
+use crate::auth::{Authenticated, LoginError};
 use crate::clock::Timestamp;
 use crate::token::{Handle, RememberToken};
 
@@ -27,6 +27,13 @@ pub async fn login_form(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result
     let pairs = query_pairs(query)?;
     let dest = field(&pairs, "os_destination").and_then(safe_destination);
     let who = app.identify(ctx).await?;
+    // Already logged in (perhaps just now by the remember-me cookie) and
+    // sent here on the way somewhere: go on there, as Jira does. Only with
+    // a session, so a page behind forward auth, which checks the session
+    // cookie, lets the browser through and cannot send it back here.
+    if let (Some(Authenticated { session: Some(_), .. }), Some(d)) = (&who, &dest) {
+        return Ok(redirect(d));
+    }
     let token = app.page_xsrf(ctx, who.as_ref());
     let notice = who.as_ref().map(|a| {
         format!(
@@ -392,9 +399,10 @@ impl LoginPage<'_> {
         let error = self
             .error
             .map(|e| format!("<p class=\"error\" id=\"login-error\" role=\"alert\">{}</p>", esc(e)));
-        let dest = self
-            .dest
-            .map(|d| format!("<input type=\"hidden\" name=\"os_destination\" value=\"{}\">", esc(d)));
+        let dest = format!(
+            "<input type=\"hidden\" name=\"os_destination\" value=\"{}\">",
+            esc(self.dest.unwrap_or_default())
+        );
         let (pow_fields, pow_attr, pow_script) = match (self.challenge, self.script_nonce) {
             (Some((c, bits)), Some(nonce)) => (
                 format!(
@@ -423,7 +431,7 @@ impl LoginPage<'_> {
             notice = self.notice.unwrap_or(""),
             error = error.unwrap_or_default(),
             token = hidden_token(self.token),
-            dest = dest.unwrap_or_default(),
+            dest = dest,
             user = esc(self.username),
         );
         layout("Log in", &body)

@@ -20,8 +20,9 @@ use crate::token::{RememberToken, SessionId};
 struct LoginBody {
     username: String,
     password: String,
+    /// `null` counts as absent (clients that send every field).
     #[serde(default, rename = "rememberMe")]
-    remember_me: bool,
+    remember_me: Option<bool>,
 }
 
 /// `POST /rest/auth/1/session`: log in.
@@ -30,7 +31,7 @@ pub async fn login(app: &App, req: Request<RequestBody>, ctx: &mut Ctx) -> Resul
     require_json(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
     let body: LoginBody = parse_json(&bytes)?;
-    let login_ctx = login_context(ctx, body.remember_me);
+    let login_ctx = login_context(ctx, body.remember_me.unwrap_or(false));
     match app.auth.login(&body.username, &body.password, login_ctx).await {
         Ok(done) => {
             app.apply_login(ctx, &done);

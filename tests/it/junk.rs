@@ -653,7 +653,7 @@ async fn broken_query_strings_are_400_where_they_are_read_and_harmless_elsewhere
 // Authorization: Basic.
 
 #[tokio::test]
-async fn junk_basic_credentials_are_401_and_never_a_5xx() {
+async fn junk_basic_credentials_are_400_or_401_and_never_a_5xx() {
     let s = junk_server(&[]);
     let mut values: Vec<Vec<u8>> = vec![
         b"Basic !!!".to_vec(),
@@ -687,12 +687,34 @@ async fn junk_basic_credentials_are_401_and_never_a_5xx() {
     }
     values.push(format!("Basic {}", "A".repeat(10_000)).into_bytes());
     values.push(format!("Basic {}", b64(format!("alice:{}", "x".repeat(6000)).as_bytes())).into_bytes());
+    // Not base64 of UTF-8 `user:secret` at all (SPEC §10: malformed base64 is
+    // a clear 4xx): 400 wherever authd reads it, except forward auth, which
+    // answers only 200 or 401 (nginx's auth_request turns a 400 into a 500).
+    let malformed = |v: &[u8]| {
+        use base64::Engine as _;
+        let v = v.trim_ascii();
+        let Some(b) = v.strip_prefix(b"Basic ").or_else(|| v.strip_prefix(b"basic ")) else { return false };
+        // A header that is not visible ASCII is not read at all.
+        let Ok(text) = std::str::from_utf8(b).map(str::trim) else { return false };
+        let pair = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok());
+        !pair.is_some_and(|p| p.contains(':'))
+    };
     for value in &values {
         let shown = String::from_utf8_lossy(&value[..value.len().min(50)]).into_owned();
         for path in ROUTES {
             let what = format!("GET {path} with Authorization: {shown:?}");
             let answer = raw(&s, "GET", path.as_bytes(), &[("Authorization", value)], b"").await;
             let status = no_5xx(&what, &answer);
+            if malformed(value) && *path != "/rest/authd/1/verify" {
+                assert_eq!(status, 400, "{what}");
+                let body =
+                    answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(&[][..], |i| &answer[i + 4..]);
+                assert_jira_error(&serde_json::from_slice(body).unwrap_or_else(|e| panic!("{what}: {e}")));
+                continue;
+            }
             match *path {
                 "/rest/auth/1/session"
                 | "/rest/api/2/myself"
@@ -1153,9 +1175,14 @@ async fn every_method_on_every_route_is_answered_without_a_5xx() {
 async fn head_requests_are_answered_over_http1_and_http2() {
     let s = junk_server(&[]);
     for (proto, c) in [("HTTP/1.1", h1_client_for(&s.cert_pem())), ("HTTP/2", s.bare_client())] {
-        for (path, status) in
-            [("/healthz", 200), ("/login.jsp", 200), ("/rest/auth/1/session", 405), ("/no/such/route", 404)]
-        {
+        for (path, status) in [
+            ("/healthz", 200),
+            ("/login.jsp", 200),
+            ("/rest/api/2/serverInfo", 200),
+            ("/rest/auth/1/session", 401),
+            ("/rest/api/2/myself", 401),
+            ("/no/such/route", 404),
+        ] {
             let what = format!("HEAD {path} over {proto}");
             let r = c.head(s.at(path)).send().await.unwrap_or_else(|e| panic!("{what}: {e:?}"));
             assert_eq!(r.status(), status, "{what}");

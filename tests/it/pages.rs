@@ -52,6 +52,9 @@ async fn the_login_form_has_jiras_fields_and_no_scripts() {
     ] {
         assert!(html.contains(needle), "{needle} missing from the login page:\n{html}");
     }
+    // Without a destination in the query the field is there, empty (the account page after login).
+    let plain = get_with(&s, "/login.jsp", "").await.text().await.unwrap();
+    assert!(plain.contains("type=\"hidden\" name=\"os_destination\" value=\"\""), "{plain}");
     let lower = html.to_ascii_lowercase();
     assert!(!lower.contains("<script"), "the page needs scripts");
     for external in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "@import", "url("] {
@@ -374,7 +377,7 @@ async fn log_out_everywhere_and_log_out() {
     assert_eq!(r.status(), 303);
     assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION) && deletes(&r, REMEMBER), "{:?}", set_cookies(&r));
-    assert!(set_value(&r, XSRF).is_some_and(|t| t.ends_with("_lout")));
+    assert!(deletes(&r, XSRF), "{:?}", set_cookies(&r));
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
     let r = whoami(&s, &format!("{REMEMBER}={}", me.remember.as_ref().unwrap())).await;
     assert_eq!(r.status(), 401, "logout left this browser's series alive");
@@ -400,4 +403,25 @@ async fn a_remembered_browser_sees_its_account_without_logging_in() {
     let r = get_with(&s, "/login.jsp", &me.header()).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("You are logged in as <b>admin</b>"));
+}
+
+#[tokio::test]
+async fn the_login_page_sends_a_logged_in_browser_on_to_its_destination() {
+    // As behind forward auth: the app sends a browser whose session cookie
+    // is gone to /login.jsp?os_destination=...; its remember-me cookie logs
+    // it back in there, and it goes straight on with the new session.
+    let s = Server::start(&[]);
+    let (mut me, _) = page_login_as(&s, "admin", &s.admin_pw(), true, FIREFOX).await;
+    me.session = None;
+    let r = get_with(&s, "/login.jsp?os_destination=%2Fapp%2Fpage%3Fx%3D1", &me.header()).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location").as_deref(), Some("/app/page?x=1"));
+    let id = set_value(&r, SESSION).expect("the remember-me login's session cookie comes with the redirect");
+    assert_eq!(session_status(&s, &id).await, 200);
+    me.apply(&r);
+    // With a session already, too; a foreign destination is not followed.
+    let r = get_with(&s, "/login.jsp?os_destination=%2Faccount", &me.header()).await;
+    assert_eq!(header(&r, "location").as_deref(), Some("/account"));
+    let r = get_with(&s, "/login.jsp?os_destination=https%3A%2F%2Fevil.example%2F", &me.header()).await;
+    assert_eq!(r.status(), 200, "a foreign destination was followed");
 }

@@ -289,6 +289,17 @@ async fn malformed_login_bodies_are_400() {
 }
 
 #[tokio::test]
+async fn remember_me_null_is_the_same_as_absent() {
+    let s = Server::start(&[]);
+    let c = s.bare_client();
+    let body = json!({ "username": "admin", "password": s.admin_pw(), "rememberMe": null });
+    let r = c.post(s.at(SESSION)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(set_cookie(&r, "JSESSIONID").is_some());
+    assert_eq!(set_cookie(&r, "seraph.rememberme.cookie"), None, "null asked for a remember-me cookie");
+}
+
+#[tokio::test]
 async fn other_content_types_are_415() {
     let s = Server::start(&[]);
     let c = s.bare_client();

@@ -91,9 +91,12 @@ async fn the_xsrf_cookie_is_lout_when_anonymous_lin_after_login_and_reminted_eac
     assert!(set_value(&r, XSRF).is_none_or(|t| t == lin));
     assert_eq!(page_token(&r.text().await.unwrap()), lin, "the account page uses the session's token");
 
-    // Logging out mints a new _lout token.
+    // Logging out expires the cookie (SPEC §3); the next page mints a new _lout token.
     let r = post_form(&s, "/account/logout", &jar.header(), &[("atl_token", &lin)], &[]).await;
     assert_eq!(r.status(), 303);
+    assert_eq!(xsrf_cookie(&r), "", "logout did not expire the XSRF cookie");
+    jar.apply(&r);
+    let r = get_with(&s, "/login.jsp?logged_out=1", &jar.header()).await;
     let lout2 = xsrf_cookie(&r);
     assert_eq!(token_parts(&lout2).2, "lout");
     assert_ne!(lout2, lout, "logout did not re-mint the anonymous token");
@@ -128,7 +131,10 @@ async fn the_xsrf_cookie_is_lout_when_anonymous_lin_after_login_and_reminted_eac
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(token_parts(&xsrf_cookie(&r)).2, "lout");
+    for name in [SESSION, XSRF] {
+        let c = set_cookie(&r, name).unwrap_or_else(|| panic!("logout left {name} alone"));
+        assert!(c.contains("Max-Age=0"), "{c}");
+    }
 }
 
 /// One attempt at authd's own "log out all other sessions" form: returns
