@@ -499,8 +499,14 @@ impl Auth {
 
     /// The session behind a session ID, if it is alive; slides it unless
     /// `passive`. A session whose user's roles changed since it got its ID
-    /// moves to a new ID here (returned in [`SessionUse::new_id`]).
-    pub async fn session(&self, id: &SessionId, passive: bool) -> Result<Option<SessionUse>, StoreError> {
+    /// moves to a new ID here (returned in [`SessionUse::new_id`]) when
+    /// `may_rotate`.
+    pub async fn session(
+        &self,
+        id: &SessionId,
+        passive: bool,
+        may_rotate: bool,
+    ) -> Result<Option<SessionUse>, StoreError> {
         let key = id.key();
         let found = match self.store.cached_session(key) {
             Some(hit) => Some(hit),
@@ -515,7 +521,10 @@ impl Auth {
             Verdict::Valid { expires, touch } => (expires, touch),
         };
         let mut record = record;
-        if record.epoch != user.epoch {
+        // A role change moves the session to a new ID on its next use, unless
+        // the new ID could not reach the browser (forward auth): then on the
+        // next use that can deliver it.
+        if record.epoch != user.epoch && may_rotate {
             let mut moved = (*record).clone();
             moved.epoch = user.epoch;
             if touch.is_some() {

@@ -81,8 +81,9 @@ pub struct Ctx {
     pub set_cookies: Vec<String>,
     /// A new value for the browser's XSRF cookie.
     pub xsrf_out: Option<String>,
-    /// Do not log in by remember-me cookie (forward auth).
-    pub no_remember: bool,
+    /// Forward auth: the proxy does not pass `Set-Cookie` on to the browser,
+    /// so nothing may change a cookie (no remember-me login, no ID rotation).
+    pub forward_auth: bool,
     /// `Authorization: Basic` was sent and did not match an API token.
     pub basic_failed: bool,
     /// The request was authenticated by an API token.
@@ -171,7 +172,7 @@ impl App {
             expires: None,
             set_cookies: Vec::new(),
             xsrf_out: None,
-            no_remember: false,
+            forward_auth: false,
             basic_failed: false,
             via_token: false,
         };
@@ -426,7 +427,7 @@ impl App {
     async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
         for i in 0..ctx.cookies.session.len() {
             let Some(id) = ctx.cookies.session.get(i).and_then(|v| SessionId::parse(v)) else { continue };
-            if let Some(found) = self.auth.session(&id, ctx.passive).await? {
+            if let Some(found) = self.auth.session(&id, ctx.passive, !ctx.forward_auth).await? {
                 let crate::auth::SessionUse { user, session, new_id } = found;
                 if let Some(new_id) = new_id {
                     ctx.set_cookies.push(cookies::set_cookie(
@@ -450,7 +451,7 @@ impl App {
                 }
                 // Forward auth answers only 200 or 401 (nginx turns anything
                 // else into a 500); elsewhere junk credentials are a 400.
-                Basic::Malformed if !ctx.no_remember => {
+                Basic::Malformed if !ctx.forward_auth => {
                     return Err(ApiError::bad_request(
                         "The Authorization header's Basic credentials are not base64 of user:token.",
                     ))
@@ -460,7 +461,7 @@ impl App {
                 Basic::Absent => {}
             }
         }
-        if ctx.no_remember {
+        if ctx.forward_auth {
             return Ok(None);
         }
         let Some(token) = ctx.cookies.remember.iter().find_map(|v| RememberToken::parse(v)) else {

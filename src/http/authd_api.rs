@@ -61,7 +61,7 @@ pub async fn verify(
             return Err(xsrf_failed());
         }
     }
-    ctx.no_remember = true;
+    ctx.forward_auth = true;
     let Some(a) = app.identify(ctx).await? else {
         let dest = h
             .get("x-forwarded-uri")

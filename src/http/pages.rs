@@ -56,7 +56,7 @@ pub async fn login_submit(
     req: Request<RequestBody>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
-    let form = read_form(req, ctx, LOGIN_BODY_LIMIT).await?;
+    let form = read_form(app, req, ctx, LOGIN_BODY_LIMIT).await?;
     let who = app.identify(ctx).await?;
     let submitted = field(&form, "atl_token");
     let username = field(&form, "os_username").unwrap_or_default();
@@ -270,7 +270,7 @@ pub async fn account_action(
     ctx: &mut Ctx,
     action: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let form = read_form(req, ctx, FORM_LIMIT).await?;
+    let form = read_form(app, req, ctx, FORM_LIMIT).await?;
     let Some(who) = app.identify(ctx).await? else {
         return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
     };
@@ -332,18 +332,36 @@ pub fn safe_destination(d: String) -> Option<String> {
     ok.then_some(d)
 }
 
+/// A page's form, url-encoded; other encodings are refused (403 without
+/// the right token, else 415).
 async fn read_form(
+    app: &App,
     req: Request<RequestBody>,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     limit: usize,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    if ctx.media_type.as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(ApiError::new(
+    let (parts, body) = req.into_parts();
+    let wrong_type = || {
+        ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "The form must be sent as application/x-www-form-urlencoded.",
-        ));
+        )
+    };
+    match ctx.media_type.as_deref() {
+        Some("application/x-www-form-urlencoded") => {}
+        // The other form encodings (SPEC §7) must present the token as well,
+        // so a forged one is refused as such; a genuine one is still 415.
+        Some("multipart/form-data" | "text/plain") | None => {
+            let bytes = read_body(&parts.headers, body, limit).await?;
+            let who = app.identify(ctx).await?;
+            let token = super::proxy::form_token(&parts.headers, &bytes);
+            if !app.xsrf_ok(ctx, who.as_ref(), token.as_deref()) {
+                return Err(super::app::xsrf_failed());
+            }
+            return Err(wrong_type());
+        }
+        Some(_) => return Err(wrong_type()),
     }
-    let (parts, body) = req.into_parts();
     let bytes = read_body(&parts.headers, body, limit).await?;
     parse_urlencoded(&bytes)
 }

@@ -103,7 +103,7 @@ pub async fn forward(
     let who = app.identify(ctx).await?;
     app.sync_xsrf_cookie(ctx, who.as_ref());
     if who.is_none() && up.require_login {
-        return Ok(login_required(ctx, req.uri()));
+        return Ok(login_required(req.headers(), req.uri()));
     }
     let upgrade = upgrade_protocol(req.headers());
     // A WebSocket handshake is a GET, but what follows is not: apply the
@@ -220,10 +220,19 @@ fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The answer to an anonymous request when `--require-login` is set:
-/// browsers go to the login page, API clients get 401.
-fn login_required(ctx: &Ctx, uri: &Uri) -> Response<Body> {
-    let wants_html = ctx.media_type.is_none() && ctx.user_agent().contains("Mozilla");
-    if wants_html {
+/// browsers go to the login page, API clients get 401. A browser is a client
+/// that asks for HTML (`Accept: text/html`, as every page load does) or says
+/// it is navigating (`Sec-Fetch-Mode: navigate`); a script's `fetch` asking
+/// for JSON and curl's `Accept: */*` are API clients.
+fn login_required(headers: &HeaderMap, uri: &Uri) -> Response<Body> {
+    let accepts_html = headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/html"));
+    let navigating = headers.get("sec-fetch-mode").is_some_and(|v| v.as_bytes() == b"navigate");
+    if accepts_html || navigating {
         let dest = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut r = super::response::empty(StatusCode::SEE_OTHER);
         if let Ok(v) = HeaderValue::from_str(&super::pages::login_url_for(dest)) {

@@ -933,30 +933,62 @@ async fn max_body_is_enforced_for_declared_and_chunked_bodies() {
     );
 }
 
+/// What Firefox sends with a page load.
+const PAGE_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
 #[tokio::test]
 async fn require_login_sends_browsers_to_the_login_page_and_api_clients_401() {
     let (app, s) = start_pair(&["--require-login"]);
-    // A browser (Mozilla user agent, no content type): 303 to the login page.
-    let r =
-        s.bare_client().get(s.at("/app/page?x=1&y=2")).header("user-agent", FIREFOX).send().await.unwrap();
+    // A browser loading a page (it asks for HTML): 303 to the login page.
+    let r = s
+        .bare_client()
+        .get(s.at("/app/page?x=1&y=2"))
+        .header("user-agent", FIREFOX)
+        .header("accept", PAGE_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(
         header(&r, "location").as_deref(),
         Some("/login.jsp?os_destination=%2Fapp%2Fpage%3Fx%3D1%26y%3D2")
     );
-    // API clients: 401 in Jira's shape.
-    for (what, ua, ct) in [
-        ("curl", Some("curl/8.5.0"), None),
-        ("no user agent", None, None),
-        ("browser posting JSON", Some(FIREFOX), Some("application/json")),
-        ("browser posting a form", Some(FIREFOX), Some(FORM)),
-    ] {
-        let mut b = s.bare_client().post(s.at("/app/api")).body("{}");
-        if let Some(ua) = ua {
-            b = b.header("user-agent", ua);
+    // So is one submitting a form, or navigating without saying what it accepts.
+    let browsers: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "browser posting a form",
+            &[("user-agent", FIREFOX), ("accept", PAGE_ACCEPT), ("content-type", FORM)],
+        ),
+        ("any client asking for HTML", &[("accept", "text/html")]),
+        ("a navigation", &[("user-agent", FIREFOX), ("sec-fetch-mode", "navigate")]),
+    ];
+    for (what, headers) in browsers {
+        let mut b = s.bare_client().post(s.at("/app/form")).body("a=1");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
-        if let Some(ct) = ct {
-            b = b.header("content-type", ct);
+        let r = b.send().await.unwrap();
+        assert_eq!(r.status(), 303, "{what}");
+        assert_eq!(
+            header(&r, "location").as_deref(),
+            Some("/login.jsp?os_destination=%2Fapp%2Fform"),
+            "{what}"
+        );
+    }
+    // API clients: 401 in Jira's shape.
+    let api: [(&str, &[(&str, &str)]); 4] = [
+        ("curl", &[("user-agent", "curl/8.5.0"), ("accept", "*/*")]),
+        ("no user agent, no accept", &[]),
+        ("a browser's fetch asking for JSON", &[("user-agent", FIREFOX), ("accept", "application/json")]),
+        (
+            "a browser posting JSON",
+            &[("user-agent", FIREFOX), ("accept", "application/json"), ("content-type", "application/json")],
+        ),
+    ];
+    for (what, headers) in api {
+        let mut b = s.bare_client().post(s.at("/app/api")).body("{}");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
         let r = b.send().await.unwrap();
         assert_eq!(r.status(), 401, "{what}");
@@ -968,6 +1000,7 @@ async fn require_login_sends_browsers_to_the_login_page_and_api_clients_401() {
         .bare_client()
         .get(s.at("/app/page"))
         .header("user-agent", FIREFOX)
+        .header("accept", PAGE_ACCEPT)
         .header("cookie", sid("c3RhbGUtc2Vzc2lvbi1pZC1ub3QtaW4tdGhlLWRhdGFiYXNlLXh4"))
         .send()
         .await
@@ -1348,7 +1381,8 @@ async fn api_tokens_from_the_cli_authenticate_one_request_without_a_session() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 400, "malformed base64 is a clear 4xx (SPEC §10)");
+    assert_jira_error(&r.json().await.unwrap());
 
     // Revoked: 401.
     let out = s.authd(&["token", "revoke", &id], None);
@@ -1730,20 +1764,32 @@ async fn exercise_admin_api(s: &Server, who: As<'_>, name: &str) {
     assert!(!alive(s, &first).await && !alive(s, &second).await, "sessions outlived a password reset");
     assert_eq!(s.login(&s.bare_client(), name, "first-pass-1").await.status(), 401);
     let third = login_id(s, name, "second-pass-2").await;
-    // Roles: the user's verify answer follows (the session moves to a new ID each time).
+    // Roles: the user's verify answer follows at once. Forward auth cannot
+    // hand the browser a new ID (nginx drops Set-Cookie from the check), so
+    // it keeps the old one working; the next answer from authd itself moves
+    // the session to a new ID, and then the old one stops working.
     let u =
         admin_call(s, "PUT", &format!("/users/{name}/roles"), who, Some(&json!({"roles": ["admin"]})), 200)
             .await;
     assert_eq!(u["roles"], json!(["admin"]));
-    let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
-    assert_eq!(header(&r, "x-authd-roles").as_deref(), Some("admin"));
-    let third = set_value(&r, SESSION).expect("a role change moves the session to a new ID");
+    for _ in 0..2 {
+        let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
+        assert_eq!(r.status(), 200, "forward auth lost the session after a role change");
+        assert_eq!(header(&r, "x-authd-roles").as_deref(), Some("admin"));
+        assert_eq!(set_value(&r, SESSION), None, "forward auth set a cookie the browser never gets");
+    }
+    let r = call(s, "GET", "/rest/auth/1/session", As::Cookie(&sid(&third)), None).await;
+    assert_eq!(r.status(), 200);
+    let moved = set_value(&r, SESSION).expect("a role change moves the session to a new ID");
+    assert!(!alive(s, &third).await, "the old ID still works after the move");
+    let third = moved;
     let u =
         admin_call(s, "PUT", &format!("/users/{name}/roles"), who, Some(&json!({"roles": []})), 200).await;
     assert_eq!(u["roles"], json!([]));
     let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
     assert_eq!(r.status(), 200);
     assert!(header(&r, "x-authd-roles").is_some_and(|r| !r.contains("admin")));
+    let r = call(s, "GET", "/rest/auth/1/session", As::Cookie(&sid(&third)), None).await;
     let third = set_value(&r, SESSION).expect("a role change moves the session to a new ID");
     admin_call(s, "PUT", &format!("/users/{name}/roles"), who, Some(&json!({"roles": ["root"]})), 400).await;
     // Sessions: listed by handle; one ended; then sign out everywhere.

@@ -961,7 +961,8 @@ async fn require_login_redirects_carry_the_path_escaped_and_local() {
         b"/%00",
     ] {
         let what = format!("GET {}", String::from_utf8_lossy(path));
-        let answer = raw(&s, "GET", path, &[("User-Agent", browser.as_bytes())], b"").await;
+        let answer =
+            raw(&s, "GET", path, &[("User-Agent", browser.as_bytes()), ("Accept", b"text/html")], b"").await;
         let status = no_5xx(&what, &answer);
         let headers = raw_headers(&answer);
         assert!(

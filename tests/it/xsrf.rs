@@ -256,11 +256,41 @@ async fn own_forms_refuse_other_content_types_without_a_token() {
             b = b.header("content-type", ct);
         }
         let r = b.send().await.unwrap();
-        // A form endpoint that only reads url-encoded forms may say 415 instead of 403;
-        // either way nothing happens.
-        assert!(matches!(r.status().as_u16(), 403 | 415), "{ct:?}: {}", r.status());
+        // SPEC §7: every form content type must present the token: 403 first.
+        // JSON is not a form type; the page takes only url-encoded forms: 415.
+        let want = if ct == Some("application/json") { 415 } else { 403 };
+        assert_eq!(r.status().as_u16(), want, "{ct:?}");
         assert!(session_alive(&s, &other).await, "{ct:?}: the other session was revoked without a token");
     }
+    // With the right token in the body, the page still reads only url-encoded forms: 415.
+    let token = me.xsrf.clone().unwrap();
+    let multipart =
+        format!("--XyZ\r\nContent-Disposition: form-data; name=\"atl_token\"\r\n\r\n{token}\r\n--XyZ--\r\n");
+    for (ct, body) in
+        [("multipart/form-data; boundary=XyZ", multipart), ("text/plain", format!("atl_token={token}\r\n"))]
+    {
+        let r = s
+            .bare_client()
+            .post(s.at(REVOKE_OTHERS))
+            .header("cookie", me.header())
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 415, "{ct} with the token");
+        assert!(session_alive(&s, &other).await);
+    }
+    // And the login page: a multipart post without a token is an XSRF failure, not a 415.
+    let r = s
+        .bare_client()
+        .post(s.at("/login.jsp"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body("--XyZ\r\nContent-Disposition: form-data; name=\"os_username\"\r\n\r\nadmin\r\n--XyZ--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
 }
 
 #[tokio::test]
