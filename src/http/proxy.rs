@@ -102,6 +102,9 @@ pub async fn forward(
 ) -> Result<Response<Body>, ApiError> {
     let who = app.identify(ctx).await?;
     app.sync_xsrf_cookie(ctx, who.as_ref());
+    if who.is_none() && !ctx.cookies.session.is_empty() {
+        ctx.set_cookies.push(crate::cookies::expire_cookie(&app.cookie_names.session, true));
+    }
     if who.is_none() && up.require_login {
         return Ok(login_required(req.headers(), req.uri()));
     }
@@ -119,7 +122,11 @@ pub async fn forward(
         if !app.origin_ok(ctx) {
             return Err(xsrf_failed());
         }
-        let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
+        // The token rule guards what the browser's cookies authenticate: a
+        // live session, or a remember-me login just now. A stale cookie
+        // authenticates nothing (the request goes on anonymous, the cookie is
+        // cleared), and an API token is not something a browser sends by itself.
+        let carries_session = who.is_some() && !ctx.via_token;
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
             let in_header = ctx.x_atlassian_token().is_some() || ctx.x_xsrf_token().is_some();
             let mut submitted = None;
@@ -177,6 +184,13 @@ pub async fn forward(
     }
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
+    if !app.cors_origins.is_empty() {
+        // With --cors-origin authd answers for CORS (SPEC §9: the exact
+        // origin, never `*`); the app's own answer would contradict it.
+        for name in ["access-control-allow-origin", "access-control-allow-credentials"] {
+            rparts.headers.remove(name);
+        }
+    }
     Ok(Response::from_parts(rparts, super::response::stream(rbody.map_err(|e| -> BoxError { Box::new(e) }))))
 }
 

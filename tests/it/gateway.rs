@@ -1579,6 +1579,16 @@ async fn cors_preflights_and_credentials_for_named_origins_only() {
         .collect();
     assert_eq!(values, ["https://app.example"]);
     never_star(&r, "app's own CORS");
+    // Nor a caller from an origin authd does not allow, nor one with no origin.
+    for origin in [Some("https://evil.example"), None] {
+        let mut b = s.bare_client().get(s.at("/cors-star/y"));
+        if let Some(o) = origin {
+            b = b.header("origin", o);
+        }
+        let r = b.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(header(&r, "access-control-allow-origin").is_none(), "{origin:?}: the app's * passed");
+    }
 }
 
 // ---------------------------------------------------------------------------

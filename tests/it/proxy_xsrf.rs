@@ -403,6 +403,22 @@ async fn a_remember_me_cookie_alone_also_needs_the_token() {
 }
 
 #[tokio::test]
+async fn a_stale_session_cookie_is_anonymous_and_cleared() {
+    // A session that ended leaves its cookie in the browser; the next form
+    // post is anonymous (nothing to protect) and the cookie is cleared.
+    let (app, s) = start_pair(&[]);
+    let id = login_id(&s, "admin", &s.admin_pw()).await;
+    let r = s.bare_client().delete(s.at("/rest/auth/1/session")).header("cookie", format!("{SESSION}={id}"));
+    assert_eq!(r.send().await.unwrap().status(), 204);
+    let r = send(&s, "POST", "/app/stale", &format!("{SESSION}={id}"), Some(FORM), b"a=1", &[]).await;
+    let cleared =
+        set_cookies(&r).iter().any(|c| c.starts_with(&format!("{SESSION}=;")) && c.contains("Max-Age=0"));
+    let seen = assert_forwarded(&app, r, "/app/stale", b"a=1", "anonymous form with a stale cookie").await;
+    assert!(cleared, "the stale session cookie was not cleared");
+    assert_eq!(seen.all("x-authd-user"), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn anonymous_forms_pass_and_reach_the_app_without_an_identity() {
     let (app, s) = start_pair(&[]);
     let spoof = [
