@@ -176,11 +176,11 @@ impl std::fmt::Display for AdminError {
 impl std::error::Error for AdminError {}
 
 impl From<StoreError> for AdminError {
+    /// A conflict stays a store error ("user 'x' already exists"): its text
+    /// describes the conflict, it is not a user name for [`AdminError::UserExists`]
+    /// (which `add_user` sets itself).
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(what) => AdminError::UserExists(what),
-            other => AdminError::Store(other),
-        }
+        AdminError::Store(e)
     }
 }
 
@@ -216,6 +216,7 @@ impl Auth {
         }
         let hash = self.hash_password(req.password).await?;
         let verified = req.email.is_none() || !req.unverified;
+        let name = req.name.clone();
         let user = self
             .store
             .create_user(NewUser {
@@ -226,7 +227,12 @@ impl Auth {
                 created: self.now(),
                 name: req.name,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The store's conflict already reads "user '<name>'"; name the user once.
+                StoreError::Conflict(_) => AdminError::UserExists(name),
+                other => other.into(),
+            })?;
         tracing::info!(user = %user.name, admin = user.admin, "user added");
         let mut view = UserView::from(&user);
         if !user.email_verified {
@@ -374,5 +380,12 @@ mod tests {
         for bad in ["", "a", "@b", "a@", "a@b@c", "a b@c", "a@b\n", "<a@b>"] {
             assert!(!valid_email(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_conflict_names_the_user_once() {
+        let e = AdminError::from(StoreError::Conflict("user 'BOB'".into()));
+        assert_eq!(e.to_string(), "user 'BOB' already exists");
+        assert_eq!(AdminError::UserExists("BOB".into()).to_string(), "user 'BOB' already exists");
     }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use hyper::Method;
 use serde_json::json;
 
@@ -33,6 +33,34 @@ use crate::store::redis::RedisStore;
 
 const SEC: Duration = Duration::from_secs(1);
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
+
+/// The value parser of every on/off flag. On the command line the flag is a
+/// plain switch; its `AUTHD_*` variable takes the usual spellings, in any
+/// case: 1/0, true/false, yes/no, y/n, on/off (anything else is a bad value).
+/// An empty variable is off, as if it were not set.
+fn switch() -> Switch {
+    Switch
+}
+
+/// See [`switch`].
+#[derive(Clone, Copy, Debug)]
+struct Switch;
+
+impl clap::builder::TypedValueParser for Switch {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        if value.is_empty() {
+            return Ok(false);
+        }
+        clap::builder::BoolishValueParser::new().parse_ref(cmd, arg, value)
+    }
+}
 
 /// authd: cookie-based session authentication in the style of Jira/Seraph.
 #[derive(Parser, Debug)]
@@ -103,7 +131,7 @@ pub enum TokenCommand {
         /// The user name.
         name: String,
         /// Print JSON instead of a table.
-        #[arg(long, env = "AUTHD_JSON")]
+        #[arg(long, env = "AUTHD_JSON", action = ArgAction::SetTrue, value_parser = switch())]
         json: bool,
     },
     /// Revoke an API token by id.
@@ -124,13 +152,13 @@ pub enum UserCommand {
         #[arg(long, env = "AUTHD_EMAIL")]
         email: Option<String>,
         /// Give the user the admin role.
-        #[arg(long, env = "AUTHD_ADMIN")]
+        #[arg(long, env = "AUTHD_ADMIN", action = ArgAction::SetTrue, value_parser = switch())]
         admin: bool,
         /// Leave the email address unverified (logins get 409 until it is).
-        #[arg(long, env = "AUTHD_UNVERIFIED")]
+        #[arg(long, env = "AUTHD_UNVERIFIED", action = ArgAction::SetTrue, value_parser = switch())]
         unverified: bool,
         /// Read the password from standard input (required).
-        #[arg(long, env = "AUTHD_PASSWORD_STDIN", required = true)]
+        #[arg(long, env = "AUTHD_PASSWORD_STDIN", required = true, action = ArgAction::SetTrue, value_parser = switch())]
         password_stdin: bool,
     },
     /// Set a user's password (read from standard input); ends their sessions.
@@ -138,7 +166,7 @@ pub enum UserCommand {
         /// The user name.
         name: String,
         /// Read the password from standard input (required).
-        #[arg(long, env = "AUTHD_PASSWORD_STDIN", required = true)]
+        #[arg(long, env = "AUTHD_PASSWORD_STDIN", required = true, action = ArgAction::SetTrue, value_parser = switch())]
         password_stdin: bool,
     },
     /// Mark a user's email address as verified.
@@ -159,7 +187,7 @@ pub enum UserCommand {
     /// List users.
     List {
         /// Print JSON instead of a table.
-        #[arg(long, env = "AUTHD_JSON")]
+        #[arg(long, env = "AUTHD_JSON", action = ArgAction::SetTrue, value_parser = switch())]
         json: bool,
     },
 }
@@ -173,7 +201,7 @@ pub enum SessionCommand {
         #[arg(long, env = "AUTHD_USER")]
         user: Option<String>,
         /// Print JSON instead of a table.
-        #[arg(long, env = "AUTHD_JSON")]
+        #[arg(long, env = "AUTHD_JSON", action = ArgAction::SetTrue, value_parser = switch())]
         json: bool,
     },
     /// End one session by handle, or every session of a user.
@@ -262,7 +290,7 @@ pub struct ServeArgs {
           value_parser = parse_cors_origin)]
     pub cors_origin: Vec<String>,
     /// With --upstream: anonymous browsers go to the login page, API clients get 401.
-    #[arg(long, env = "AUTHD_REQUIRE_LOGIN")]
+    #[arg(long, env = "AUTHD_REQUIRE_LOGIN", action = ArgAction::SetTrue, value_parser = switch())]
     pub require_login: bool,
     /// Largest request body forwarded to the upstream, in bytes.
     #[arg(long, env = "AUTHD_MAX_BODY", value_name = "BYTES", default_value_t = 1024 * 1024,
@@ -277,7 +305,7 @@ pub struct ServeArgs {
           allow_hyphen_values = true, value_parser = clap::value_parser!(u8).range(1..=28))]
     pub challenge_difficulty: u8,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
-    #[arg(long, env = "AUTHD_LOG", value_name = "FILTER", default_value = "info")]
+    #[arg(long, env = "AUTHD_LOG", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
 }
 
@@ -347,6 +375,18 @@ where
             }
         }
     }
+    // `AUTHD_PASSWORD_STDIN=0` satisfies "required" but turns the only way of
+    // giving a password off.
+    if let Some(Command::User(
+        UserCommand::Add { password_stdin: false, .. } | UserCommand::Passwd { password_stdin: false, .. },
+    )) = &cli.command
+    {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "'--password-stdin' is required: the password is read from standard input only (AUTHD_PASSWORD_STDIN cannot turn it off)\n",
+        )
+        .with_cmd(&Cli::command()));
+    }
     Ok(cli)
 }
 
@@ -404,27 +444,82 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => runtime.block_on(serve(with_store(cli.serve.config(data)), &cli.serve.log)),
         Some(Command::Serve(ref args)) => runtime.block_on(serve(with_store(args.config(data)), &args.log)),
-        Some(Command::Cert) => cert(&data),
-        Some(Command::User(cmd)) => runtime.block_on(user(&place, cmd)),
-        Some(Command::Session(cmd)) => runtime.block_on(session(&place, cmd)),
-        Some(Command::Token(cmd)) => runtime.block_on(token(&place, cmd)),
+        Some(Command::Cert) => cert(&data).map_err(Failure::Other),
+        Some(Command::User(cmd)) => runtime.block_on(user(&place, cmd)).map_err(Failure::Other),
+        Some(Command::Session(cmd)) => runtime.block_on(session(&place, cmd)).map_err(Failure::Other),
+        Some(Command::Token(cmd)) => runtime.block_on(token(&place, cmd)).map_err(Failure::Other),
         Some(Command::Migrate { ref from, ref to }) => {
-            runtime.block_on(migrate(from, to, &cli.store_namespace))
+            runtime.block_on(migrate(from, to, &cli.store_namespace)).map_err(Failure::Other)
         }
     };
     drop(runtime);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(cfg: Config, log: &str) -> Result<(), String> {
-    init_logging(log)?;
-    crate::server::run(cfg, shutdown_signal()).await.map_err(|e| e.to_string())
+/// Why a command failed, which decides the exit status.
+enum Failure {
+    /// A flag's value is unusable (exit 2, like a parse error): one line naming the flag.
+    Usage(String),
+    /// Anything else (exit 1).
+    Other(String),
+}
+
+/// The one-line message of a bad flag value, worded as clap words its own.
+fn bad_value(flag: &str, value: &dyn std::fmt::Display, reason: &str) -> Failure {
+    Failure::Usage(format!("invalid value '{value}' for '{flag}': {reason}"))
+}
+
+async fn serve(cfg: Config, log: &str) -> Result<(), Failure> {
+    check_serve_flags(&cfg).await?;
+    init_logging(log).map_err(Failure::Other)?;
+    crate::server::run(cfg, shutdown_signal()).await.map_err(|e| Failure::Other(e.to_string()))
+}
+
+/// What clap cannot check because it needs the machine: that `--cert` and
+/// `--key` are files holding a certificate and a private key, and that
+/// `--listen` can be bound. Either failing is a bad value of that flag (exit
+/// 2), found before the data dir or the database is touched.
+async fn check_serve_flags(cfg: &Config) -> Result<(), Failure> {
+    if let Some((cert, key)) = &cfg.cert_and_key {
+        crate::tls::check_own(cert, key).map_err(|e| bad_value(e.flag, &e.path.display(), &e.reason))?;
+    }
+    if let Err(e) = probe_bind(cfg.listen) {
+        // A server already running on this data dir (and holding this port):
+        // the server's own "data dir in use" message is the one to give.
+        if e.kind() == std::io::ErrorKind::AddrInUse && cfg.store.is_none() {
+            if let Ok(client) = AdminClient::from_dir(&DataDir::new(&cfg.data_dir)) {
+                if client.reachable().await {
+                    return Ok(());
+                }
+            }
+        }
+        return Err(bad_value("--listen", &cfg.listen, &format!("cannot listen there: {e}")));
+    }
+    Ok(())
+}
+
+/// Binds (without listening) a socket as the server's listener will be
+/// bound, and lets it go.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)
+}
+
+/// Checks a `--log` filter (so a bad one is a bad flag value, exit 2).
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 fn init_logging(filter: &str) -> Result<(), String> {
@@ -848,6 +943,47 @@ mod tests {
         assert!(one_line(&e.render().to_string()).contains("--lockout"), "{e}");
         let e = parse(&["--max-failed-logins", "-1"]).unwrap_err();
         assert!(one_line(&e.render().to_string()).contains("--max-failed-logins"), "{e}");
+    }
+
+    #[test]
+    fn every_switch_takes_the_usual_spellings_from_its_variable() {
+        use clap::CommandFactory as _;
+        fn walk(cmd: &clap::Command, seen: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if !matches!(arg.get_action(), ArgAction::SetTrue) {
+                    continue;
+                }
+                let name = arg.get_id().to_string();
+                assert!(arg.get_env().is_some(), "--{name} reads no AUTHD_* variable");
+                // The same argument taking a value, so that its parser can be
+                // fed what the variable would hold.
+                let probe = clap::Command::new("probe")
+                    .arg(arg.clone().env(None::<&str>).action(ArgAction::Set).required(false));
+                let parse = |text: &str| {
+                    probe
+                        .clone()
+                        .try_get_matches_from(["probe", &format!("--{}={text}", arg.get_long().unwrap())])
+                        .map(|m| m.get_one::<bool>(arg.get_id().as_str()).copied())
+                };
+                for (text, want) in
+                    [("1", true), ("yes", true), ("ON", true), ("True", true), ("0", false), ("no", false)]
+                        .into_iter()
+                        .chain([("Off", false), ("FALSE", false), ("", false)])
+                {
+                    assert_eq!(parse(text).ok().flatten(), Some(want), "--{name} from {text:?}");
+                }
+                assert!(parse("banana").is_err(), "--{name}");
+                seen.push(name);
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&Cli::command(), &mut seen);
+        for name in ["require_login", "json", "admin", "unverified", "password_stdin"] {
+            assert!(seen.iter().any(|s| s == name), "--{name} was not checked: {seen:?}");
+        }
     }
 
     #[test]

@@ -111,28 +111,48 @@ pub const MAX_REMEMBER_ME_AGE: Duration = Duration::from_secs(400 * 86_400);
 /// The longest any timeout may be: ten years, far below `u64` milliseconds.
 const MAX_ANY: Duration = Duration::from_secs(3650 * 86_400);
 
+/// Why a duration did not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DurationError {
+    /// Not a whole number followed by a unit.
+    Syntax,
+    /// Longer than any timeout may be (or than a `u64` of milliseconds).
+    TooLarge,
+}
+
+const DURATION_HINT: &str = "expected a whole number followed by ms, s, m, h or d (e.g. 90s, 30m, 5h, 14d)";
+
 /// Parses `90s`, `30m`, `5h`, `14d` or `500ms` into a duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const HINT: &str = "expected a whole number followed by ms, s, m, h or d (e.g. 90s, 30m, 5h, 14d)";
+    parse_bounded(s).map_err(|e| match e {
+        DurationError::Syntax => DURATION_HINT.to_string(),
+        DurationError::TooLarge => format!("must be at most {}", format_duration(MAX_ANY)),
+    })
+}
+
+/// The syntax of [`parse_duration`], capped at [`MAX_ANY`]; the caller words
+/// the error, so that a flag's message names that flag's own limit.
+fn parse_bounded(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or(HINT)?;
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or(DurationError::Syntax)?;
     let (num, unit) = s.split_at(split);
     if num.is_empty() {
-        return Err(HINT.into());
+        return Err(DurationError::Syntax);
     }
-    let n: u64 = num.parse().map_err(|_| "number too large".to_string())?;
     let unit_ms: u64 = match unit {
         "ms" => 1,
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(HINT.into()),
+        _ => return Err(DurationError::Syntax),
     };
-    let ms = n.checked_mul(unit_ms).ok_or("number too large")?;
+    // Only digits, so a number that does not fit a u64 is simply too large.
+    let n: u64 = num.parse().map_err(|_| DurationError::TooLarge)?;
+    let ms = n.checked_mul(unit_ms).ok_or(DurationError::TooLarge)?;
     let d = Duration::from_millis(ms);
     if d > MAX_ANY {
-        return Err("must be at most 3650d".into());
+        return Err(DurationError::TooLarge);
     }
     Ok(d)
 }
@@ -163,12 +183,19 @@ impl DurationParser {
 
     /// Parses and checks the bounds.
     pub fn parse(&self, s: &str) -> Result<Duration, String> {
-        let d = parse_duration(s)?;
+        // One message for "over the limit", however far over: the flag's own
+        // limit (never exceeding what any duration may be).
+        let too_large = || format!("must be at most {}", format_duration(self.max.min(MAX_ANY)));
+        let d = match parse_bounded(s) {
+            Ok(d) => d,
+            Err(DurationError::Syntax) => return Err(DURATION_HINT.into()),
+            Err(DurationError::TooLarge) => return Err(too_large()),
+        };
         if d < self.min {
             return Err(format!("must be at least {}", format_duration(self.min)));
         }
         if d > self.max {
-            return Err(format!("must be at most {}", format_duration(self.max)));
+            return Err(too_large());
         }
         Ok(d)
     }
@@ -272,6 +299,13 @@ mod tests {
         assert_eq!(p.parse("400d"), Ok(MAX_REMEMBER_ME_AGE));
         assert_eq!(p.parse("401d"), Err("must be at most 400d".to_string()));
         assert_eq!(p.parse("0s"), Err("must be at least 1s".to_string()));
+        // Far over the limit, past the ten-year cap or past u64: still this limit.
+        for huge in ["4000d", "99999999999d", "99999999999999999999d", "18446744073709551615ms"] {
+            assert_eq!(p.parse(huge), Err("must be at most 400d".to_string()), "{huge}");
+        }
+        let short = DurationParser::between(Duration::ZERO, Duration::from_secs(3600));
+        assert_eq!(short.parse("99999999999d"), Err("must be at most 1h".to_string()));
+        assert_eq!(short.parse("banana"), Err(DURATION_HINT.to_string()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
@@ -40,7 +40,7 @@ pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBu
         .map_err(|e| format!("cannot read the private key {}: {e}", key_path.display()))?;
     let first = certs.first().ok_or_else(|| format!("{} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(first);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider();
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
@@ -51,6 +51,54 @@ pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBu
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls { cert_path, fingerprint, config: Arc::new(config) })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Which of the operator's files is unusable, and why.
+#[derive(Debug)]
+pub struct OwnFileError {
+    /// `--cert` or `--key`.
+    pub flag: &'static str,
+    /// The file given.
+    pub path: PathBuf,
+    /// What is wrong with it (without the path).
+    pub reason: String,
+}
+
+/// Checks the operator's `--cert` and `--key` before anything else starts:
+/// the certificate file must be readable and hold PEM certificates, the
+/// first of which parses; the key file must be readable and hold a private
+/// key that the crypto provider can load. Whether the two belong together
+/// is left to [`load`].
+pub fn check_own(cert: &Path, key: &Path) -> Result<(), OwnFileError> {
+    let cert_error = |reason: String| OwnFileError { flag: "--cert", path: cert.to_path_buf(), reason };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect)
+        .map_err(|e| cert_error(pem_reason(&e, "certificate")))?;
+    let first =
+        certs.first().ok_or_else(|| cert_error(pem_reason(&pem::Error::NoItemsFound, "certificate")))?;
+    rustls::server::ParsedCertificate::try_from(first)
+        .map_err(|e| cert_error(format!("the certificate does not parse: {e}")))?;
+
+    let key_error = |reason: String| OwnFileError { flag: "--key", path: key.to_path_buf(), reason };
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(pem_reason(&e, "private key")))?;
+    provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| key_error(format!("the private key does not parse: {e}")))?;
+    Ok(())
+}
+
+/// Why a PEM file of `what` could not be used, in words.
+fn pem_reason(e: &pem::Error, what: &str) -> String {
+    match e {
+        pem::Error::Io(io) => format!("cannot read it: {io}"),
+        pem::Error::NoItemsFound => format!("it holds no PEM {what}"),
+        other => format!("it is not a PEM {what}: {other}"),
+    }
 }
 
 /// Refuses a key file that other users could read.

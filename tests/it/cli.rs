@@ -454,3 +454,248 @@ async fn passwords_are_stored_as_argon2id_with_owasp_parameters() {
     assert_eq!(find(b"tom's very own password"), 0, "a password is stored in clear");
     assert_eq!(find(b"una's very own password"), 0, "a password is stored in clear");
 }
+
+// ---------------------------------------------------------------------------
+// SPEC §1: every flag also reads an AUTHD_* variable; a bad flag or value
+// exits 2 with one line naming the flag.
+
+/// Runs `authd ARGS` with extra environment variables (and the suite's store
+/// settings for `data`), killed if it is still running after 10 s.
+fn authd_env(data: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("AUTHD_LOG")
+        .envs(store_env(data))
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut sin = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            sin.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("authd {args:?} is still running: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts exit status 2 and one line on stderr naming every one of `names`.
+fn assert_bad_value(out: &Output, names: &[&str], what: &str) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{what}: exit status {:?}, stderr {err}", out.status);
+    let line = err.trim_end();
+    assert!(!line.is_empty(), "{what}: nothing on stderr");
+    assert!(!line.contains('\n'), "{what}: the error is not one line:\n{err}");
+    assert!(!line.contains("panicked"), "{what}: {err}");
+    for name in names {
+        assert!(line.contains(name), "{what}: {name} is not named: {err}");
+    }
+    line.to_string()
+}
+
+#[tokio::test]
+async fn switches_take_1_yes_on_and_their_opposites_from_the_environment() {
+    let (_tmp, data) = data_dir();
+    ok(&data, &["user", "add", "vic", "--password-stdin"], Some("vic's long password"));
+
+    // AUTHD_JSON: JSON for the usual "on" spellings, the table for "off" and empty.
+    for on in ["1", "true", "TRUE", "yes", "Yes", "on", "ON", "y"] {
+        let o = authd_env(&data, &["user", "list"], &[("AUTHD_JSON", on)], None);
+        assert!(o.status.success(), "AUTHD_JSON={on}: {}", stderr(&o));
+        let list: Vec<Value> = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("AUTHD_JSON={on} did not print JSON ({e}): {}", stdout(&o)));
+        assert!(list.iter().any(|u| u["name"] == "vic"), "AUTHD_JSON={on}");
+    }
+    for off in ["0", "false", "False", "no", "NO", "off", "Off", "n", ""] {
+        let o = authd_env(&data, &["user", "list"], &[("AUTHD_JSON", off)], None);
+        assert!(o.status.success(), "AUTHD_JSON={off:?}: {}", stderr(&o));
+        assert!(stdout(&o).starts_with("NAME"), "AUTHD_JSON={off:?} printed: {}", stdout(&o));
+    }
+    // On the command line it stays a plain switch.
+    let o = ok(&data, &["user", "list", "--json"], None);
+    assert!(serde_json::from_slice::<Vec<Value>>(&o.stdout).is_ok(), "{}", stdout(&o));
+    let o = authd_env(&data, &["user", "list", "--json=yes"], &[], None);
+    assert_ne!(o.status.code(), Some(0), "--json takes no value on the command line");
+    // Anything else is a bad value of that flag.
+    let o = authd_env(&data, &["user", "list"], &[("AUTHD_JSON", "banana")], None);
+    assert_bad_value(&o, &["--json", "banana"], "AUTHD_JSON=banana");
+
+    // user add: AUTHD_ADMIN, AUTHD_UNVERIFIED, AUTHD_PASSWORD_STDIN.
+    let env = [("AUTHD_ADMIN", "1"), ("AUTHD_UNVERIFIED", "yes"), ("AUTHD_PASSWORD_STDIN", "on")];
+    let o = authd_env(
+        &data,
+        &["user", "add", "wes", "--email", "wes@example.com"],
+        &env,
+        Some("wes's long password"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let env = [("AUTHD_ADMIN", "0"), ("AUTHD_UNVERIFIED", "off")];
+    let o = authd_env(
+        &data,
+        &["user", "add", "xia", "--email", "xia@example.com", "--password-stdin"],
+        &env,
+        Some("xia's long password"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let users = user_list(&data);
+    let get = |n: &str| users.iter().find(|u| u["name"] == n).cloned().unwrap_or_else(|| panic!("{n}"));
+    assert_eq!(get("wes")["roles"], json!(["admin"]), "AUTHD_ADMIN=1");
+    assert_eq!(get("wes")["emailVerified"], json!(false), "AUTHD_UNVERIFIED=yes");
+    assert_eq!(get("xia")["roles"], json!([]), "AUTHD_ADMIN=0");
+    assert_eq!(get("xia")["emailVerified"], json!(true), "AUTHD_UNVERIFIED=off");
+    // The password can only come from standard input: turning that off is refused.
+    let o = authd_env(
+        &data,
+        &["user", "add", "yan"],
+        &[("AUTHD_PASSWORD_STDIN", "0")],
+        Some("yan's long password"),
+    );
+    assert_bad_value(&o, &["--password-stdin"], "AUTHD_PASSWORD_STDIN=0");
+    assert!(!user_list(&data).iter().any(|u| u["name"] == "yan"));
+
+    // The server's switch: AUTHD_REQUIRE_LOGIN (an upstream that is not there:
+    // with the switch on, anonymous API clients get 401 before any forwarding).
+    for (value, want) in [("1", 401), ("yes", 401), ("On", 401), ("0", 502), ("no", 502), ("off", 502)] {
+        let s = Server::try_start_env(
+            &data,
+            &["--upstream", "http://127.0.0.1:9"],
+            &[("AUTHD_REQUIRE_LOGIN", value)],
+        )
+        .unwrap_or_else(|(st, log)| panic!("AUTHD_REQUIRE_LOGIN={value}: {st:?}: {log}"));
+        let r =
+            s.bare_client().get(s.at("/app/api")).header("user-agent", "curl/8.5.0").send().await.unwrap();
+        assert_eq!(r.status(), want, "AUTHD_REQUIRE_LOGIN={value}");
+        drop(s); // killed: a graceful stop would wait for the client's idle connection
+    }
+    let o = authd_env(&data, &["--listen", "127.0.0.1:0"], &[("AUTHD_REQUIRE_LOGIN", "2")], None);
+    assert_bad_value(&o, &["--require-login"], "AUTHD_REQUIRE_LOGIN=2");
+}
+
+#[test]
+fn an_unusable_cert_or_key_file_is_a_bad_value_of_that_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cert = file("cert.pem", &own.cert.pem());
+    let key = file("key.pem", &own.signing_key.serialize_pem());
+    let missing = tmp.path().join("missing.pem").to_str().unwrap().to_string();
+    let text = file("text.pem", "this is not PEM\n");
+    let bad_cert =
+        file("bad-cert.pem", "-----BEGIN CERTIFICATE-----\nAAAAAAAAAAAA\n-----END CERTIFICATE-----\n");
+    let bad_key =
+        file("bad-key.pem", "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n");
+    let dir = tmp.path().to_str().unwrap().to_string();
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (--cert, --key, the flag named, the file named)
+        (&missing, &missing, "--cert", &missing),
+        (&missing, &key, "--cert", &missing),
+        (&cert, &missing, "--key", &missing),
+        (&text, &key, "--cert", &text),
+        (&cert, &text, "--key", &text),
+        (&bad_cert, &key, "--cert", &bad_cert),
+        (&cert, &bad_key, "--key", &bad_key),
+        (&dir, &key, "--cert", &dir),
+        (&cert, &dir, "--key", &dir),
+        (&key, &key, "--cert", &key), // a key where the certificate should be
+    ];
+    let data = tmp.path().join("db");
+    for (c, k, flag, named) in cases {
+        let what = format!("--cert {c} --key {k}");
+        let o = authd_env(&data, &["--listen", "127.0.0.1:0", "--cert", c, "--key", k], &[], None);
+        assert_bad_value(&o, &[flag, named], &what);
+        // The same through the environment.
+        let o = authd_env(&data, &["--listen", "127.0.0.1:0"], &[("AUTHD_CERT", c), ("AUTHD_KEY", k)], None);
+        assert_bad_value(&o, &[flag, named], &format!("AUTHD_CERT/AUTHD_KEY: {what}"));
+    }
+    // The good pair starts.
+    let s = Server::try_start_in(&data, &["--cert", &cert, "--key", &key])
+        .unwrap_or_else(|(st, log)| panic!("{st:?}: {log}"));
+    assert_eq!(s.stop().code(), Some(0));
+}
+
+#[test]
+fn a_listen_address_that_cannot_be_bound_is_a_bad_value_of_listen() {
+    let (_tmp, data) = data_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine.
+    for addr in [in_use.as_str(), "192.0.2.1:8443"] {
+        let o = authd_env(&data, &["--listen", addr], &[], None);
+        assert_bad_value(&o, &["--listen", addr], &format!("--listen {addr}"));
+        let o = authd_env(&data, &[], &[("AUTHD_LISTEN", addr)], None);
+        assert_bad_value(&o, &["--listen", addr], &format!("AUTHD_LISTEN={addr}"));
+        let o = authd_env(&data, &["serve", "--listen", addr], &[], None);
+        assert_bad_value(&o, &["--listen", addr], &format!("serve --listen {addr}"));
+    }
+    drop(taken);
+
+    // A second authd on the same data dir and port still says the data dir is taken.
+    if redb_only("a_listen_address_that_cannot_be_bound_is_a_bad_value_of_listen (same data dir)") {
+        return;
+    }
+    let s = Server::start_in(&data, &[]);
+    let addr = format!("127.0.0.1:{}", s.port);
+    let o = authd_env(&data, &["--listen", &addr], &[], None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&data.display().to_string()) && err.contains("in use"), "{err}");
+}
+
+#[test]
+fn every_duration_flag_names_its_own_limit_however_far_over() {
+    let (_tmp, data) = data_dir();
+    for (flag, limit) in [
+        ("--idle-timeout", "3650d"),
+        ("--absolute-timeout", "3650d"),
+        ("--remember-me-age", "400d"),
+        ("--remember-me-grace", "1h"),
+        ("--touch-interval", "1d"),
+        ("--sweep-interval", "1d"),
+        ("--lockout", "1h"),
+        ("--keep-alive-timeout", "1h"),
+    ] {
+        for value in ["4000d", "99999999999d", "99999999999999999999d", "18446744073709551615ms"] {
+            let o = authd_env(&data, &["--listen", "127.0.0.1:0", flag, value], &[], None);
+            let line = assert_bad_value(&o, &[flag], &format!("{flag} {value}"));
+            assert!(
+                line.contains(&format!("at most {limit}")),
+                "{flag} {value}: not its limit {limit}: {line}"
+            );
+            if limit != "3650d" {
+                assert!(!line.contains("3650d"), "{flag} {value}: contradicts its limit {limit}: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_duplicate_user_is_named_once() {
+    let (_tmp, data) = data_dir();
+    ok(&data, &["user", "add", "bob", "--password-stdin"], Some("bob's long password"));
+    // Stopped (the database directly), then running (the admin API).
+    let err = fails(&data, &["user", "add", "BOB", "--password-stdin"], Some("another long password"));
+    assert_eq!(err.trim_end(), "error: user 'BOB' already exists", "stopped");
+    let s = Server::start_in(&data, &[]);
+    let err = fails(&data, &["user", "add", "Bob", "--password-stdin"], Some("another long password"));
+    assert_eq!(err.trim_end(), "error: user 'Bob' already exists", "running");
+    assert_eq!(s.stop().code(), Some(0));
+}
