@@ -499,8 +499,8 @@ impl Auth {
 
     /// The session behind a session ID, if it is alive; slides it unless
     /// `passive`. A session whose user's roles changed since it got its ID
-    /// moves to a new ID here (returned in [`SessionUse::new_id`]) when
-    /// `may_rotate`.
+    /// moves to a new ID here (returned in [`SessionUse::new_id`]), or
+    /// without `may_rotate` is not accepted until a use that may move it.
     pub async fn session(
         &self,
         id: &SessionId,
@@ -521,10 +521,14 @@ impl Auth {
             Verdict::Valid { expires, touch } => (expires, touch),
         };
         let mut record = record;
-        // A role change moves the session to a new ID on its next use, unless
-        // the new ID could not reach the browser (forward auth): then on the
-        // next use that can deliver it.
-        if record.epoch != user.epoch && may_rotate {
+        // A role change moves the session to a new ID on its next use. Where
+        // the new ID could not reach the browser (forward auth), the old one
+        // is not accepted either: the browser goes to the login page, which
+        // moves the session and sends it straight back.
+        if record.epoch != user.epoch && !may_rotate {
+            return Ok(None);
+        }
+        if record.epoch != user.epoch {
             let mut moved = (*record).clone();
             moved.epoch = user.epoch;
             if touch.is_some() {

@@ -84,6 +84,8 @@ pub struct Ctx {
     /// Forward auth: the proxy does not pass `Set-Cookie` on to the browser,
     /// so nothing may change a cookie (no remember-me login, no ID rotation).
     pub forward_auth: bool,
+    /// The request goes to the app behind the proxy.
+    pub proxied: bool,
     /// `Authorization: Basic` was sent and did not match an API token.
     pub basic_failed: bool,
     /// The request was authenticated by an API token.
@@ -173,6 +175,7 @@ impl App {
             set_cookies: Vec::new(),
             xsrf_out: None,
             forward_auth: false,
+            proxied: false,
             basic_failed: false,
             via_token: false,
         };
@@ -242,6 +245,7 @@ impl App {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let segments = segments.as_slice();
         if let (false, Some(up)) = (is_own_path(segments), &self.upstream) {
+            ctx.proxied = true;
             return (Route::Proxy, Box::pin(proxy::forward(self, up, req, ctx)).await);
         }
         // SPEC §7: independently of any token, a browser's cross-site unsafe request is refused.
@@ -255,12 +259,13 @@ impl App {
                 return (Route::Other, Err(e));
             }
         }
-        // HEAD is routed as GET (`handle` drops the body); forward auth
-        // reads the request's own method.
-        let method = match req.method() {
-            &Method::HEAD => Method::GET,
-            m => m.clone(),
-        };
+        // HEAD is routed as GET everywhere (`handle` drops the body; the
+        // proxy above forwards it as it came).
+        let mut req = req;
+        if req.method() == Method::HEAD {
+            *req.method_mut() = Method::GET;
+        }
+        let method = req.method().clone();
         match segments {
             ["rest", "auth", v, "session"] if version(v, "1") => {
                 let r = match method {
@@ -340,7 +345,10 @@ impl App {
             }
             ["verify-email"] => {
                 let r = match method {
-                    Method::GET => Box::pin(pages::verify_email(self, req.uri().query(), ctx)).await,
+                    // Not on HEAD: link scanners send it, and the link works once.
+                    Method::GET if ctx.method != Method::HEAD => {
+                        Box::pin(pages::verify_email(self, req.uri().query(), ctx)).await
+                    }
                     _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::Pages, r)
@@ -449,9 +457,11 @@ impl App {
                     ctx.via_token = true;
                     return Ok(Some(Authenticated { user: Arc::new(user), session: None }));
                 }
-                // Forward auth answers only 200 or 401 (nginx turns anything
-                // else into a 500); elsewhere junk credentials are a 400.
-                Basic::Malformed if !ctx.forward_auth => {
+                // Junk credentials are a 400 for authd's own routes; forward
+                // auth answers a failed check with 401 (nginx turns a 400
+                // into a 500), and the app behind the proxy may use Basic
+                // for itself.
+                Basic::Malformed if !ctx.forward_auth && !ctx.proxied => {
                     return Err(ApiError::bad_request(
                         "The Authorization header's Basic credentials are not base64 of user:token.",
                     ))
@@ -543,7 +553,7 @@ impl App {
             Some(Some(Authenticated { user: done.user.clone(), session: Some(done.session.clone()) }));
     }
 
-    /// Records a logout in `ctx`: cookies expired, a fresh anonymous XSRF token.
+    /// Records a logout in `ctx`: all three cookies expired.
     pub fn apply_logout(&self, ctx: &mut Ctx) {
         ctx.user = None;
         ctx.handle = None;

@@ -351,7 +351,7 @@ async fn read_form(
         Some("application/x-www-form-urlencoded") => {}
         // The other form encodings (SPEC §7) must present the token as well,
         // so a forged one is refused as such; a genuine one is still 415.
-        Some("multipart/form-data" | "text/plain") | None => {
+        media_type if crate::xsrf::needs_token(&ctx.method, media_type) => {
             let bytes = read_body(&parts.headers, body, limit).await?;
             let who = app.identify(ctx).await?;
             let token = super::proxy::form_token(&parts.headers, &bytes);
@@ -360,7 +360,7 @@ async fn read_form(
             }
             return Err(wrong_type());
         }
-        Some(_) => return Err(wrong_type()),
+        _ => return Err(wrong_type()),
     }
     let bytes = read_body(&parts.headers, body, limit).await?;
     parse_urlencoded(&bytes)

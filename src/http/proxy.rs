@@ -102,9 +102,6 @@ pub async fn forward(
 ) -> Result<Response<Body>, ApiError> {
     let who = app.identify(ctx).await?;
     app.sync_xsrf_cookie(ctx, who.as_ref());
-    if who.is_none() && !ctx.cookies.session.is_empty() {
-        ctx.set_cookies.push(crate::cookies::expire_cookie(&app.cookie_names.session, true));
-    }
     if who.is_none() && up.require_login {
         return Ok(login_required(req.headers(), req.uri()));
     }
@@ -122,11 +119,7 @@ pub async fn forward(
         if !app.origin_ok(ctx) {
             return Err(xsrf_failed());
         }
-        // The token rule guards what the browser's cookies authenticate: a
-        // live session, or a remember-me login just now. A stale cookie
-        // authenticates nothing (the request goes on anonymous, the cookie is
-        // cleared), and an API token is not something a browser sends by itself.
-        let carries_session = who.is_some() && !ctx.via_token;
+        let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
             let in_header = ctx.x_atlassian_token().is_some() || ctx.x_xsrf_token().is_some();
             let mut submitted = None;
@@ -138,6 +131,11 @@ pub async fn forward(
                 buffered = Some(bytes);
             }
             if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
+                // A session cookie that logs nobody in is stale: cleared with
+                // the refusal, so the browser's next anonymous post goes through.
+                if who.is_none() && !ctx.cookies.session.is_empty() {
+                    ctx.set_cookies.push(crate::cookies::expire_cookie(&app.cookie_names.session, true));
+                }
                 return Err(xsrf_failed());
             }
         }

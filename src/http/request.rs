@@ -82,7 +82,9 @@ impl HttpBody for RequestBody {
 impl Drop for RequestBody {
     fn drop(&mut self) {
         let Some(body) = self.inner.take() else { return };
-        if self.awaiting_continue || body.is_end_stream() {
+        // Past DRAIN_BYTES the connection is reset anyway: no use reading.
+        let too_long = body.size_hint().exact().is_some_and(|n| n > DRAIN_BYTES as u64);
+        if self.awaiting_continue || too_long || body.is_end_stream() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -1383,6 +1383,16 @@ async fn api_tokens_from_the_cli_authenticate_one_request_without_a_session() {
         .unwrap();
     assert_eq!(r.status(), 400, "malformed base64 is a clear 4xx (SPEC §10)");
     assert_jira_error(&r.json().await.unwrap());
+    // The app behind the proxy may use Basic for itself: it gets the header as sent.
+    let r = s
+        .bare_client()
+        .get(s.at("/app/own-basic"))
+        .header("authorization", "Basic !!!not-base64")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.last_at("/app/own-basic").one("authorization").as_deref(), Some("Basic !!!not-base64"));
 
     // Revoked: 401.
     let out = s.authd(&["token", "revoke", &id], None);
@@ -1774,33 +1784,35 @@ async fn exercise_admin_api(s: &Server, who: As<'_>, name: &str) {
     assert!(!alive(s, &first).await && !alive(s, &second).await, "sessions outlived a password reset");
     assert_eq!(s.login(&s.bare_client(), name, "first-pass-1").await.status(), 401);
     let third = login_id(s, name, "second-pass-2").await;
-    // Roles: the user's verify answer follows at once. Forward auth cannot
-    // hand the browser a new ID (nginx drops Set-Cookie from the check), so
-    // it keeps the old one working; the next answer from authd itself moves
-    // the session to a new ID, and then the old one stops working.
+    // Roles: a role change moves the session to a new ID on its next use
+    // (SPEC §5). Forward auth cannot hand the browser a new ID (nginx drops
+    // Set-Cookie from the check), so it answers 401 with the login URL; the
+    // login page moves the session and sends the browser straight back.
     let u =
         admin_call(s, "PUT", &format!("/users/{name}/roles"), who, Some(&json!({"roles": ["admin"]})), 200)
             .await;
     assert_eq!(u["roles"], json!(["admin"]));
-    for _ in 0..2 {
-        let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
-        assert_eq!(r.status(), 200, "forward auth lost the session after a role change");
-        assert_eq!(header(&r, "x-authd-roles").as_deref(), Some("admin"));
-        assert_eq!(set_value(&r, SESSION), None, "forward auth set a cookie the browser never gets");
-    }
-    let r = call(s, "GET", "/rest/auth/1/session", As::Cookie(&sid(&third)), None).await;
-    assert_eq!(r.status(), 200);
+    let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
+    assert_eq!(r.status(), 401, "forward auth accepted an ID due to move");
+    assert!(header(&r, "x-authd-login-url").is_some());
+    assert_eq!(set_value(&r, SESSION), None, "forward auth set a cookie the browser never gets");
+    let r = call(s, "GET", "/login.jsp?os_destination=%2Fapp", As::Cookie(&sid(&third)), None).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location").as_deref(), Some("/app"));
     let moved = set_value(&r, SESSION).expect("a role change moves the session to a new ID");
     assert!(!alive(s, &third).await, "the old ID still works after the move");
     let third = moved;
+    let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-authd-roles").as_deref(), Some("admin"));
     let u =
         admin_call(s, "PUT", &format!("/users/{name}/roles"), who, Some(&json!({"roles": []})), 200).await;
     assert_eq!(u["roles"], json!([]));
+    let r = call(s, "GET", "/rest/auth/1/session", As::Cookie(&sid(&third)), None).await;
+    let third = set_value(&r, SESSION).expect("a role change moves the session to a new ID");
     let r = call(s, "GET", "/rest/authd/1/verify", As::Cookie(&sid(&third)), None).await;
     assert_eq!(r.status(), 200);
     assert!(header(&r, "x-authd-roles").is_some_and(|r| !r.contains("admin")));
-    let r = call(s, "GET", "/rest/auth/1/session", As::Cookie(&sid(&third)), None).await;
-    let third = set_value(&r, SESSION).expect("a role change moves the session to a new ID");
     admin_call(s, "PUT", &format!("/users/{name}/roles"), who, Some(&json!({"roles": ["root"]})), 400).await;
     // Sessions: listed by handle; one ended; then sign out everywhere.
     let fourth = login_id(s, name, "second-pass-2").await;

@@ -655,60 +655,52 @@ async fn broken_query_strings_are_400_where_they_are_read_and_harmless_elsewhere
 #[tokio::test]
 async fn junk_basic_credentials_are_400_or_401_and_never_a_5xx() {
     let s = junk_server(&[]);
-    let mut values: Vec<Vec<u8>> = vec![
-        b"Basic !!!".to_vec(),
-        b"Basic ".to_vec(),
-        b"Basic".to_vec(),
-        b"basic".to_vec(),
-        b"Basic ====".to_vec(),
-        b"Basic =".to_vec(),
-        b"Basic YQ".to_vec(),
-        b"Basic YWxpY2U6eA=".to_vec(),
-        b"Basic \xff\xfe".to_vec(),
-        b"Basic %00".to_vec(),
-        b"Bearer junk".to_vec(),
-        b"Bearer ".to_vec(),
-        b"Digest username=\"alice\"".to_vec(),
-        b"\xff".to_vec(),
+    // (value, whether it is `Basic` with something that is not base64 of
+    // UTF-8 `user:secret`: a 400 wherever authd reads it (SPEC §10: malformed
+    // base64 is a clear 4xx), except forward auth, which answers only 200 or
+    // 401 (nginx's auth_request turns a 400 into a 500)).
+    let mut values: Vec<(Vec<u8>, bool)> = vec![
+        (b"Basic !!!".to_vec(), true),
+        (b"Basic ".to_vec(), false), // trimmed to "Basic": no credentials at all
+        (b"Basic".to_vec(), false),
+        (b"basic".to_vec(), false),
+        (b"Basic ====".to_vec(), true),
+        (b"Basic =".to_vec(), true),
+        (b"Basic YQ".to_vec(), true),          // unpadded
+        (b"Basic YWxpY2U6eA=".to_vec(), true), // padded wrong
+        (b"Basic \xff\xfe".to_vec(), false),   // not visible ASCII: not read at all
+        (b"Basic %00".to_vec(), true),
+        (b"Bearer junk".to_vec(), false),
+        (b"Bearer ".to_vec(), false),
+        (b"Digest username=\"alice\"".to_vec(), false),
+        (b"\xff".to_vec(), false),
     ];
-    for pair in [
-        &b"no-colon"[..],
-        b":",
-        b"alice:",
-        b":authd_x",
-        b"alice:authd_notatoken",
-        b"alice:authd_",
-        b"\xff\xfe:\xff",
-        b"alice\r\nX-Injected: 1:authd_x",
-        b"alice:authd_x\r\nX-Injected: 1",
-        b"\x00:\x00",
+    for (pair, malformed) in [
+        (&b"no-colon"[..], true),
+        (b":", false),
+        (b"alice:", false),
+        (b":authd_x", false),
+        (b"alice:authd_notatoken", false),
+        (b"alice:authd_", false),
+        (b"\xff\xfe:\xff", true),
+        (b"alice\r\nX-Injected: 1:authd_x", false),
+        (b"alice:authd_x\r\nX-Injected: 1", false),
+        (b"\x00:\x00", false),
     ] {
-        values.push(format!("Basic {}", b64(pair)).into_bytes());
+        values.push((format!("Basic {}", b64(pair)).into_bytes(), malformed));
     }
-    values.push(format!("Basic {}", "A".repeat(10_000)).into_bytes());
-    values.push(format!("Basic {}", b64(format!("alice:{}", "x".repeat(6000)).as_bytes())).into_bytes());
-    // Not base64 of UTF-8 `user:secret` at all (SPEC §10: malformed base64 is
-    // a clear 4xx): 400 wherever authd reads it, except forward auth, which
-    // answers only 200 or 401 (nginx's auth_request turns a 400 into a 500).
-    let malformed = |v: &[u8]| {
-        use base64::Engine as _;
-        let v = v.trim_ascii();
-        let Some(b) = v.strip_prefix(b"Basic ").or_else(|| v.strip_prefix(b"basic ")) else { return false };
-        // A header that is not visible ASCII is not read at all.
-        let Ok(text) = std::str::from_utf8(b).map(str::trim) else { return false };
-        let pair = base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok());
-        !pair.is_some_and(|p| p.contains(':'))
-    };
-    for value in &values {
+    values.push((format!("Basic {}", "A".repeat(10_000)).into_bytes(), true)); // NULs, no colon
+    values.push((
+        format!("Basic {}", b64(format!("alice:{}", "x".repeat(6000)).as_bytes())).into_bytes(),
+        false,
+    ));
+    for (value, malformed) in &values {
         let shown = String::from_utf8_lossy(&value[..value.len().min(50)]).into_owned();
         for path in ROUTES {
             let what = format!("GET {path} with Authorization: {shown:?}");
             let answer = raw(&s, "GET", path.as_bytes(), &[("Authorization", value)], b"").await;
             let status = no_5xx(&what, &answer);
-            if malformed(value) && *path != "/rest/authd/1/verify" {
+            if *malformed && *path != "/rest/authd/1/verify" {
                 assert_eq!(status, 400, "{what}");
                 let body =
                     answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(&[][..], |i| &answer[i + 4..]);
@@ -1190,5 +1182,20 @@ async fn head_requests_are_answered_over_http1_and_http2() {
             let body = r.bytes().await.unwrap_or_else(|e| panic!("{what}: the answer broke off: {e:?}"));
             assert!(body.is_empty(), "{what}: a body in answer to HEAD");
         }
+    }
+    // Logged in, on every kind of GET route; never on the one-use verification link.
+    let cookie = format!("JSESSIONID={}", login_id(&s, "admin", &s.admin_pw()).await);
+    for (path, status) in [
+        ("/rest/auth/1/session", 200),
+        ("/rest/api/2/myself", 200),
+        ("/rest/authd/1/sessions", 200),
+        ("/rest/authd/1/tokens", 200),
+        ("/rest/authd/1/admin/users", 200),
+        ("/account", 200),
+        ("/verify-email?token=nope", 405),
+    ] {
+        let r = s.bare_client().head(s.at(path)).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status(), status, "HEAD {path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "HEAD {path}: a body");
     }
 }

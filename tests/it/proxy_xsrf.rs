@@ -403,9 +403,10 @@ async fn a_remember_me_cookie_alone_also_needs_the_token() {
 }
 
 #[tokio::test]
-async fn a_stale_session_cookie_is_anonymous_and_cleared() {
-    // A session that ended leaves its cookie in the browser; the next form
-    // post is anonymous (nothing to protect) and the cookie is cleared.
+async fn a_stale_session_cookie_is_cleared_with_the_refusal() {
+    // SPEC §7: a form post carrying a session cookie needs the token, even a
+    // cookie whose session ended. The refusal clears that cookie, so the
+    // browser's next (anonymous) post goes through.
     let (app, s) = start_pair(&[]);
     let id = login_id(&s, "admin", &s.admin_pw()).await;
     let r = s.bare_client().delete(s.at("/rest/auth/1/session")).header("cookie", format!("{SESSION}={id}"));
@@ -413,8 +414,10 @@ async fn a_stale_session_cookie_is_anonymous_and_cleared() {
     let r = send(&s, "POST", "/app/stale", &format!("{SESSION}={id}"), Some(FORM), b"a=1", &[]).await;
     let cleared =
         set_cookies(&r).iter().any(|c| c.starts_with(&format!("{SESSION}=;")) && c.contains("Max-Age=0"));
-    let seen = assert_forwarded(&app, r, "/app/stale", b"a=1", "anonymous form with a stale cookie").await;
+    assert_refused(&app, r, "/app/stale", "a stale session cookie, no token").await;
     assert!(cleared, "the stale session cookie was not cleared");
+    let r = send(&s, "POST", "/app/stale", "", Some(FORM), b"a=1", &[]).await;
+    let seen = assert_forwarded(&app, r, "/app/stale", b"a=1", "the next, anonymous post").await;
     assert_eq!(seen.all("x-authd-user"), Vec::<String>::new());
 }
 
