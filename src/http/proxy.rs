@@ -15,7 +15,7 @@
 
 use super::request::RequestBody;
 use http_body_util::BodyExt;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
 use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -182,6 +182,7 @@ pub async fn forward(
     }
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
+    drop_authd_cookies(app, &mut rparts.headers);
     if !app.cors_origins.is_empty() {
         // With --cors-origin authd answers for CORS (SPEC §9: the exact
         // origin, never `*`); the app's own answer would contradict it.
@@ -319,6 +320,24 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
         h.insert(HOST, host);
     }
     h
+}
+
+/// Removes the app's `Set-Cookie`s for authd's own cookie names: a servlet
+/// app's `JSESSIONID` would replace the browser's authd session.
+fn drop_authd_cookies(app: &App, h: &mut HeaderMap) {
+    let names = &app.cookie_names;
+    let ours = |v: &HeaderValue| {
+        let name = v.as_bytes().split(|&b| b == b'=').next().unwrap_or_default().trim_ascii();
+        [&names.session, &names.remember, &names.xsrf].iter().any(|n| n.as_bytes() == name)
+    };
+    if !h.get_all(SET_COOKIE).iter().any(ours) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h.get_all(SET_COOKIE).iter().filter(|v| !ours(v)).cloned().collect();
+    h.remove(SET_COOKIE);
+    for v in kept {
+        h.append(SET_COOKIE, v);
+    }
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {

@@ -67,6 +67,7 @@ struct EchoState {
 /// - `/ws...` with `Upgrade: websocket`: a WebSocket echo server;
 /// - `/download?n=N`: N bytes of [`pattern`];
 /// - `/cors-star...`: the echo, with the app's own `Access-Control-Allow-Origin: *`;
+/// - `/app-cookies...`: the echo, setting `JSESSIONID`, authd's other two cookie names and `app`;
 /// - `/rest/api/2/search`: the echo plus a Jira-like search answer
 ///   (`searchedBy` is the `X-AUSERNAME` it received, `jql` the body's);
 /// - anything else: the echo, a JSON object with `conn`, `method`, `path`,
@@ -257,6 +258,14 @@ async fn echo(
         .header("vary", "Accept-Encoding");
     if path.starts_with("/cors-star") {
         resp = resp.header("access-control-allow-origin", "*");
+    }
+    if path.starts_with("/app-cookies") {
+        // A servlet app sets its own JSESSIONID; this one tries all of authd's names.
+        for c in
+            ["JSESSIONID=fromapp; Path=/", "seraph.rememberme.cookie=x", "atlassian.xsrf.token=y", "app=1"]
+        {
+            resp = resp.header("set-cookie", c);
+        }
     }
     Ok(resp.body(Full::new(Bytes::from(answer.to_string()))).unwrap())
 }
@@ -1066,6 +1075,22 @@ async fn x_forwarded_headers_are_added_and_client_copies_replaced() {
     let seen = app.last_at("/xf/h1");
     assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(seen.one("x-forwarded-host").as_deref(), Some(host.as_str()));
+}
+
+#[tokio::test]
+async fn the_app_cannot_set_authds_cookies() {
+    // A Java app behind authd sets its own JSESSIONID; let through, it would
+    // replace the browser's authd session and log the user out.
+    let (_app, s) = start_pair(&[]);
+    let jar = api_login(&s, "admin", &s.admin_pw(), false).await;
+    let r = s.bare_client().get(s.at("/app-cookies/x")).header("cookie", jar.header()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set = set_cookies(&r);
+    assert!(set.iter().any(|c| c.starts_with("app=1")), "the app's own cookie was dropped: {set:?}");
+    for name in ["JSESSIONID=fromapp", "seraph.rememberme.cookie=x", "atlassian.xsrf.token=y"] {
+        assert!(!set.iter().any(|c| c.starts_with(name)), "the app set {name}: {set:?}");
+    }
+    assert!(alive(&s, jar.session.as_ref().unwrap()).await);
 }
 
 #[tokio::test]
