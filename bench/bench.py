@@ -855,7 +855,8 @@ class Bench:
         table = self.table()
         busy = sorted(set(m["busy_before"]) | set(m["busy_after"]))
         when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        doc = [f"# authd benchmark results ({'quick' if self.quick else 'full'} run, {when})", "",
+        kind = "quick" if self.quick else f"targets {self.args.only} only" if self.args.only else "full"
+        doc = [f"# authd benchmark results ({kind} run, {when})", "",
                f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}. "
                f"Server pinned to CPU {SERVER_CPU}, load tool to CPU {LOAD_CPU}. Commit `{m['git']}`.",
                f"Tools: " + ", ".join(f"{k} {v}" for k, v in m["tools"].items()) + ".",
