@@ -178,8 +178,10 @@ impl From<PoolBusy> for LoginError {
 pub enum Remembered {
     /// Logged in with a new session; the cookie was rotated.
     LoggedIn(Box<LoggedIn>),
-    /// Let in by the grace window: no new session, no new cookie.
-    Grace(Arc<User>),
+    /// Let in by the grace window: no new session, no new cookie; the
+    /// session the series' last rotation started, if it is still alive
+    /// (the parallel request that rotated set its cookie).
+    Grace(Arc<User>, Option<ActiveSession>),
     /// Unknown or ended series: the cookie should be cleared.
     Rejected,
     /// A stale validator: the user's sessions and series were all revoked.
@@ -410,10 +412,24 @@ impl Auth {
                     return Ok(Remembered::Rejected);
                 }
                 RememberVerdict::Grace => {
-                    return Ok(match self.store.user(series.user).await? {
-                        Some(user) => Remembered::Grace(Arc::new(user)),
-                        None => Remembered::Rejected,
-                    });
+                    let Some(user) = self.store.user(series.user).await? else {
+                        return Ok(Remembered::Rejected);
+                    };
+                    // The newest live session of this series: what the
+                    // rotation that opened the grace window started.
+                    let started = self
+                        .store
+                        .sessions_of(series.user)
+                        .await?
+                        .into_iter()
+                        .filter(|(_, s)| s.series == Some(selector))
+                        .filter_map(|(key, s)| match self.policy.judge(&s, now, true) {
+                            Verdict::Valid { expires, .. } => Some((key, s, expires)),
+                            Verdict::Expired => None,
+                        })
+                        .max_by_key(|(_, s, _)| s.created)
+                        .map(|(key, s, expires)| ActiveSession { key, record: Arc::new(s), expires });
+                    return Ok(Remembered::Grace(Arc::new(user), started));
                 }
                 RememberVerdict::Theft => {
                     let n = self.store.revoke_all_of(series.user, None).await?;

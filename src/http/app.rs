@@ -494,9 +494,15 @@ impl App {
                 let done = *done;
                 Ok(Some(Authenticated { user: done.user, session: Some(done.session) }))
             }
-            Remembered::Grace(user) => {
+            Remembered::Grace(user, session) => {
                 ctx.user = Some(user.name.clone());
-                Ok(Some(Authenticated { user, session: None }))
+                // The session the racing request started answers for this
+                // one too (its handle and deadline); its cookie was set there.
+                if let Some(s) = &session {
+                    ctx.handle = Some(s.key.handle());
+                    ctx.expires = Some(s.expires);
+                }
+                Ok(Some(Authenticated { user, session }))
             }
             Remembered::Rejected | Remembered::Theft => {
                 ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));

@@ -209,14 +209,19 @@ async fn grace_window_accepts_the_previous_validator_without_rotating() {
     let r0 = remember_only(&jar);
     let r = whoami(&s, &r0).await;
     assert_eq!(r.status(), 200);
+    let (handle, expires) = (header(&r, "x-asessionid"), header(&r, "x-authd-session-expires"));
+    assert!(handle.is_some() && expires.is_some());
     jar.apply(&r);
     let s1 = jar.session.clone().unwrap();
 
-    // A late request that left before the rotation arrived: let in, nothing new set.
+    // A late request that left before the rotation arrived: let in, nothing
+    // new set; it answers for the session the rotation started (SPEC §3, §5).
     for _ in 0..3 {
         let r = whoami(&s, &r0).await;
         assert_eq!(r.status(), 200, "the previous validator was refused inside the grace window");
         assert_eq!(header(&r, "x-ausername").as_deref(), Some("admin"));
+        assert_eq!(header(&r, "x-asessionid"), handle, "not the rotation's session");
+        assert_eq!(header(&r, "x-authd-session-expires"), expires);
         assert_eq!(set_cookie(&r, REMEMBER), None, "grace must not rotate");
         assert_eq!(set_cookie(&r, SESSION), None, "grace must not start a session");
     }
