@@ -97,6 +97,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
         admin_credential: credential.hash(),
         cors_origins: cfg.cors_origins.clone(),
         upstream: cfg.upstream.as_deref().map(|u| Upstream::new(u, cfg.max_body, cfg.require_login)),
+        max_header_bytes: Limits::default().max_header_bytes,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(sweeper::run(Arc::clone(&auth), cfg.timeouts.sweep_interval, stop_rx));

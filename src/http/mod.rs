@@ -80,12 +80,14 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        // Heads up to four times the limit reach `App::handle`, which
+        // refuses those over it with a Jira-shaped 431 (hyper's own is bare).
+        .max_buf_size(4 * limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(4 * limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {

@@ -120,11 +120,26 @@ async fn request_heads_over_16_kib_are_431_on_http1_and_http2() {
             "{proto}"
         );
     }
-    // 18 KiB: 431 on both.
+    // 18 KiB: 431 on both, in Jira's shape and naming the (anonymous) user (SPEC §3).
     for (proto, c) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
         let r = get_with(c, &s, &padding(18)).await.unwrap_or_else(|e| panic!("{proto}, 18 KiB: {e}"));
         assert_eq!(r.status(), 431, "{proto}: 18 KiB of headers");
+        assert_eq!(header(&r, "x-ausername").as_deref(), Some("anonymous"), "{proto}");
+        assert_jira_error(&r.json().await.unwrap_or_else(|e| panic!("{proto}: 431 body is not JSON: {e}")));
     }
+    // Far over (100 KiB): still 431, from the HTTP stack itself.
+    let req = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+        s.port,
+        "c".repeat(100 * KIB)
+    );
+    let answer = raw_h1(&s, req.as_bytes()).await;
+    assert_eq!(
+        raw_status(&answer),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&answer[..answer.len().min(300)])
+    );
     // One huge header (a 20 KiB cookie) over HTTP/1.1 as raw bytes.
     let req = format!(
         "GET /rest/auth/1/session HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: JSESSIONID={}\r\nConnection: close\r\n\r\n",
