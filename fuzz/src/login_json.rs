@@ -11,10 +11,10 @@
 //! - an accepted body is UTF-8 and a JSON object (serde alone would also
 //!   read an array `[username, password]` into the struct) whose `username`
 //!   and `password` are strings equal to what was read, and whose
-//!   `rememberMe` is absent (read as `false`) or a boolean equal to what was
-//!   read; other members are ignored (but must be valid JSON);
+//!   `rememberMe` is absent or `null` (both read as `false`) or a boolean
+//!   equal to what was read; other members are ignored (but must be valid JSON);
 //! - conversely, every object with string `username` and `password`, a
-//!   boolean or absent `rememberMe`, and none of those three names twice, is
+//!   boolean, `null` or absent `rememberMe`, and none of those three names twice, is
 //!   accepted, whatever else it holds (however deeply nested);
 //! - `read_body` with the login limit (16 KiB) returns the body unchanged
 //!   when it fits, and refuses with 413 a body over the limit or a declared
@@ -43,7 +43,7 @@ struct LoginBody {
     username: String,
     password: String,
     #[serde(default, rename = "rememberMe")]
-    remember_me: bool,
+    remember_me: Option<bool>,
 }
 
 const NOT_JSON: &str = "The body is not valid JSON: ";
@@ -74,9 +74,9 @@ fn check_parse(data: &[u8]) {
     assert_eq!(only("username"), [&Member::Str(body.username.clone())], "{:?}", shown());
     assert_eq!(only("password"), [&Member::Str(body.password.clone())], "{:?}", shown());
     match only("rememberMe").as_slice() {
-        [] => assert!(!body.remember_me),
-        [Member::Bool(b)] => assert_eq!(*b, body.remember_me),
-        other => panic!("rememberMe {other:?} accepted as {} in {:?}", body.remember_me, shown()),
+        [] | [Member::Null] => assert_eq!(body.remember_me, None),
+        [Member::Bool(b)] => assert_eq!(Some(*b), body.remember_me),
+        other => panic!("rememberMe {other:?} accepted as {:?} in {:?}", body.remember_me, shown()),
     }
 }
 
@@ -93,7 +93,7 @@ fn check_refusal(e: &ApiError, top: Option<&Top>, shown: &str) {
     let values =
         |name: &str| -> Vec<&Member> { members.iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect() };
     let one_string = |name: &str| matches!(values(name).as_slice(), [Member::Str(_)]);
-    let remember = matches!(values("rememberMe").as_slice(), [] | [Member::Bool(_)]);
+    let remember = matches!(values("rememberMe").as_slice(), [] | [Member::Bool(_)] | [Member::Null]);
     assert!(!(one_string("username") && one_string("password") && remember), "{shown:?} refused: {e:?}");
 }
 
@@ -106,6 +106,7 @@ struct Top(Vec<(String, Member)>);
 enum Member {
     Str(String),
     Bool(bool),
+    Null,
     Other,
 }
 
@@ -159,7 +160,7 @@ impl<'de> Deserialize<'de> for Member {
                 Ok(Member::Other)
             }
             fn visit_unit<E>(self) -> Result<Member, E> {
-                Ok(Member::Other)
+                Ok(Member::Null)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Member, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}

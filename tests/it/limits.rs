@@ -527,6 +527,35 @@ async fn tls_sending(s: &Server, what: &str, alpn: &[u8], bytes: &[u8]) -> Resul
     about_ten_seconds(what, open, &seen)
 }
 
+/// A login whose body stops after 10 of its 100 bytes: a Jira-shaped 408
+/// after about ten seconds (a request in flight is never idle, so nothing
+/// else would ever end it).
+async fn stalled_body(s: &Server) -> Result<(), String> {
+    let what = "a login body that stops coming";
+    let mut t = tls(s, &[b"http/1.1"]).await;
+    let head = format!(
+        "POST {LOGIN} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"username\"",
+        s.port
+    );
+    let started = Instant::now();
+    t.write_all(head.as_bytes()).await.unwrap();
+    t.flush().await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = LIMIT.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, t.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return Err(format!("{what}: no answer within {LIMIT:?}")),
+        }
+    }
+    let took = started.elapsed();
+    match raw_status(&seen) {
+        Some(408) if (Duration::from_secs(9)..Duration::from_secs(15)).contains(&took) => Ok(()),
+        status => Err(format!("{what}: {status:?} after {took:?}")),
+    }
+}
+
 /// A cut-off slow request may be answered with an error status, never served.
 fn check_no_success(what: &str, seen: &[u8]) -> Result<(), String> {
     match raw_status(seen) {
@@ -638,6 +667,7 @@ async fn slow_clients_are_cut_off_after_about_ten_seconds_while_others_are_serve
             )),
             Box::pin(tls_sending(&s, "a request line without its end", b"http/1.1", b"GET /healthz HTT")),
             Box::pin(trickle(&s)),
+            Box::pin(stalled_body(&s)),
         ],
     )
     .await;
