@@ -462,36 +462,14 @@ async fn passwords_are_stored_as_argon2id_with_owasp_parameters() {
 /// Runs `authd ARGS` with extra environment variables (and the suite's store
 /// settings for `data`), killed if it is still running after 10 s.
 fn authd_env(data: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
         .arg("--data")
         .arg(data)
         .env_remove("AUTHD_LOG")
         .envs(store_env(data))
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut sin = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            sin.write_all(s.as_bytes()).unwrap();
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("authd {args:?} is still running: {}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+        .envs(env.iter().copied());
+    run_command(cmd, stdin, Some(Duration::from_secs(10)))
 }
 
 /// Asserts exit status 2 and one line on stderr naming every one of `names`.

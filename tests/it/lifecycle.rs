@@ -4,8 +4,8 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -17,25 +17,9 @@ fn mode(p: &Path) -> u32 {
 
 /// Runs `authd ARGS` with `env`, killing it if it is still running after 10 s.
 fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("AUTHD_LOG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("authd {args:?} is still running: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("AUTHD_LOG").envs(env.iter().copied());
+    run_command(cmd, None, Some(Duration::from_secs(10)))
 }
 
 /// Asserts exit status 2 and one line on stderr that names `flag`.

@@ -306,21 +306,31 @@ pub fn stored_bytes(data: &Path) -> Vec<u8> {
 
 /// Runs `authd ARGS --data DIR` with optional stdin.
 pub fn authd_cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--data").arg(data).envs(store_env(data));
+    run_command(cmd, stdin, None)
+}
+
+/// Runs `cmd` to its end with `stdin` (if any) as its input, capturing its
+/// output; with `bound`, a panic if it is still running after that long.
+pub fn run_command(mut cmd: Command, stdin: Option<&str>, bound: Option<Duration>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .envs(store_env(data))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     {
         let mut sin = child.stdin.take().unwrap();
         if let Some(s) = stdin {
             sin.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    if let Some(bound) = bound {
+        let deadline = Instant::now() + bound;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!("{cmd:?} is still running: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     child.wait_with_output().unwrap()
