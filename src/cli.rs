@@ -474,9 +474,9 @@ enum Failure {
     Other(String),
 }
 
-/// The one-line message of a bad flag value, worded as clap words its own.
+/// A bad flag value found after parsing, in the words clap uses for its own.
 fn bad_value(flag: &str, value: &dyn std::fmt::Display, reason: &str) -> Failure {
-    Failure::Usage(format!("invalid value '{value}' for '{flag}': {reason}"))
+    Failure::Usage(crate::config::invalid_value_line(flag, value, reason))
 }
 
 async fn serve(cfg: Config, log: &str) -> Result<(), Failure> {

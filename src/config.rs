@@ -222,9 +222,14 @@ pub fn invalid_value(cmd: &clap::Command, arg: Option<&clap::Arg>, value: &str, 
     let flag = arg.and_then(|a| a.get_long().map(|l| format!("--{l}"))).unwrap_or_else(|| "value".into());
     clap::Error::raw(
         clap::error::ErrorKind::ValueValidation,
-        format!("invalid value '{value}' for '{flag}': {reason}\n"),
+        invalid_value_line(&flag, &value, reason) + "\n",
     )
     .with_cmd(cmd)
+}
+
+/// The one line of a bad flag value, worded as clap words its own.
+pub fn invalid_value_line(flag: &str, value: &dyn std::fmt::Display, reason: &str) -> String {
+    format!("invalid value '{value}' for '{flag}': {reason}")
 }
 
 /// Checks a cookie-name prefix: empty, or characters allowed in a cookie name.
