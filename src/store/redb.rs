@@ -1249,11 +1249,32 @@ fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
                     found: u32::try_from(v).unwrap_or(u32::MAX),
                 })
             }
+            Some(v) if v < u64::from(SCHEMA_VERSION) => {
+                migrate(&mut t, v).map_err(fail)?;
+                tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
+                read_secrets(&t.meta).map_err(fail)?
+            }
             Some(_) => read_secrets(&t.meta).map_err(fail)?,
         }
     };
     txn.commit().map_err(storage).map_err(fail)?;
     Ok(secrets)
+}
+
+/// Brings a file written with schema `from` up to [`SCHEMA_VERSION`], one
+/// step at a time, inside the opening transaction: a crash or a failed step
+/// leaves the file as it was.
+fn migrate(t: &mut Tables<'_>, from: u64) -> Result<(), StoreError> {
+    for step in from..u64::from(SCHEMA_VERSION) {
+        match step {
+            // 0 -> 1: pre-release files have schema 1's tables and records;
+            // only the stamp is new.
+            0 => {}
+            _ => return Err(StoreError::Storage(format!("no migration from schema {step}"))),
+        }
+    }
+    t.meta.insert("schema", u64::from(SCHEMA_VERSION).to_le_bytes().as_slice()).map_err(storage)?;
+    Ok(())
 }
 
 fn read_secrets(meta: &Table<'_, &'static str, &'static [u8]>) -> Result<ServerSecrets, StoreError> {

@@ -217,6 +217,17 @@ impl RedisStore {
                 "it was written by a newer authd (schema {schema}; this authd knows up to {SCHEMA_VERSION}); upgrade authd"
             )));
         }
+        if schema < SCHEMA_VERSION {
+            // 0 -> 1: pre-release namespaces have schema 1's keys; only the stamp is new.
+            let () = redis::cmd("HSET")
+                .arg(keys.meta())
+                .arg("schema")
+                .arg(SCHEMA_VERSION)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| fail(&e))?;
+            tracing::info!("migrated namespace '{namespace}' from schema {schema} to {SCHEMA_VERSION}");
+        }
         let server_id = meta.get("server_id").cloned().ok_or_else(|| fail(&"no server id"))?;
         let xsrf_key =
             meta.get("xsrf_key").and_then(|h| unhex::<32>(h)).ok_or_else(|| fail(&"bad XSRF key"))?;

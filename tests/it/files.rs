@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::support::{authd_cli, redb_only, Server};
 
@@ -116,27 +116,79 @@ fn a_truncated_database_file_is_refused_by_name_and_left_as_it_is() {
     }
 }
 
+/// Stamps the stopped data dir's database with schema `version` (checking
+/// that it held schema 1, the only one this test knows).
+fn stamp_schema(data: &Path, version: u64) {
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let db = redb::Database::open(data.join("authd.redb")).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx.open_table(META).unwrap();
+        let current = meta.get("schema").unwrap().expect("a schema version").value().to_vec();
+        assert_eq!(current, 1u64.to_le_bytes(), "this test knows schema 1");
+        meta.insert("schema", &version.to_le_bytes()[..]).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// The stopped data dir's schema version.
+fn schema_of(data: &Path) -> u64 {
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let db = redb::Database::open(data.join("authd.redb")).unwrap();
+    let tx = db.begin_read().unwrap();
+    let meta = tx.open_table(META).unwrap();
+    let raw = meta.get("schema").unwrap().expect("a schema version").value().to_vec();
+    u64::from_le_bytes(raw.try_into().unwrap())
+}
+
 #[test]
 fn a_database_from_a_newer_schema_is_refused_and_left_as_it_is() {
     if redb_only("a_database_from_a_newer_schema_is_refused_and_left_as_it_is") {
         return;
     }
     let (_tmp, data) = initialised();
-    let db_path = data.join("authd.redb");
-    {
-        // What a future authd would leave: the same file, a higher version.
-        const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
-        let db = redb::Database::open(&db_path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let mut meta = tx.open_table(META).unwrap();
-            let current = meta.get("schema").unwrap().expect("a schema version").value().to_vec();
-            assert_eq!(current, 1u64.to_le_bytes(), "this test knows schema 1");
-            meta.insert("schema", &99u64.to_le_bytes()[..]).unwrap();
-        }
-        tx.commit().unwrap();
+    // What a future authd would leave: the same file, a higher version.
+    stamp_schema(&data, 99);
+    refuses(
+        &data,
+        "schema 99",
+        &[&show(&data.join("authd.redb")), "newer authd", "schema 99", "upgrade authd"],
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_an_older_schema_is_migrated_with_a_log_line_and_keeps_its_data() {
+    if redb_only("a_database_from_an_older_schema_is_migrated_with_a_log_line_and_keeps_its_data") {
+        return;
     }
-    refuses(&data, "schema 99", &[&show(&db_path), "newer authd", "schema 99", "upgrade authd"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let s = Server::start_in(&data, &[]);
+    s.add_user("olga", "olga-password-1", &[]);
+    assert!(s.stop().success());
+    // What a pre-release build left: schema 0.
+    stamp_schema(&data, 0);
+
+    let s = Server::start_in(&data, &[]);
+    let log = s.log_text();
+    let line = format!("migrated {} from schema 0 to 1", show(&data.join("authd.redb")));
+    assert!(log.contains(&line), "no migration line in:\n{log}");
+    assert!(!log.contains("admin password"), "a new admin was made:\n{log}");
+    let login = s
+        .client()
+        .post(s.at("/rest/auth/1/session"))
+        .json(&serde_json::json!({"username": "olga", "password": "olga-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "the user did not survive the migration");
+    assert!(s.stop().success());
+    assert_eq!(schema_of(&data), 1, "the file was not re-stamped");
+
+    // The next start finds nothing to migrate.
+    let s = Server::start_in(&data, &[]);
+    assert!(!s.log_text().contains("migrated"), "{}", s.log_text());
+    assert!(s.stop().success());
 }
 
 #[test]

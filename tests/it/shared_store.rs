@@ -506,6 +506,52 @@ async fn a_stopped_redis_is_503_with_retry_after_and_authd_recovers_when_it_cont
     assert_eq!(session_status(&s, &id).await, 200);
 }
 
+/// SPEC §11 on a shared store: the namespace's `meta` hash carries the
+/// schema; an older one is migrated (with a log line, data kept), a newer one
+/// refused by name.
+#[tokio::test]
+async fn an_older_namespace_schema_is_migrated_and_a_newer_one_refused() {
+    if !have_redis("an_older_namespace_schema_is_migrated_and_a_newer_one_refused") {
+        return;
+    }
+    let redis = Redis::start();
+    let ns = namespace("schema");
+    let meta = format!("{ns}:meta");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let args = ["--store", &redis.url(), "--store-namespace", &ns];
+    let s = Server::start_in(&data, &args);
+    let pw = s.admin_pw();
+    assert!(s.stop().success());
+    assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "1");
+
+    // What a pre-release build left: schema 0.
+    redis.cli(&["HSET", &meta, "schema", "0"]);
+    let s = Server::start_in(&data, &args);
+    let log = s.log_text();
+    assert!(log.contains(&format!("migrated namespace '{ns}' from schema 0 to 1")), "{log}");
+    assert!(!log.contains("admin password"), "a new admin was made:\n{log}");
+    let id = login_id(&s, "admin", &pw).await;
+    assert_eq!(session_status(&s, &id).await, 200);
+    assert!(s.stop().success());
+    assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "1");
+
+    // What a future authd would leave.
+    redis.cli(&["HSET", &meta, "schema", "99"]);
+    let (status, log) = match Server::try_start_in(&data, &args) {
+        Ok(s) => {
+            let _ = s.stop();
+            panic!("authd started on schema 99");
+        }
+        Err(e) => e,
+    };
+    assert!(status.is_some_and(|s| !s.success() && s.code() != Some(101)), "{status:?}: {log}");
+    for e in ["--store", "newer authd", "schema 99", "upgrade authd"] {
+        assert!(log.contains(e), "stderr does not say {e:?}:\n{log}");
+    }
+    assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "99", "the stamp was rewritten");
+}
+
 #[tokio::test]
 async fn a_dead_redis_is_503_with_retry_after_and_authd_recovers_when_it_restarts() {
     if !have_redis("a_dead_redis_is_503_with_retry_after_and_authd_recovers_when_it_restarts") {
