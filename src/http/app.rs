@@ -96,6 +96,8 @@ pub struct Ctx {
     pub basic_failed: bool,
     /// The request was authenticated by an API token.
     pub via_token: bool,
+    /// This request logged its browser out (`X-Seraph-LoginReason: OUT`).
+    pub logged_out: bool,
 }
 
 /// A header value as text; `None` if it is not visible ASCII.
@@ -157,7 +159,12 @@ impl App {
         self.finish(&mut ctx, &mut resp, route);
         if ctx.method == Method::HEAD {
             // hyper drops a HEAD answer's body on HTTP/1.1 but sends it on
-            // HTTP/2, where the client resets the stream. Content-Length stays.
+            // HTTP/2, where the client resets the stream. The length is the
+            // GET's (RFC 9110 §9.3.2), which hyper would not work out from
+            // an empty body.
+            if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact() {
+                resp.headers_mut().entry(hyper::header::CONTENT_LENGTH).or_insert(HeaderValue::from(n));
+            }
             *resp.body_mut() = super::response::full(bytes::Bytes::new());
         }
         self.auth.metrics.request(route, resp.status().as_u16(), started.elapsed());
@@ -194,6 +201,7 @@ impl App {
             proxied: false,
             basic_failed: false,
             via_token: false,
+            logged_out: false,
         };
         // One pass over the headers (cheaper than a lookup per name).
         for (name, value) in req.headers() {
@@ -576,12 +584,14 @@ impl App {
             Some(Some(Authenticated { user: done.user.clone(), session: Some(done.session.clone()) }));
     }
 
-    /// Records a logout in `ctx`: all three cookies expired.
+    /// Records a logout in `ctx`: all three cookies expired, and
+    /// `X-Seraph-LoginReason: OUT` on the answer.
     pub fn apply_logout(&self, ctx: &mut Ctx) {
         ctx.user = None;
         ctx.handle = None;
         ctx.expires = None;
         ctx.identity = Some(None);
+        ctx.logged_out = true;
         // A remember-me login earlier in this request set new values; the expiry replaces them.
         let (session, remember) =
             (format!("{}=", self.cookie_names.session), format!("{}=", self.cookie_names.remember));
@@ -716,6 +726,10 @@ impl App {
         }
         if let Some(t) = ctx.expires {
             h.insert(X_EXPIRES, HeaderValue::from(t.unix_seconds()));
+        }
+        if ctx.logged_out {
+            // SPEC §3: every response that logs this browser out, whichever route.
+            h.insert("x-seraph-loginreason", HeaderValue::from_static("OUT"));
         }
         if let Some(token) = ctx.xsrf_out.take() {
             ctx.set_cookies.push(cookies::set_cookie(

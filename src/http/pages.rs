@@ -8,7 +8,7 @@
 //! it before anything else happens.
 
 use super::request::RequestBody;
-use hyper::header::{HeaderValue, LOCATION};
+use hyper::header::{HeaderValue, LOCATION, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
 use super::app::{App, Ctx};
@@ -107,6 +107,9 @@ pub async fn login_submit(
         ..LoginPage::default()
     };
     let mut r = html(failure.status, page.render(), script_nonce.as_deref());
+    if failure.status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(super::response::CHALLENGE));
+    }
     if let Some(reason) = failure.reason {
         r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static(reason));
     }
@@ -349,6 +352,9 @@ async fn read_form(
     };
     match ctx.media_type.as_deref() {
         Some("application/x-www-form-urlencoded") => {}
+        // A bare POST (no body, no type), as `curl -X POST` sends it: an empty
+        // form, whose token must then come in a header.
+        None if hyper::body::Body::is_end_stream(&body) => return Ok(Vec::new()),
         // The other form encodings (SPEC §7) must present the token as well,
         // so a forged one is refused as such; a genuine one is still 415.
         media_type if crate::xsrf::needs_token(&ctx.method, media_type) => {

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Either, Full};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
@@ -67,6 +67,12 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     *r.status_mut() = status;
     r
 }
+
+/// The `WWW-Authenticate` challenge of every 401 authd writes (RFC 9110
+/// requires one): Jira's own for its login resource, "log in by POSTing to
+/// the session API". Not `Basic`, which would make browsers ask for a
+/// password in a dialog and Java's `Authenticator` send one.
+pub const CHALLENGE: &str = "JIRA REST POST";
 
 /// An error answer: status, Jira-shaped message, extra headers.
 #[derive(Debug)]
@@ -141,6 +147,9 @@ impl ApiError {
         let mut r = json(self.status, &body);
         for (k, v) in self.headers {
             r.headers_mut().append(k, v);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().entry(WWW_AUTHENTICATE).or_insert(HeaderValue::from_static(CHALLENGE));
         }
         r
     }

@@ -81,7 +81,7 @@ pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
         .header("retry-after", &retry_after(until, now).to_string()),
         LoginError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "Login failed")
             .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")
-            .header("www-authenticate", "JIRA REST POST"),
+            .header("www-authenticate", super::response::CHALLENGE),
         LoginError::Unverified => ApiError::new(
             StatusCode::CONFLICT,
             "Your email address has not been verified. Open the verification link sent to you, then log in again.",
@@ -133,9 +133,7 @@ pub async fn logout(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError
         ctx.cookies.remember.iter().filter_map(|v| RememberToken::parse(v)).map(|t| t.selector).collect();
     app.auth.logout(&a.user, a.session.map(|s| s.key), &series).await?;
     app.apply_logout(ctx);
-    let mut resp = no_content();
-    resp.headers_mut().insert("x-seraph-loginreason", hyper::header::HeaderValue::from_static("OUT"));
-    Ok(resp)
+    Ok(no_content())
 }
 
 /// `GET /rest/api/2/myself`.

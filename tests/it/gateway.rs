@@ -1679,6 +1679,7 @@ async fn own_sessions_list_handles_and_revoke_one_or_all() {
     let r = call(&s, "DELETE", &format!("/rest/authd/1/sessions/{hb}"), As::Cookie(&sid(&a)), None).await;
     assert_eq!(r.status(), 204);
     assert!(set_cookie(&r, SESSION).is_none(), "ending another session logged this one out");
+    assert_eq!(header(&r, "x-seraph-loginreason"), None, "not a logout of this browser");
     assert!(!alive(&s, &b).await);
     assert!(alive(&s, &a).await && alive(&s, &c).await);
     // The current one by handle: it ends and its cookie is expired.
@@ -1686,12 +1687,14 @@ async fn own_sessions_list_handles_and_revoke_one_or_all() {
     let r = call(&s, "DELETE", &format!("/rest/authd/1/sessions/{hc}"), As::Cookie(&sid(&c)), None).await;
     assert_eq!(r.status(), 204);
     assert!(deletes(&r, SESSION), "{:?}", set_cookies(&r));
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("OUT"), "{:?}", r.headers());
     assert!(!alive(&s, &c).await);
     // All of them, everywhere: every session and remember-me series ends.
     let d = login_id(&s, "bob", "bob-password-1").await;
     let r = call(&s, "DELETE", "/rest/authd/1/sessions", As::Cookie(&sid(&d)), None).await;
     assert_eq!(r.status(), 204);
     assert!(deletes(&r, SESSION), "{:?}", set_cookies(&r));
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("OUT"), "{:?}", r.headers());
     for id in [&a, &d] {
         assert!(!alive(&s, id).await);
     }

@@ -1179,6 +1179,10 @@ async fn head_requests_are_answered_over_http1_and_http2() {
             let what = format!("HEAD {path} over {proto}");
             let r = c.head(s.at(path)).send().await.unwrap_or_else(|e| panic!("{what}: {e:?}"));
             assert_eq!(r.status(), status, "{what}");
+            // The GET's length (RFC 9110 §9.3.2); the login page's is the same
+            // each time (its token has a fixed length).
+            let get = c.get(s.at(path)).send().await.unwrap().bytes().await.unwrap();
+            assert_eq!(header(&r, "content-length"), Some(get.len().to_string()), "{what}");
             let body = r.bytes().await.unwrap_or_else(|e| panic!("{what}: the answer broke off: {e:?}"));
             assert!(body.is_empty(), "{what}: a body in answer to HEAD");
         }

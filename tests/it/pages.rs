@@ -327,6 +327,7 @@ async fn the_account_page_lists_sessions_and_logs_out_one_others_or_all() {
         post_form(&s, "/account/sessions/revoke-others", &me.header(), &[("atl_token", &token)], &[]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(header(&r, "location").as_deref(), Some("/account"));
+    assert_eq!(header(&r, "x-seraph-loginreason"), None, "not a logout of this browser");
     assert!(!session_alive(&s, phone.session.as_ref().unwrap()).await);
     assert!(session_alive(&s, me.session.as_ref().unwrap()).await);
     assert!(session_alive(&s, bob.session.as_ref().unwrap()).await, "bob's session ended");
@@ -344,6 +345,7 @@ async fn the_account_page_lists_sessions_and_logs_out_one_others_or_all() {
     assert_eq!(r.status(), 303);
     assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION));
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("OUT"), "{:?}", r.headers());
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
     assert!(session_alive(&s, bob.session.as_ref().unwrap()).await);
 }
@@ -360,6 +362,7 @@ async fn log_out_everywhere_and_log_out() {
     assert_eq!(r.status(), 303);
     assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION));
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("OUT"), "{:?}", r.headers());
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
     assert!(!session_alive(&s, other.session.as_ref().unwrap()).await);
     // Every remember-me series is gone too.
@@ -378,6 +381,7 @@ async fn log_out_everywhere_and_log_out() {
     assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?logged_out=1"));
     assert!(deletes(&r, SESSION) && deletes(&r, REMEMBER), "{:?}", set_cookies(&r));
     assert!(deletes(&r, XSRF), "{:?}", set_cookies(&r));
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("OUT"), "{:?}", r.headers());
     assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
     let r = whoami(&s, &format!("{REMEMBER}={}", me.remember.as_ref().unwrap())).await;
     assert_eq!(r.status(), 401, "logout left this browser's series alive");

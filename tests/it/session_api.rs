@@ -207,6 +207,37 @@ async fn wrong_password_is_401_authenticated_failed() {
     assert_jira_error(&r.json().await.unwrap());
 }
 
+/// RFC 9110 §15.5.2: a 401 carries `WWW-Authenticate`. Java's HttpClient
+/// with an Authenticator throws without one. authd's challenge is Jira's
+/// login one (not Basic, which would open a browser's password dialog).
+#[tokio::test]
+async fn every_401_carries_a_challenge() {
+    let s = Server::start(&[]);
+    let c = s.bare_client();
+    let stale = "JSESSIONID=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("anonymous session check", c.get(s.at(SESSION))),
+        ("anonymous myself", c.get(s.at("/rest/api/2/myself"))),
+        ("stale cookie", c.get(s.at(SESSION)).header("cookie", stale)),
+        ("logout without a session", c.delete(s.at(SESSION))),
+        ("unknown API token", c.get(s.at("/rest/api/2/myself")).basic_auth("admin", Some("not-a-token"))),
+        ("forward auth", c.get(s.at("/rest/authd/1/verify"))),
+        ("own sessions", c.get(s.at("/rest/authd/1/sessions"))),
+        (
+            "login page, wrong password",
+            c.post(s.at("/login.jsp"))
+                .header("x-atlassian-token", "no-check")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("os_username=admin&os_password=wrong"),
+        ),
+    ];
+    for (what, req) in cases {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        assert_eq!(header(&r, "www-authenticate").as_deref(), Some("JIRA REST POST"), "{what}");
+    }
+}
+
 /// Everything a client can see of an answer except `Date`.
 async fn observable(r: reqwest::Response) -> (u16, Vec<(String, String)>, bytes::Bytes) {
     let status = r.status().as_u16();

@@ -293,6 +293,34 @@ async fn own_forms_refuse_other_content_types_without_a_token() {
     assert_eq!(r.status().as_u16(), 403);
 }
 
+/// A bare POST (no body, no content type), as `curl -X POST` sends it, is
+/// an empty form: its token must come in a header.
+#[tokio::test]
+async fn a_bare_post_to_an_own_form_is_an_empty_form() {
+    let s = Server::start(&[]);
+    let me = api_login(&s, "admin", &s.admin_pw(), false).await;
+    for (headers, want) in [
+        (vec![], 403),
+        (vec![("X-Atlassian-Token", "no-check")], 303),
+        (vec![("X-XSRF-Token", me.xsrf.as_deref().unwrap())], 303),
+    ] {
+        let other = api_login(&s, "admin", &s.admin_pw(), false).await.session.unwrap();
+        for client in [h1_client_for(&s.cert_pem()), s.bare_client()] {
+            let mut b = client.post(s.at(REVOKE_OTHERS)).header("cookie", me.header());
+            for (k, v) in &headers {
+                b = b.header(*k, *v);
+            }
+            let r = b.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), want, "{headers:?}");
+            if want == 303 {
+                assert_eq!(header(&r, "location").as_deref(), Some("/account"));
+            }
+        }
+        assert_eq!(session_alive(&s, &other).await, want == 403, "{headers:?}");
+        assert!(session_alive(&s, me.session.as_ref().unwrap()).await);
+    }
+}
+
 #[tokio::test]
 async fn json_api_calls_need_no_token_but_the_origin_rule_still_applies() {
     let s = Server::start(&["--cors-origin", "https://app.example"]);
