@@ -127,11 +127,12 @@ impl Xsrf {
 /// send: url-encoded, multipart, `text/plain`, or none at all. JSON cannot
 /// be sent cross-site without a CORS preflight, so it is not checked.
 pub fn needs_token(method: &hyper::Method, media_type: Option<&str>) -> bool {
-    is_unsafe(method)
-        && matches!(
-            media_type,
-            None | Some("application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
-        )
+    is_unsafe(method) && media_type.is_none_or(is_form_type)
+}
+
+/// The media types an HTML form sends: url-encoded, multipart, `text/plain`.
+pub fn is_form_type(media_type: &str) -> bool {
+    matches!(media_type, "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
 }
 
 /// POST, PUT, PATCH and DELETE.

@@ -13,6 +13,9 @@
 //! - five field values cut from the input, written with either encoder
 //!   among decoys (other names, a later duplicate of each field), read back
 //!   as exactly those values by first-match lookup (the page's `field`);
+//! - the same fields written as `multipart/form-data` (with a file part
+//!   among them) and as `text/plain` are read back exactly by `form_fields`,
+//!   and the raw input under either type is fields or a 400, never a panic;
 //! - `safe_destination` returns an accepted destination unchanged, and an
 //!   accepted destination is at most 2048 bytes, a valid `Location` header
 //!   value, escapes to HTML without a raw quote or angle bracket, and,
@@ -30,7 +33,7 @@
 //! type, re-exported) in the tests, which have no direct `url` dependency.
 
 use authd::http::pages::{esc, login_url_for, safe_destination};
-use authd::http::request::{encode_component, parse_urlencoded, query_pairs};
+use authd::http::request::{encode_component, form_fields, parse_urlencoded, query_pairs};
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
@@ -120,6 +123,46 @@ fn check_fields(data: &[u8]) {
     for value in &values {
         check_destination(value);
     }
+    check_other_encodings(data, &values);
+}
+
+/// The same fields as `multipart/form-data` (boundary chosen to occur in no
+/// value, a file part among them) and as `text/plain` (values without line
+/// breaks) read back exactly; the raw input under either type never panics
+/// and is either fields or a 400.
+fn check_other_encodings(data: &[u8], values: &[String]) {
+    for ct in ["multipart/form-data; boundary=b", "multipart/form-data; boundary=\"x y\"", "text/plain"] {
+        match form_fields(ct, data) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => assert_eq!(e.status, StatusCode::BAD_REQUEST, "{ct}: {e:?}"),
+            None => panic!("{ct} is a form type"),
+        }
+    }
+    let mut boundary = String::from("----authd");
+    while values.iter().any(|v| v.contains(boundary.as_str())) {
+        boundary.push('z');
+    }
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nos_username\r\n"
+    );
+    for (name, value) in FIELDS.iter().zip(values) {
+        body +=
+            &format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
+    }
+    body += &format!("--{boundary}--\r\n");
+    let ct = format!("multipart/form-data; boundary=\"{boundary}\"");
+    let pairs =
+        form_fields(&ct, body.as_bytes()).expect("a form type").unwrap_or_else(|e| panic!("{body:?}: {e:?}"));
+    let expected: Vec<(String, String)> =
+        FIELDS.iter().zip(values).map(|(k, v)| (k.to_string(), v.clone())).collect();
+    assert_eq!(pairs, expected, "{body:?}");
+
+    let plain: Vec<(String, String)> =
+        FIELDS.iter().zip(values).map(|(k, v)| (k.to_string(), v.replace(['\r', '\n'], ""))).collect();
+    let body: String = plain.iter().map(|(k, v)| format!("{k}={v}\r\n")).collect();
+    let pairs =
+        form_fields("text/plain", body.as_bytes()).expect("a form type").unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(pairs, plain, "{body:?}");
 }
 
 /// An accepted destination stays on the login page's origin.

@@ -8,11 +8,11 @@
 //! it before anything else happens.
 
 use super::request::RequestBody;
-use hyper::header::{HeaderValue, LOCATION, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
 use super::app::{App, Ctx};
-use super::request::{encode_component, parse_urlencoded, query_pairs, read_body, LOGIN_BODY_LIMIT};
+use super::request::{encode_component, form_fields, query_pairs, read_body, LOGIN_BODY_LIMIT};
 use super::response::{empty, with_body, ApiError, Body};
 use super::session_api::{login_context, retry_after};
 use crate::auth::{Authenticated, LoginError};
@@ -335,8 +335,9 @@ pub fn safe_destination(d: String) -> Option<String> {
     ok.then_some(d)
 }
 
-/// A page's form, url-encoded; other encodings are refused (403 without
-/// the right token, else 415).
+/// A page's form, in any encoding an HTML form can send (url-encoded,
+/// multipart or `text/plain`; SPEC §7); a bare POST is an empty form. Other
+/// bodies are refused: 403 without the right token, else 415.
 async fn read_form(
     app: &App,
     req: Request<RequestBody>,
@@ -347,29 +348,38 @@ async fn read_form(
     let wrong_type = || {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "The form must be sent as application/x-www-form-urlencoded.",
+            "The form must be sent as application/x-www-form-urlencoded, multipart/form-data or text/plain.",
         )
     };
-    match ctx.media_type.as_deref() {
-        Some("application/x-www-form-urlencoded") => {}
+    if ctx.media_type.is_none() {
         // A bare POST (no body, no type), as `curl -X POST` sends it: an empty
         // form, whose token must then come in a header.
-        None if hyper::body::Body::is_end_stream(&body) => return Ok(Vec::new()),
-        // The other form encodings (SPEC §7) must present the token as well,
-        // so a forged one is refused as such; a genuine one is still 415.
-        media_type if crate::xsrf::needs_token(&ctx.method, media_type) => {
-            let bytes = read_body(&parts.headers, body, limit).await?;
-            let who = app.identify(ctx).await?;
-            let token = super::proxy::form_token(&parts.headers, &bytes);
-            if !app.xsrf_ok(ctx, who.as_ref(), token.as_deref()) {
-                return Err(super::app::xsrf_failed());
-            }
-            return Err(wrong_type());
+        if hyper::body::Body::is_end_stream(&body) {
+            return Ok(Vec::new());
         }
-        _ => return Err(wrong_type()),
+        // A body of no stated type: refused as a forgery without the token.
+        read_body(&parts.headers, body, limit).await?;
+        let who = app.identify(ctx).await?;
+        if !app.xsrf_ok(ctx, who.as_ref(), None) {
+            return Err(super::app::xsrf_failed());
+        }
+        return Err(wrong_type());
     }
+    if !ctx.media_type.as_deref().is_some_and(crate::xsrf::is_form_type) {
+        return Err(wrong_type());
+    }
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let bytes = read_body(&parts.headers, body, limit).await?;
-    parse_urlencoded(&bytes)
+    match form_fields(content_type, &bytes) {
+        Some(Ok(fields)) => Ok(fields),
+        // A body that does not parse has no token in it: without one in a
+        // header it is refused as a forgery first, like every other form.
+        Some(Err(malformed)) => {
+            let who = app.identify(ctx).await?;
+            Err(if app.xsrf_ok(ctx, who.as_ref(), None) { malformed } else { super::app::xsrf_failed() })
+        }
+        None => Err(wrong_type()),
+    }
 }
 
 fn field(pairs: &[(String, String)], name: &str) -> Option<String> {

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::app::{xsrf_failed, App, Ctx};
-use super::request::{parse_urlencoded, read_body};
+use super::request::read_body;
 use super::response::{full, ApiError, Body, BoxError};
 use crate::auth::Authenticated;
 use crate::xsrf;
@@ -352,45 +352,11 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The `atl_token` field of a form body, for the three form encodings.
+/// The `atl_token` field of a form body in any form encoding.
 pub fn form_token(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.as_str() {
-        "application/x-www-form-urlencoded" => {
-            parse_urlencoded(body).ok()?.into_iter().find(|(k, _)| k == "atl_token").map(|(_, v)| v)
-        }
-        "multipart/form-data" => multipart_field(body, &boundary(ct)?, "atl_token"),
-        "text/plain" => std::str::from_utf8(body)
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("atl_token="))
-            .map(|v| v.trim_end_matches('\r').to_string()),
-        _ => None,
-    }
-}
-
-fn boundary(content_type: &str) -> Option<String> {
-    content_type.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case("boundary")).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-/// The value of field `name` in a `multipart/form-data` body.
-fn multipart_field(body: &[u8], boundary: &str, name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let delimiter = format!("--{boundary}");
-    let wanted = format!("name=\"{name}\"");
-    for part in text.split(delimiter.as_str()).skip(1) {
-        let (head, value) = part.split_once("\r\n\r\n")?;
-        let disposition =
-            head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
-        if disposition.split(';').any(|p| p.trim() == wanted) {
-            return Some(value.strip_suffix("\r\n").unwrap_or(value).to_string());
-        }
-    }
-    None
+    let fields = super::request::form_fields(ct, body)?.ok()?;
+    fields.into_iter().find(|(k, _)| k == "atl_token").map(|(_, v)| v)
 }
 
 #[cfg(test)]

@@ -225,6 +225,73 @@ pub fn parse_urlencoded(input: &[u8]) -> Result<Vec<(String, String)>, ApiError>
         .collect()
 }
 
+/// The fields of a form in any encoding an HTML form can send (SPEC §7),
+/// from its `Content-Type` value: url-encoded (strict, as
+/// [`parse_urlencoded`]), `multipart/form-data` (text fields in order; file
+/// parts are skipped; bytes that are not UTF-8 become U+FFFD) or
+/// `text/plain` (`name=value` lines). `None` for any other type.
+pub fn form_fields(content_type: &str, body: &[u8]) -> Option<Result<Vec<(String, String)>, ApiError>> {
+    let mut params = content_type.split(';');
+    let essence = params.next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-www-form-urlencoded" => Some(parse_urlencoded(body)),
+        "multipart/form-data" => {
+            let boundary = params.find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("boundary").then(|| v.trim().trim_matches('"'))
+            });
+            Some(match boundary.filter(|b| !b.is_empty() && b.len() <= 70) {
+                Some(b) => multipart_fields(body, b),
+                None => Err(ApiError::bad_request("The multipart form has no boundary.")),
+            })
+        }
+        "text/plain" => Some(Ok(String::from_utf8_lossy(body)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())),
+        _ => None,
+    }
+}
+
+/// The text fields of a `multipart/form-data` body (RFC 7578).
+fn multipart_fields(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let bad = || ApiError::bad_request("The multipart form is malformed.");
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut out = Vec::new();
+    let mut parts = text.split(delimiter.as_str());
+    parts.next(); // the preamble
+    for part in parts {
+        if part.starts_with("--") {
+            return Ok(out); // the close delimiter
+        }
+        let part = part.strip_prefix("\r\n").ok_or_else(bad)?;
+        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(bad)?;
+        let value = value.strip_suffix("\r\n").ok_or_else(bad)?;
+        let disposition = head
+            .split("\r\n")
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case("content-disposition").then_some(v)
+            })
+            .ok_or_else(bad)?;
+        let (mut name, mut file) = (None, false);
+        for param in disposition.split(';').skip(1) {
+            let (k, v) = param.split_once('=').ok_or_else(bad)?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "name" => name = Some(v.trim().trim_matches('"')),
+                "filename" | "filename*" => file = true,
+                _ => {}
+            }
+        }
+        if !file {
+            out.push((name.ok_or_else(bad)?.to_string(), value.to_string()));
+        }
+    }
+    Err(bad()) // no close delimiter: cut short
+}
+
 /// The query string of a URI as pairs.
 pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     parse_urlencoded(query.unwrap_or("").as_bytes())
@@ -400,6 +467,51 @@ mod tests {
         assert!(parse_urlencoded(b"a=%4").is_err());
         assert!(parse_urlencoded(b"a=%ff").is_err());
         assert_eq!(parse_urlencoded(b"n=j%C3%BCrgen").unwrap()[0].1, "jürgen");
+    }
+
+    #[test]
+    fn forms_are_read_in_every_encoding_a_browser_sends() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let fields = |ct: &str, body: &[u8]| form_fields(ct, body).expect("a form type");
+        let want = pairs(&[("os_username", "jürgen"), ("atl_token", "T_1")]);
+        assert_eq!(
+            fields("application/x-www-form-urlencoded", b"os_username=j%C3%BCrgen&atl_token=T_1").unwrap(),
+            want
+        );
+        assert_eq!(fields("text/plain", "os_username=jürgen\r\natl_token=T_1\r\n".as_bytes()).unwrap(), want);
+        // Multipart as Chromium writes it, a file part (skipped) in between,
+        // a quoted boundary, a value with CRLFs and a `--` inside.
+        let body =
+            "preamble\r\n--B0und\r\nContent-Disposition: form-data; name=\"os_username\"\r\n\r\njürgen\r\n\
+                    --B0und\r\ncontent-disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\
+                    Content-Type: text/plain\r\n\r\nfile\r\nbody\r\n\
+                    --B0und\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\na\r\n--b\r\n\
+                    --B0und\r\nContent-Disposition: form-data; name=atl_token\r\n\r\nT_1\r\n--B0und--\r\n";
+        let got = fields("multipart/form-data; boundary=\"B0und\"", body.as_bytes()).unwrap();
+        assert_eq!(got, pairs(&[("os_username", "jürgen"), ("note", "a\r\n--b"), ("atl_token", "T_1")]));
+        assert_eq!(fields("Multipart/Form-Data;charset=utf-8;BOUNDARY=B0und", body.as_bytes()).unwrap(), got);
+        // Malformed multipart is a 400, never a panic.
+        for (ct, bad) in [
+            ("multipart/form-data", body),
+            ("multipart/form-data; boundary=", body),
+            (
+                "multipart/form-data; boundary=B0und",
+                "--B0und\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1",
+            ),
+            ("multipart/form-data; boundary=B0und", "--B0und\r\nX: y\r\n\r\n1\r\n--B0und--"),
+            (
+                "multipart/form-data; boundary=B0und",
+                "--B0und\r\nContent-Disposition: form-data\r\n\r\n1\r\n--B0und--",
+            ),
+            ("multipart/form-data; boundary=B0und", "nothing at all"),
+        ] {
+            let e = fields(ct, bad.as_bytes()).expect_err(bad);
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{ct}: {bad:?}");
+        }
+        assert!(form_fields("application/json", b"{}").is_none());
+        assert!(form_fields("", b"a=1").is_none());
     }
 
     #[test]

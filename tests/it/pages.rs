@@ -29,6 +29,50 @@ async fn page_login_as(s: &Server, user: &str, pw: &str, remember: bool, ua: &st
     (jar, handle)
 }
 
+/// SPEC §7 names three form encodings; the login page reads each of them
+/// (a form with `enctype="multipart/form-data"` or `"text/plain"`).
+#[tokio::test]
+async fn the_login_page_takes_multipart_and_text_plain_forms() {
+    let s = Server::start(&[]);
+    let pw = s.admin_pw();
+    /// The login form in `encoding` with this token.
+    fn encode(multipart: bool, pw: &str, token: &str) -> (&'static str, String) {
+        let fields =
+            [("os_username", "admin"), ("os_password", pw), ("os_cookie", "true"), ("atl_token", token)];
+        if !multipart {
+            return ("text/plain", fields.iter().map(|(k, v)| format!("{k}={v}\r\n")).collect());
+        }
+        let mut body: String = fields
+            .iter()
+            .map(|(k, v)| {
+                format!("--7MA4YWxk\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+            })
+            .collect();
+        body += "--7MA4YWxk--\r\n";
+        ("multipart/form-data; boundary=7MA4YWxk", body)
+    }
+    for multipart in [true, false] {
+        let mut jar = Jar::default();
+        let (token, _) = open_login(&s, &mut jar, "").await;
+        // Without the page's token the form is refused; with it, it logs in.
+        for (token, cookie, want) in [("", "", 403), (token.as_str(), jar.header().as_str(), 303)] {
+            let (ct, body) = encode(multipart, &pw, token);
+            let mut b = s.bare_client().post(s.at("/login.jsp")).header("content-type", ct).body(body);
+            if !cookie.is_empty() {
+                b = b.header("cookie", cookie);
+            }
+            let r = b.send().await.unwrap();
+            assert_eq!(r.status(), want, "{ct}");
+            if want == 303 {
+                assert_eq!(header(&r, "location").as_deref(), Some("/account"), "{ct}");
+                jar.apply(&r);
+            }
+        }
+        assert!(jar.remember.is_some(), "os_cookie was not read (multipart: {multipart})");
+        assert!(session_alive(&s, jar.session.as_ref().unwrap()).await, "multipart: {multipart}");
+    }
+}
+
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
 #[tokio::test]
