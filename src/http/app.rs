@@ -536,10 +536,25 @@ impl App {
         }
     }
 
-    /// What an `Authorization: Basic user:apitoken` header says.
+    /// What an `Authorization` header says: `Basic user:apitoken`, or
+    /// `Bearer apitoken` (as Jira's personal access tokens are sent; a
+    /// bearer token not in authd's `authd_...` form is another service's).
     async fn basic(&self, header: &str) -> Result<Basic, ApiError> {
         use base64::Engine as _;
-        let Some(b64) = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")) else {
+        let scheme = |name: &str| {
+            header
+                .get(..name.len())
+                .filter(|s| s.eq_ignore_ascii_case(name))
+                .and_then(|_| header.get(name.len()..))
+        };
+        if let Some(bearer) = scheme("Bearer ") {
+            let Some(token) = ApiToken::parse(bearer.trim()) else {
+                return Ok(Basic::Absent);
+            };
+            let found = self.auth.store.token(token.hash()).await?;
+            return Ok(found.map_or(Basic::Unknown, |(_, user)| Basic::User(user)));
+        }
+        let Some(b64) = scheme("Basic ") else {
             return Ok(Basic::Absent);
         };
         let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
@@ -686,7 +701,7 @@ impl App {
             Some(a) => Ok(a),
             None if ctx.basic_failed => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "Basic authentication failed: unknown user or API token.",
+                "API token authentication failed: unknown user or token.",
             )
             .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")),
             None if !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty() => {
@@ -766,7 +781,8 @@ impl App {
 
 /// What an `Authorization` header says.
 enum Basic {
-    /// No `Basic` credentials (another scheme): not authd's business.
+    /// No credentials of authd's (another scheme, or a foreign bearer
+    /// token): not authd's business.
     Absent,
     /// `Basic` with something that is not base64 of UTF-8 `user:secret`.
     Malformed,

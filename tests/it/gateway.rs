@@ -1456,6 +1456,49 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// `Authorization: Bearer <token>` (how Jira's personal access tokens are
+/// sent, e.g. pycontribs `JIRA(token_auth=...)`) works like Basic with the
+/// token's owner; a bearer token that is not authd's belongs to the app.
+#[tokio::test]
+async fn api_tokens_work_as_bearer_tokens_and_foreign_bearer_tokens_pass_to_the_app() {
+    let app = EchoApp::start();
+    let s = Server::start(&["--upstream", &app.url]);
+    s.add_user("bob", "bob-password-1", &[]);
+    let (_, token) = cli_token(&s, "bob", "pat");
+    let bearer = |path: &str, value: &str| {
+        s.bare_client().get(s.at(path)).header("authorization", value.to_string()).send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = bearer("/rest/api/2/myself", &format!("{scheme} {token}")).await.unwrap();
+        assert_eq!(json_of(r, 200, scheme).await["name"], "bob");
+    }
+    let r = bearer("/app/pat", &format!("Bearer {token}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(set_cookies(&r).is_empty(), "{:?}", set_cookies(&r));
+    let seen = app.last_at("/app/pat");
+    assert_eq!(seen.one("x-authd-user").as_deref(), Some("bob"));
+    assert_eq!(seen.one("authorization"), None, "authd's token reached the app");
+    let r = bearer("/rest/authd/1/verify", &format!("Bearer {token}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-authd-user").as_deref(), Some("bob"));
+
+    // An authd token that is not (or no longer) valid: 401, as for Basic.
+    let forged = format!("Bearer authd_{}", "A".repeat(token.len() - 6));
+    let r = bearer("/rest/api/2/myself", &forged).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"));
+    assert_jira_error(&r.json().await.unwrap());
+    // Another service's bearer token: anonymous to authd, passed to the app as sent.
+    let jwt = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo";
+    let r = bearer("/rest/api/2/myself", jwt).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-seraph-loginreason"), None);
+    let r = bearer("/app/jwt", jwt).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.last_at("/app/jwt").one("authorization").as_deref(), Some(jwt));
+    assert_eq!(app.last_at("/app/jwt").one("x-authd-user"), None);
+}
+
 #[tokio::test]
 async fn api_tokens_from_the_api_are_shown_once_and_revocable() {
     let s = Server::start(&[]);
