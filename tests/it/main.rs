@@ -5,11 +5,13 @@ mod support;
 
 mod browser;
 mod browser_challenge;
+mod caddy;
 mod cli;
 mod cookies;
 mod corpus;
 mod crash;
 mod files;
+mod front_proxy;
 mod gateway;
 mod jar;
 mod jira_tutorial;

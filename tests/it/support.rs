@@ -493,3 +493,79 @@ pub fn parse_set_cookie(sc: &str) -> (String, String, Vec<String>) {
     let (name, value) = parts.next().unwrap().split_once('=').unwrap();
     (name.to_string(), value.to_string(), parts.filter(|p| !p.is_empty()).map(str::to_string).collect())
 }
+
+/// A real component a test needs (nginx, Caddy), if `found`: without it the
+/// test is skipped with a message, except under CI (`CI=true`), where a
+/// missing component fails it (`.ci/run` installs it with `install`).
+pub fn required_component(found: Option<PathBuf>, test: &str, install: &str) -> Option<PathBuf> {
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test} cannot run under CI: a component is missing ({install})");
+        }
+        eprintln!("SKIPPED {test}: missing ({install})");
+    }
+    found
+}
+
+/// A program a test runs beside authd (nginx, Caddy), listening on a
+/// loopback port, with a temp dir of its own; stopped when dropped.
+pub struct Component {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    log_name: &'static str,
+}
+
+impl Component {
+    /// What it logged to its log file in its dir.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(self.log_name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        // SIGTERM: a fast stop, workers too (nginx); then SIGKILL.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `what` on a free loopback port: `spawn(port, dir)` writes its
+/// configuration into a fresh temp dir and runs it, logging to `log_name`
+/// there. Waits up to 15 s for it to listen; tries another port (this one
+/// taken meanwhile) up to three times.
+pub fn start_component(what: &str, log_name: &'static str, spawn: impl Fn(u16, &Path) -> Child) -> Component {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = spawn(port, dir.path());
+        let mut c = Component { child, port, dir, log_name };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return c;
+            }
+            if let Ok(Some(status)) = c.child.try_wait() {
+                last = format!("{what} exited ({status}):\n{}", c.log());
+                break;
+            }
+            if Instant::now() > deadline {
+                last = format!("{what} did not listen on {port} within 15 s:\n{}", c.log());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("{last}");
+}
