@@ -162,12 +162,15 @@ pub fn origin_allowed(
     }
 }
 
-/// How the token may arrive in a request header (`no-check` is handled by the caller).
+/// How the token may arrive in a request header (`no-check` is handled by
+/// the caller). An empty header is no token, so it cannot hide the form's.
 pub fn header_token<'a>(
     x_atlassian_token: Option<&'a str>,
     x_xsrf_token: Option<&'a str>,
 ) -> Option<&'a str> {
-    x_atlassian_token.filter(|t| !t.eq_ignore_ascii_case("no-check")).or(x_xsrf_token)
+    x_atlassian_token
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("no-check"))
+        .or(x_xsrf_token.filter(|t| !t.is_empty()))
 }
 
 #[cfg(test)]
@@ -255,5 +258,7 @@ mod tests {
         assert_eq!(header_token(Some("no-check"), None), None);
         assert_eq!(header_token(Some("tok"), None), Some("tok"));
         assert_eq!(header_token(None, Some("tok")), Some("tok"));
+        assert_eq!(header_token(Some(""), Some("")), None);
+        assert_eq!(header_token(Some(""), Some("tok")), Some("tok"));
     }
 }

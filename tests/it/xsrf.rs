@@ -202,6 +202,18 @@ async fn own_forms_accept_the_sessions_token_and_refuse_everything_else() {
         ("allowed CORS origin", vec![("atl_token", t)], vec![("Origin", "https://app.example")], true),
         ("no token", vec![("x", "1")], vec![], false),
         ("empty token", vec![("atl_token", "")], vec![], false),
+        (
+            "empty headers, token in the form",
+            vec![("atl_token", t)],
+            vec![("X-XSRF-Token", ""), ("X-Atlassian-Token", "")],
+            true,
+        ),
+        (
+            "empty headers, no token",
+            vec![("x", "1")],
+            vec![("X-XSRF-Token", ""), ("X-Atlassian-Token", "")],
+            false,
+        ),
         ("tampered token", vec![("atl_token", &tampered)], vec![], false),
         ("upper-case state", vec![("atl_token", &upper)], vec![], false),
         ("another session's token, same user", vec![("atl_token", &other_session_token)], vec![], false),
