@@ -58,6 +58,9 @@ pub struct Auth {
     /// Lockout records of names that are not users, so that a challenge
     /// does not reveal which names exist (in memory, bounded).
     pub phantoms: Mutex<HashMap<[u8; 16], Lockout>>,
+    /// Session IDs this process recently moved to new ones, for the
+    /// requests already on their way with the old ID.
+    moved: Mutex<HashMap<SessionKey, Moved>>,
     /// The public base URL, for links made outside a request (verification).
     pub public_base: String,
 }
@@ -94,6 +97,31 @@ pub struct SessionUse {
     pub session: ActiveSession,
     /// The new ID, for the cookie, if the check moved the session to one.
     pub new_id: Option<SessionId>,
+}
+
+/// A session ID moved to a new one (SPEC §5: on role change and password
+/// change). Browsers send requests in parallel, so others with the old ID
+/// are on their way. Those that found the old session before it moved
+/// share the one move (one new session, the same new ID for each answer's
+/// cookie). Those that come after it are refused, as SPEC §5 says the old
+/// ID stops working, but for `--remember-me-grace` without clearing the
+/// cookie, which would undo the new one if that answer came first.
+struct Moved {
+    /// The move, made once by the first request and awaited by the rest.
+    done: Arc<tokio::sync::OnceCell<(SessionId, ActiveSession)>>,
+    /// Until when the old ID is recognised.
+    until: Timestamp,
+}
+
+/// What a session ID finds.
+pub enum Lookup {
+    /// A live session.
+    Found(SessionUse),
+    /// Nothing (unknown, expired, or not acceptable here).
+    Missing,
+    /// A session that just moved to a new ID: refused, but the cookie is
+    /// left as it is (see [`Moved`]).
+    MovedAway,
 }
 
 /// Who a request is: a user, and the session it used (if any: a request let
@@ -246,6 +274,7 @@ impl Auth {
             throttle: Throttle::new(s.address_failures, ADDRESS_WINDOW),
             pow: Pow::new(pow_key, s.challenge_difficulty, Duration::from_secs(600)),
             phantoms: Mutex::new(HashMap::new()),
+            moved: Mutex::new(HashMap::new()),
             public_base: s.public_base.clone(),
             store,
             clock,
@@ -522,18 +551,18 @@ impl Auth {
         id: &SessionId,
         passive: bool,
         may_rotate: bool,
-    ) -> Result<Option<SessionUse>, StoreError> {
+    ) -> Result<Lookup, StoreError> {
         let key = id.key();
         let found = match self.store.cached_session(key) {
             Some(hit) => Some(hit),
             None => self.store.session(key).await?,
         };
         let Some((record, user)) = found else {
-            return Ok(None);
+            return Ok(self.moved_session(key).await);
         };
         let now = self.now();
         let (expires, touch) = match self.policy.judge(&record, now, passive) {
-            Verdict::Expired => return Ok(None),
+            Verdict::Expired => return Ok(Lookup::Missing),
             Verdict::Valid { expires, touch } => (expires, touch),
         };
         let mut record = record;
@@ -542,17 +571,25 @@ impl Auth {
         // is not accepted either: the browser goes to the login page, which
         // moves the session and sends it straight back.
         if record.epoch != user.epoch && !may_rotate {
-            return Ok(None);
+            return Ok(Lookup::Missing);
         }
         if record.epoch != user.epoch {
-            let mut moved = (*record).clone();
-            moved.epoch = user.epoch;
-            if touch.is_some() {
-                moved.last_use = now;
-            }
-            let (new_id, session) = self.rotate(key, moved).await?;
-            tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
-            return Ok(Some(SessionUse { user, session, new_id: Some(new_id) }));
+            // Requests racing with this one wait for the same move.
+            let done = self.moving(key);
+            let (new_id, session) = done
+                .get_or_try_init(|| async {
+                    let mut moved = (*record).clone();
+                    moved.epoch = user.epoch;
+                    if touch.is_some() {
+                        moved.last_use = now;
+                    }
+                    let (new_id, session) = self.rotate(key, moved).await?;
+                    tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
+                    Ok::<_, StoreError>((new_id, session))
+                })
+                .await?
+                .clone();
+            return Ok(Lookup::Found(SessionUse { user, session, new_id: Some(new_id) }));
         }
         if let Some(deadline) = touch {
             Arc::make_mut(&mut record).last_use = now;
@@ -564,7 +601,33 @@ impl Auth {
                 }
             });
         }
-        Ok(Some(SessionUse { user, session: ActiveSession { key, record, expires }, new_id: None }))
+        Ok(Lookup::Found(SessionUse { user, session: ActiveSession { key, record, expires }, new_id: None }))
+    }
+
+    /// Whether `key` is an ID this process moved to a new one within the
+    /// grace window (a move still being made is awaited: its commit may
+    /// already have removed the old ID).
+    async fn moved_session(&self, key: SessionKey) -> Lookup {
+        let now = self.now();
+        let done = {
+            let moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
+            moved.get(&key).filter(|m| now < m.until).map(|m| Arc::clone(&m.done))
+        };
+        match done {
+            Some(done) if done.get_or_try_init(|| async { Err(()) }).await.is_ok() => Lookup::MovedAway,
+            _ => Lookup::Missing,
+        }
+    }
+
+    /// The shared record of moving `key`'s session (made if new), kept for
+    /// the grace window.
+    fn moving(&self, key: SessionKey) -> Arc<tokio::sync::OnceCell<(SessionId, ActiveSession)>> {
+        let now = self.now();
+        let mut moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
+        moved.retain(|_, m| now < m.until);
+        let until = now.plus(self.remember.grace);
+        let entry = moved.entry(key).or_insert_with(|| Moved { done: Arc::default(), until });
+        Arc::clone(&entry.done)
     }
 
     /// Moves a session to a new ID, keeping its times, durably; the old ID dies.
@@ -611,10 +674,12 @@ impl Auth {
             return Err(AdminError::WrongPassword);
         }
         self.set_password(&user.name, new_password, current.map(|s| s.key)).await?;
-        match current {
-            Some(s) => Ok(Some(self.rotate(s.key, (*s.record).clone()).await?)),
-            None => Ok(None),
-        }
+        let Some(s) = current else { return Ok(None) };
+        let moved = self.rotate(s.key, (*s.record).clone()).await?;
+        // Requests already on their way with the old ID are refused without
+        // clearing the cookie this answer sets.
+        let _ = self.moving(s.key).set(moved.clone());
+        Ok(Some(moved))
     }
 
     /// Ends one session durably, with the remember-me series it belongs to

@@ -98,7 +98,7 @@ pub enum Command {
     /// List and end sessions.
     #[command(subcommand)]
     Session(SessionCommand),
-    /// Manage API tokens (for `Authorization: Basic user:token`).
+    /// Manage API tokens (for `Authorization: Basic user:token` or `Bearer token`).
     #[command(subcommand)]
     Token(TokenCommand),
     /// Print the certificate's path and SHA-256 fingerprint.

@@ -33,7 +33,7 @@
 //! type, re-exported) in the tests, which have no direct `url` dependency.
 
 use authd::http::pages::{esc, login_url_for, safe_destination};
-use authd::http::request::{encode_component, form_fields, parse_urlencoded, query_pairs};
+use authd::http::request::{encode_component, form_fields, parse_urlencoded, query_pairs, Utf8};
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
 
@@ -132,7 +132,7 @@ fn check_fields(data: &[u8]) {
 /// and is either fields or a 400.
 fn check_other_encodings(data: &[u8], values: &[String]) {
     for ct in ["multipart/form-data; boundary=b", "multipart/form-data; boundary=\"x y\"", "text/plain"] {
-        match form_fields(ct, data) {
+        match form_fields(ct, data, Utf8::Strict) {
             Some(Ok(_)) => {}
             Some(Err(e)) => assert_eq!(e.status, StatusCode::BAD_REQUEST, "{ct}: {e:?}"),
             None => panic!("{ct} is a form type"),
@@ -142,8 +142,15 @@ fn check_other_encodings(data: &[u8], values: &[String]) {
     while values.iter().any(|v| v.contains(boundary.as_str())) {
         boundary.push('z');
     }
+    // A file part and a decoy field whose names come from the input, with
+    // `;`, `=` and quotes in them, escaped as browsers do (`"` as %22, CR and
+    // LF as %0D and %0A; a backslash as itself).
+    let escape = |v: &str| v.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A");
+    let decoy = format!("x; name={}", escape(&values[0]));
     let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nos_username\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{}; a\"\r\n\r\nos_username\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"{decoy}\"\r\n\r\ndecoy\r\n",
+        escape(&values[1])
     );
     for (name, value) in FIELDS.iter().zip(values) {
         body +=
@@ -151,17 +158,20 @@ fn check_other_encodings(data: &[u8], values: &[String]) {
     }
     body += &format!("--{boundary}--\r\n");
     let ct = format!("multipart/form-data; boundary=\"{boundary}\"");
-    let pairs =
-        form_fields(&ct, body.as_bytes()).expect("a form type").unwrap_or_else(|e| panic!("{body:?}: {e:?}"));
-    let expected: Vec<(String, String)> =
-        FIELDS.iter().zip(values).map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let pairs = form_fields(&ct, body.as_bytes(), Utf8::Strict)
+        .expect("a form type")
+        .unwrap_or_else(|e| panic!("{body:?}: {e:?}"));
+    let expected: Vec<(String, String)> = std::iter::once((decoy, "decoy".to_string()))
+        .chain(FIELDS.iter().zip(values).map(|(k, v)| (k.to_string(), v.clone())))
+        .collect();
     assert_eq!(pairs, expected, "{body:?}");
 
     let plain: Vec<(String, String)> =
         FIELDS.iter().zip(values).map(|(k, v)| (k.to_string(), v.replace(['\r', '\n'], ""))).collect();
     let body: String = plain.iter().map(|(k, v)| format!("{k}={v}\r\n")).collect();
-    let pairs =
-        form_fields("text/plain", body.as_bytes()).expect("a form type").unwrap_or_else(|e| panic!("{e:?}"));
+    let pairs = form_fields("text/plain", body.as_bytes(), Utf8::Strict)
+        .expect("a form type")
+        .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(pairs, plain, "{body:?}");
 }
 

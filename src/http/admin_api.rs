@@ -32,6 +32,7 @@ use super::app::{no_content, App, Ctx};
 use super::request::{decode_component, parse_json, query_pairs, read_body, require_json};
 use super::response::{json, ApiError, Body};
 use crate::admin::{AddToken, AddUser, UserView};
+use crate::auth::Authenticated;
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 16 * 1024;
@@ -54,6 +55,21 @@ pub async fn handle(
     rest: &[String],
 ) -> Result<Response<Body>, ApiError> {
     authorize(app, ctx).await?;
+    let unsafe_method = crate::xsrf::is_unsafe(req.method());
+    let answer = route(app, req, rest).await?;
+    // An admin who ended their own session (signing themselves out, deleting
+    // or resetting themselves, ending it by handle) is logged out here too.
+    if unsafe_method {
+        if let Some(Authenticated { session: Some(s), .. }) = app.identify(ctx).await? {
+            if app.auth.store.session(s.key).await?.is_none() {
+                app.apply_logout(ctx);
+            }
+        }
+    }
+    Ok(answer)
+}
+
+async fn route(app: &App, req: Request<RequestBody>, rest: &[String]) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     let name = match rest.get(1) {
         Some(raw) => Some(

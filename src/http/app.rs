@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::request::describe_browser;
 use super::response::{empty, with_body, ApiError, Body};
 use super::{admin_api, authd_api, pages, proxy, session_api};
-use crate::auth::{Auth, Authenticated, LoggedIn, Remembered};
+use crate::auth::{Auth, Authenticated, LoggedIn, Lookup, Remembered};
 use crate::clock::Timestamp;
 use crate::cookies::{self, Attributes, CookieNames, RequestCookies};
 use crate::metrics::Route;
@@ -98,6 +98,9 @@ pub struct Ctx {
     pub via_token: bool,
     /// This request logged its browser out (`X-Seraph-LoginReason: OUT`).
     pub logged_out: bool,
+    /// Its session cookie names a session that just moved to a new ID this
+    /// request may not learn: refused, but the cookie is not cleared.
+    pub session_moved: bool,
 }
 
 /// A header value as text; `None` if it is not visible ASCII.
@@ -162,7 +165,11 @@ impl App {
             // HTTP/2, where the client resets the stream. The length is the
             // GET's (RFC 9110 §9.3.2), which hyper would not work out from
             // an empty body.
-            if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact() {
+            // (A proxied answer's length is the app's: hyper's client reports
+            // an empty body for any HEAD.)
+            if let (false, Some(n)) =
+                (route == Route::Proxy, hyper::body::Body::size_hint(resp.body()).exact())
+            {
                 resp.headers_mut().entry(hyper::header::CONTENT_LENGTH).or_insert(HeaderValue::from(n));
             }
             *resp.body_mut() = super::response::full(bytes::Bytes::new());
@@ -202,6 +209,7 @@ impl App {
             basic_failed: false,
             via_token: false,
             logged_out: false,
+            session_moved: false,
         };
         // One pass over the headers (cheaper than a lookup per name).
         for (name, value) in req.headers() {
@@ -460,7 +468,15 @@ impl App {
     async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
         for i in 0..ctx.cookies.session.len() {
             let Some(id) = ctx.cookies.session.get(i).and_then(|v| SessionId::parse(v)) else { continue };
-            if let Some(found) = self.auth.session(&id, ctx.passive, !ctx.forward_auth).await? {
+            let found = match self.auth.session(&id, ctx.passive, !ctx.forward_auth).await? {
+                Lookup::Found(found) => found,
+                Lookup::MovedAway => {
+                    ctx.session_moved = true;
+                    continue;
+                }
+                Lookup::Missing => continue,
+            };
+            {
                 let crate::auth::SessionUse { user, session, new_id } = found;
                 if let Some(new_id) = new_id {
                     ctx.set_cookies.push(cookies::set_cookie(
@@ -536,42 +552,20 @@ impl App {
         }
     }
 
-    /// What an `Authorization` header says: `Basic user:apitoken`, or
-    /// `Bearer apitoken` (as Jira's personal access tokens are sent; a
-    /// bearer token not in authd's `authd_...` form is another service's).
+    /// Whom an `Authorization` header's API token names (see [`credential`]).
     async fn basic(&self, header: &str) -> Result<Basic, ApiError> {
-        use base64::Engine as _;
-        let scheme = |name: &str| {
-            header
-                .get(..name.len())
-                .filter(|s| s.eq_ignore_ascii_case(name))
-                .and_then(|_| header.get(name.len()..))
+        let (name, token) = match credential(header) {
+            Credential::Foreign => return Ok(Basic::Absent),
+            Credential::Malformed => return Ok(Basic::Malformed),
+            Credential::Basic(_, None) => return Ok(Basic::Unknown),
+            Credential::Basic(name, Some(token)) => (Some(name), token),
+            Credential::Bearer(token) => (None, token),
         };
-        if let Some(bearer) = scheme("Bearer ") {
-            let Some(token) = ApiToken::parse(bearer.trim()) else {
-                return Ok(Basic::Absent);
-            };
-            let found = self.auth.store.token(token.hash()).await?;
-            return Ok(found.map_or(Basic::Unknown, |(_, user)| Basic::User(user)));
-        }
-        let Some(b64) = scheme("Basic ") else {
-            return Ok(Basic::Absent);
-        };
-        let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
-        let pair = decoded.and_then(|d| String::from_utf8(d).ok());
-        let Some((name, secret)) = pair.as_deref().and_then(|p| p.split_once(':')) else {
-            return Ok(Basic::Malformed);
-        };
-        let found = match ApiToken::parse(secret) {
-            Some(token) => self
-                .auth
-                .store
-                .token(token.hash())
-                .await?
-                .map(|(_, user)| user)
-                .filter(|u| crate::store::name_key(&u.name) == crate::store::name_key(name)),
-            None => None,
-        };
+        let found = self.auth.store.token(token.hash()).await?.map(|(_, user)| user);
+        // Basic names the token's owner too.
+        let found = found.filter(|u| {
+            name.as_deref().is_none_or(|n| crate::store::name_key(&u.name) == crate::store::name_key(n))
+        });
         Ok(found.map_or(Basic::Unknown, Basic::User))
     }
 
@@ -705,7 +699,9 @@ impl App {
             )
             .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")),
             None if !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty() => {
-                ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
+                if !ctx.session_moved {
+                    ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
+                }
                 Err(ApiError::session_expired())
             }
             None => Err(ApiError::unauthenticated()),
@@ -779,7 +775,49 @@ impl App {
     }
 }
 
-/// What an `Authorization` header says.
+/// What an `Authorization` header holds, before any lookup.
+pub enum Credential {
+    /// Another scheme, or a bearer token not in authd's `authd_...` form:
+    /// another service's business.
+    Foreign,
+    /// `Basic` with something that is not base64 of UTF-8 `user:secret`.
+    Malformed,
+    /// `Basic user:secret`, with the secret if it is in an API token's form.
+    Basic(String, Option<ApiToken>),
+    /// `Bearer authd_...` (how Jira's personal access tokens are sent).
+    Bearer(ApiToken),
+}
+
+/// Reads an `Authorization` header (scheme names case-insensitively).
+pub fn credential(header: &str) -> Credential {
+    use base64::Engine as _;
+    let scheme = |name: &str| {
+        header
+            .get(..name.len())
+            .filter(|s| s.eq_ignore_ascii_case(name))
+            .and_then(|_| header.get(name.len()..))
+    };
+    if let Some(bearer) = scheme("Bearer ") {
+        return ApiToken::parse(bearer.trim()).map_or(Credential::Foreign, Credential::Bearer);
+    }
+    let Some(b64) = scheme("Basic ") else {
+        return Credential::Foreign;
+    };
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
+    let pair = decoded.and_then(|d| String::from_utf8(d).ok());
+    match pair.as_deref().and_then(|p| p.split_once(':')) {
+        Some((name, secret)) => Credential::Basic(name.to_string(), ApiToken::parse(secret)),
+        None => Credential::Malformed,
+    }
+}
+
+/// Whether an `Authorization` header carries an authd API token (valid or
+/// not): the proxy never passes one to the app.
+pub fn holds_api_token(header: &str) -> bool {
+    matches!(credential(header), Credential::Bearer(_) | Credential::Basic(_, Some(_)))
+}
+
+/// What an `Authorization` header says about the request's user.
 enum Basic {
     /// No credentials of authd's (another scheme, or a foreign bearer
     /// token): not authd's business.
@@ -851,6 +889,39 @@ pub fn no_content() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorization_headers_are_read_before_any_lookup() {
+        use base64::Engine as _;
+        let token = ApiToken::generate().reveal();
+        let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+        let is = |h: &str, want: &str| {
+            let got = match credential(h) {
+                Credential::Foreign => "foreign".to_string(),
+                Credential::Malformed => "malformed".to_string(),
+                Credential::Basic(name, t) => format!("basic {name} {}", t.is_some()),
+                Credential::Bearer(_) => "bearer".to_string(),
+            };
+            assert_eq!(got, want, "{h}");
+        };
+        is(&format!("Bearer {token}"), "bearer");
+        is(&format!("bEARER  {token} "), "bearer");
+        is("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "foreign");
+        is(&basic(&format!("bob:{token}")), "basic bob true");
+        is(&basic("bob:a password"), "basic bob false");
+        is(&basic("no colon"), "malformed");
+        is("Basic !!!", "malformed");
+        is("Digest username=x", "foreign");
+        is("Bear", "foreign");
+        is("Bearer\u{e9} x", "foreign");
+        assert!(holds_api_token(&format!("Bearer {token}")));
+        assert!(
+            holds_api_token(&basic(&format!("alice:{token}"))),
+            "another user's name: still authd's token"
+        );
+        assert!(!holds_api_token(&basic("bob:a password")));
+        assert!(!holds_api_token("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"));
+    }
 
     #[test]
     fn versions_accept_latest() {

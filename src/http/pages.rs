@@ -12,7 +12,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
 use super::app::{App, Ctx};
-use super::request::{encode_component, form_fields, query_pairs, read_body, LOGIN_BODY_LIMIT};
+use super::request::{encode_component, form_fields, query_pairs, read_body, Utf8, LOGIN_BODY_LIMIT};
 use super::response::{empty, with_body, ApiError, Body};
 use super::session_api::{login_context, retry_after};
 use crate::auth::{Authenticated, LoginError};
@@ -354,11 +354,10 @@ async fn read_form(
     if ctx.media_type.is_none() {
         // A bare POST (no body, no type), as `curl -X POST` sends it: an empty
         // form, whose token must then come in a header.
-        if hyper::body::Body::is_end_stream(&body) {
+        if read_body(&parts.headers, body, limit).await?.is_empty() {
             return Ok(Vec::new());
         }
         // A body of no stated type: refused as a forgery without the token.
-        read_body(&parts.headers, body, limit).await?;
         let who = app.identify(ctx).await?;
         if !app.xsrf_ok(ctx, who.as_ref(), None) {
             return Err(super::app::xsrf_failed());
@@ -370,7 +369,7 @@ async fn read_form(
     }
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let bytes = read_body(&parts.headers, body, limit).await?;
-    match form_fields(content_type, &bytes) {
+    match form_fields(content_type, &bytes, Utf8::Strict) {
         Some(Ok(fields)) => Ok(fields),
         // A body that does not parse has no token in it: without one in a
         // header it is refused as a forgery first, like every other form.

@@ -121,7 +121,10 @@ pub async fn forward(
         }
         let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
-            let in_header = ctx.x_atlassian_token().is_some() || ctx.x_xsrf_token().is_some();
+            // A token (or `no-check`) in a header; an empty header is none.
+            let no_check = ctx.x_atlassian_token().is_some_and(|t| t.eq_ignore_ascii_case("no-check"));
+            let in_header =
+                no_check || xsrf::header_token(ctx.x_atlassian_token(), ctx.x_xsrf_token()).is_some();
             let mut submitted = None;
             // Only take the body when it must be searched: a token in a header
             // leaves it streaming.
@@ -133,7 +136,7 @@ pub async fn forward(
             if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
                 // A session cookie that logs nobody in is stale: cleared with
                 // the refusal, so the browser's next anonymous post goes through.
-                if who.is_none() && !ctx.cookies.session.is_empty() {
+                if who.is_none() && !ctx.cookies.session.is_empty() && !ctx.session_moved {
                     ctx.set_cookies.push(crate::cookies::expire_cookie(&app.cookie_names.session, true));
                 }
                 return Err(xsrf_failed());
@@ -292,8 +295,9 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
             h.insert(COOKIE, v);
         }
     }
-    // An authd API token is a credential for authd, not for the app.
-    if ctx.via_token {
+    // An authd API token is a credential for authd, not for the app: gone
+    // whether it logged the request in, lost to a session cookie or failed.
+    if ctx.via_token || ctx.authorization().is_some_and(super::app::holds_api_token) {
         h.remove(hyper::header::AUTHORIZATION);
     }
     if let Some(a) = who {
@@ -355,7 +359,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// The `atl_token` field of a form body in any form encoding.
 pub fn form_token(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let fields = super::request::form_fields(ct, body)?.ok()?;
+    let fields = super::request::form_fields(ct, body, super::request::Utf8::Lossy)?.ok()?;
     fields.into_iter().find(|(k, _)| k == "atl_token").map(|(_, v)| v)
 }
 

@@ -225,71 +225,147 @@ pub fn parse_urlencoded(input: &[u8]) -> Result<Vec<(String, String)>, ApiError>
         .collect()
 }
 
+/// What [`form_fields`] does with a field that is not UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Utf8 {
+    /// A 400, as for any malformed input authd reads itself.
+    Strict,
+    /// U+FFFD in its place: only looking for a token in someone else's form.
+    Lossy,
+}
+
 /// The fields of a form in any encoding an HTML form can send (SPEC §7),
-/// from its `Content-Type` value: url-encoded (strict, as
-/// [`parse_urlencoded`]), `multipart/form-data` (text fields in order; file
-/// parts are skipped; bytes that are not UTF-8 become U+FFFD) or
-/// `text/plain` (`name=value` lines). `None` for any other type.
-pub fn form_fields(content_type: &str, body: &[u8]) -> Option<Result<Vec<(String, String)>, ApiError>> {
-    let mut params = content_type.split(';');
-    let essence = params.next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.as_str() {
+/// from its `Content-Type` value: url-encoded (as [`parse_urlencoded`]),
+/// `multipart/form-data` (RFC 7578: text fields in order, file parts
+/// skipped) or `text/plain` (`name=value` lines). `None` for any other type.
+pub fn form_fields(
+    content_type: &str,
+    body: &[u8],
+    utf8: Utf8,
+) -> Option<Result<Vec<(String, String)>, ApiError>> {
+    let (essence, params) = content_type.split_once(';').unwrap_or((content_type, ""));
+    match essence.trim().to_ascii_lowercase().as_str() {
         "application/x-www-form-urlencoded" => Some(parse_urlencoded(body)),
         "multipart/form-data" => {
-            let boundary = params.find_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("boundary").then(|| v.trim().trim_matches('"'))
-            });
+            let boundary = header_params(params).into_iter().find(|(k, _)| k == "boundary").map(|(_, v)| v);
             Some(match boundary.filter(|b| !b.is_empty() && b.len() <= 70) {
-                Some(b) => multipart_fields(body, b),
+                Some(b) => multipart_fields(body, &b, utf8),
                 None => Err(ApiError::bad_request("The multipart form has no boundary.")),
             })
         }
-        "text/plain" => Some(Ok(String::from_utf8_lossy(body)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())),
+        "text/plain" => Some(
+            body.split(|&b| b == b'\n')
+                .filter_map(|line| {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let eq = line.iter().position(|&b| b == b'=')?;
+                    Some((line.get(..eq)?, line.get(eq + 1..)?))
+                })
+                .map(|(k, v)| Ok((form_text(k, utf8)?, form_text(v, utf8)?)))
+                .collect(),
+        ),
         _ => None,
     }
 }
 
-/// The text fields of a `multipart/form-data` body (RFC 7578).
-fn multipart_fields(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let bad = || ApiError::bad_request("The multipart form is malformed.");
-    let text = String::from_utf8_lossy(body);
-    let delimiter = format!("--{boundary}");
+fn form_text(bytes: &[u8], utf8: Utf8) -> Result<String, ApiError> {
+    match (std::str::from_utf8(bytes), utf8) {
+        (Ok(s), _) => Ok(s.to_string()),
+        (Err(_), Utf8::Lossy) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        (Err(_), Utf8::Strict) => Err(ApiError::bad_request("The form is not valid UTF-8.")),
+    }
+}
+
+/// The `;`-separated `name=value` parameters of a header value (names
+/// lower-cased; values unquoted, so a `;` inside quotes stays in the value).
+fn header_params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut parts = text.split(delimiter.as_str());
-    parts.next(); // the preamble
-    for part in parts {
-        if part.starts_with("--") {
-            return Ok(out); // the close delimiter
+    let mut chars = s.chars().peekable();
+    while chars.peek().is_some() {
+        let mut name = String::new();
+        while let Some(c) = chars.next_if(|&c| c != '=' && c != ';') {
+            name.push(c);
         }
-        let part = part.strip_prefix("\r\n").ok_or_else(bad)?;
-        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(bad)?;
-        let value = value.strip_suffix("\r\n").ok_or_else(bad)?;
-        let disposition = head
-            .split("\r\n")
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case("content-disposition").then_some(v)
-            })
-            .ok_or_else(bad)?;
-        let (mut name, mut file) = (None, false);
-        for param in disposition.split(';').skip(1) {
-            let (k, v) = param.split_once('=').ok_or_else(bad)?;
-            match k.trim().to_ascii_lowercase().as_str() {
-                "name" => name = Some(v.trim().trim_matches('"')),
-                "filename" | "filename*" => file = true,
-                _ => {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'=').is_some() {
+            while chars.next_if(|&c| c == ' ' || c == '\t').is_some() {}
+            if chars.next_if_eq(&'"').is_some() {
+                // No backslash escapes: browsers write `"` as %22 and a
+                // backslash as itself (the HTML standard's form-data rules).
+                value.extend(chars.by_ref().take_while(|&c| c != '"'));
+                while chars.next_if(|&c| c != ';').is_some() {}
+            } else {
+                while let Some(c) = chars.next_if(|&c| c != ';') {
+                    value.push(c);
+                }
+                value = value.trim().to_string();
             }
         }
-        if !file {
-            out.push((name.ok_or_else(bad)?.to_string(), value.to_string()));
+        chars.next_if_eq(&';');
+        let name = name.trim().to_ascii_lowercase();
+        if !name.is_empty() {
+            out.push((name, value));
         }
     }
+    out
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The text fields of a `multipart/form-data` body (RFC 7578, RFC 2046):
+/// a delimiter is `--boundary` at the start of a line.
+fn multipart_fields(body: &[u8], boundary: &str, utf8: Utf8) -> Result<Vec<(String, String)>, ApiError> {
+    let bad = || ApiError::bad_request("The multipart form is malformed.");
+    let delimiter = [b"\r\n--", boundary.as_bytes()].concat();
+    // The first delimiter may open the body: read it as if a line ended before.
+    let mut rest = &[b"\r\n", body].concat()[..];
+    let mut out = Vec::new();
+    let mut first = true;
+    while let Some(at) = find(rest, &delimiter) {
+        let part = rest.get(..at).unwrap_or_default();
+        rest = rest.get(at + delimiter.len()..).unwrap_or_default();
+        if !std::mem::take(&mut first) {
+            if let Some(field) = multipart_part(part, utf8).ok_or_else(bad)? {
+                out.push(field?);
+            }
+        }
+        if rest.starts_with(b"--") {
+            return Ok(out); // the close delimiter
+        }
+        // Transport padding, then the line's end.
+        let padding = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        rest = rest.get(padding..).and_then(|r| r.strip_prefix(b"\r\n")).ok_or_else(bad)?;
+    }
     Err(bad()) // no close delimiter: cut short
+}
+
+/// One body part: `None` if malformed, `Some(None)` for a file.
+#[allow(clippy::type_complexity)]
+fn multipart_part(part: &[u8], utf8: Utf8) -> Option<Option<Result<(String, String), ApiError>>> {
+    let (head, value) = match part.strip_prefix(b"\r\n") {
+        Some(value) => (&b""[..], value), // no header lines at all
+        None => {
+            let end = find(part, b"\r\n\r\n")?;
+            (part.get(..end)?, part.get(end + 4..)?)
+        }
+    };
+    let head = std::str::from_utf8(head).ok()?;
+    let disposition = head.split("\r\n").find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-disposition").then_some(v)
+    })?;
+    let (kind, params) = disposition.split_once(';').unwrap_or((disposition, ""));
+    if !kind.trim().eq_ignore_ascii_case("form-data") {
+        return None;
+    }
+    let params = header_params(params);
+    if params.iter().any(|(k, _)| k == "filename" || k == "filename*") {
+        return Some(None);
+    }
+    let name = params.into_iter().find(|(k, _)| k == "name").map(|(_, v)| v)?;
+    Some(Some(form_text(value, utf8).map(|v| (name, v))))
 }
 
 /// The query string of a URI as pairs.
@@ -474,44 +550,69 @@ mod tests {
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
             v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
-        let fields = |ct: &str, body: &[u8]| form_fields(ct, body).expect("a form type");
+        let fields = |ct: &str, body: &[u8]| form_fields(ct, body, Utf8::Strict).expect("a form type");
         let want = pairs(&[("os_username", "jürgen"), ("atl_token", "T_1")]);
         assert_eq!(
             fields("application/x-www-form-urlencoded", b"os_username=j%C3%BCrgen&atl_token=T_1").unwrap(),
             want
         );
         assert_eq!(fields("text/plain", "os_username=jürgen\r\natl_token=T_1\r\n".as_bytes()).unwrap(), want);
-        // Multipart as Chromium writes it, a file part (skipped) in between,
-        // a quoted boundary, a value with CRLFs and a `--` inside.
-        let body =
-            "preamble\r\n--B0und\r\nContent-Disposition: form-data; name=\"os_username\"\r\n\r\njürgen\r\n\
-                    --B0und\r\ncontent-disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\
-                    Content-Type: text/plain\r\n\r\nfile\r\nbody\r\n\
-                    --B0und\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\na\r\n--b\r\n\
-                    --B0und\r\nContent-Disposition: form-data; name=atl_token\r\n\r\nT_1\r\n--B0und--\r\n";
-        let got = fields("multipart/form-data; boundary=\"B0und\"", body.as_bytes()).unwrap();
-        assert_eq!(got, pairs(&[("os_username", "jürgen"), ("note", "a\r\n--b"), ("atl_token", "T_1")]));
-        assert_eq!(fields("Multipart/Form-Data;charset=utf-8;BOUNDARY=B0und", body.as_bytes()).unwrap(), got);
+        // Multipart as browsers write it: a file part (skipped) whose name
+        // holds `;` and a quote (%22), a quoted boundary, a value with CRLFs
+        // and `--b` inside, a name with `;` in its quotes, transport padding.
+        let body = "preamble\r\n--B0und\r\nContent-Disposition: form-data; name=\"os_username\"\r\n\r\njürgen\r\n\
+                    --B0und  \r\ncontent-disposition: form-data; name=\"f\"; filename=\"report; v2 %22x%22.pdf\"\r\n\
+                    Content-Type: application/pdf\r\n\r\nBINARY\r\n--B0un\r\n\
+                    --B0und\r\nContent-Disposition: form-data; name=\"note;x\"\r\n\r\na\r\n--b see --B0und\r\n\
+                    --B0und\r\nContent-Disposition: form-data; name=atl_token\r\n\r\nT_1\r\n--B0und--\r\nepilogue";
+        let body = body.replace("BINARY", "\u{1}").into_bytes();
+        let at = body.iter().position(|&b| b == 1).unwrap();
+        let body = [&body[..at], &b"\xff\xfe"[..], &body[at + 1..]].concat();
+        let got = fields("multipart/form-data; boundary=\"B0und\"", &body).unwrap();
+        assert_eq!(
+            got,
+            pairs(&[("os_username", "jürgen"), ("note;x", "a\r\n--b see --B0und"), ("atl_token", "T_1")])
+        );
+        assert_eq!(fields("Multipart/Form-Data;charset=utf-8;BOUNDARY=B0und", &body).unwrap(), got);
         // Malformed multipart is a 400, never a panic.
         for (ct, bad) in [
-            ("multipart/form-data", body),
-            ("multipart/form-data; boundary=", body),
+            ("multipart/form-data", &body[..]),
+            ("multipart/form-data; boundary=", &body[..]),
             (
                 "multipart/form-data; boundary=B0und",
-                "--B0und\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1",
+                b"--B0und\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1",
             ),
-            ("multipart/form-data; boundary=B0und", "--B0und\r\nX: y\r\n\r\n1\r\n--B0und--"),
+            ("multipart/form-data; boundary=B0und", b"--B0und\r\nX: y\r\n\r\n1\r\n--B0und--"),
             (
                 "multipart/form-data; boundary=B0und",
-                "--B0und\r\nContent-Disposition: form-data\r\n\r\n1\r\n--B0und--",
+                b"--B0und\r\nContent-Disposition: form-data\r\n\r\n1\r\n--B0und--",
             ),
-            ("multipart/form-data; boundary=B0und", "nothing at all"),
+            ("multipart/form-data; boundary=B0und", b"--B0und junk\r\n\r\n--B0und--"),
+            ("multipart/form-data; boundary=B0und", b"nothing at all"),
         ] {
-            let e = fields(ct, bad.as_bytes()).expect_err(bad);
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{ct}: {bad:?}");
+            let e = fields(ct, bad).expect_err(&String::from_utf8_lossy(bad));
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{ct}: {:?}", String::from_utf8_lossy(bad));
         }
-        assert!(form_fields("application/json", b"{}").is_none());
-        assert!(form_fields("", b"a=1").is_none());
+        // A text field that is not UTF-8: 400 when authd reads the form,
+        // U+FFFD when it only looks for a token in an app's form.
+        let latin1 = b"--b\r\nContent-Disposition: form-data; name=\"u\"\r\n\r\nj\xfcrgen\r\n--b--\r\n";
+        assert!(fields("multipart/form-data; boundary=b", latin1).is_err());
+        assert!(fields("text/plain", b"u=j\xfcrgen\r\n").is_err());
+        let lossy = form_fields("multipart/form-data; boundary=b", latin1, Utf8::Lossy).unwrap().unwrap();
+        assert_eq!(lossy, pairs(&[("u", "j\u{fffd}rgen")]));
+        assert!(form_fields("application/json", b"{}", Utf8::Strict).is_none());
+        assert!(form_fields("", b"a=1", Utf8::Strict).is_none());
+    }
+
+    #[test]
+    fn header_parameters_keep_quoted_semicolons() {
+        let p = header_params(r#" name="a;b"; filename="c\%22d;e" ;X=Y; flag; ="no name"; charset = utf-8"#);
+        let want =
+            [("name", "a;b"), ("filename", "c\\%22d;e"), ("x", "Y"), ("flag", ""), ("charset", "utf-8")];
+        let want: Vec<(String, String)> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(p, want);
+        assert!(header_params("").is_empty());
+        assert_eq!(header_params(r#"a="unterminated"#), [("a".to_string(), "unterminated".to_string())]);
     }
 
     #[test]

@@ -1220,6 +1220,7 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
     let fail = |e: StoreError| OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
     let txn = db.begin_write().map_err(storage).map_err(fail)?;
+    let mut migrated = None;
     let secrets = {
         let mut t = Tables::open(&txn).map_err(fail)?;
         let version = match t.meta.get("schema").map_err(storage).map_err(fail)? {
@@ -1251,13 +1252,16 @@ fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
             }
             Some(v) if v < u64::from(SCHEMA_VERSION) => {
                 migrate(&mut t, v).map_err(fail)?;
-                tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
+                migrated = Some(v);
                 read_secrets(&t.meta).map_err(fail)?
             }
             Some(_) => read_secrets(&t.meta).map_err(fail)?,
         }
     };
     txn.commit().map_err(storage).map_err(fail)?;
+    if let Some(v) = migrated {
+        tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
+    }
     Ok(secrets)
 }
 

@@ -211,13 +211,16 @@ impl RedisStore {
             .cmd("HGETALL")
             .arg(keys.meta());
         let (meta,): (HashMap<String, String>,) = setup.query_async(&mut c).await.map_err(|e| fail(&e))?;
-        let schema: u32 = meta.get("schema").and_then(|v| v.parse().ok()).unwrap_or(0);
-        if schema > SCHEMA_VERSION {
+        let stamp = meta.get("schema").map(String::as_str).unwrap_or("0");
+        let Ok(schema) = stamp.parse::<u64>() else {
+            return Err(fail(&format!("its schema version '{}' is not a number", stamp.escape_debug())));
+        };
+        if schema > u64::from(SCHEMA_VERSION) {
             return Err(fail(&format!(
                 "it was written by a newer authd (schema {schema}; this authd knows up to {SCHEMA_VERSION}); upgrade authd"
             )));
         }
-        if schema < SCHEMA_VERSION {
+        if schema < u64::from(SCHEMA_VERSION) {
             // 0 -> 1: pre-release namespaces have schema 1's keys; only the stamp is new.
             let () = redis::cmd("HSET")
                 .arg(keys.meta())

@@ -2,10 +2,8 @@
 //! authd's forward-auth endpoint over HTTPS, with the README's recipe, and
 //! the test's [`EchoApp`] as the app behind Caddy.
 //!
-//! The recipe as tested adds what a whole site needs around the README's
-//! block: authd's own pages and API proxied on the same host (so the login
-//! URL authd names works), and Caddy's TLS with authd's certificate (so the
-//! test's client trusts both).
+//! The Caddyfile is the README's, with Caddy's TLS on authd's own
+//! certificate so the test's client trusts both.
 //!
 //! Needs `caddy` on the PATH (or `$CADDY`); `.ci/run` installs it. Without it
 //! the test is skipped with a message, except under CI (`CI=true`), where
@@ -56,12 +54,17 @@ https://127.0.0.1:{port} {{
         }}
     }}
     handle {{
-        forward_auth https://127.0.0.1:{authd_port} {{
-            uri /rest/authd/1/verify
-            copy_headers X-Authd-User X-AUSERNAME X-Authd-Roles
-            {transport}
+        route {{
+            request_header -X-Authd-User
+            request_header -X-AUSERNAME
+            request_header -X-Authd-Roles
+            forward_auth https://127.0.0.1:{authd_port} {{
+                uri /rest/authd/1/verify
+                copy_headers X-Authd-User X-AUSERNAME X-Authd-Roles
+                {transport}
+            }}
+            reverse_proxy 127.0.0.1:{app_port}
         }}
-        reverse_proxy 127.0.0.1:{app_port}
     }}
 }}
 "#

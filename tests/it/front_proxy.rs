@@ -96,12 +96,14 @@ impl Front<'_> {
         assert_eq!(r.send().await.unwrap().status(), 200, "{}", diag("API token"));
         assert_eq!(app.last_at("/api/by-token").one("x-authd-user").as_deref(), Some("bob"));
 
-        for (path, origin, status) in
-            [("/app/save", self.front, 200), ("/app/evil", "https://evil.example", 403)]
-        {
+        for (path, origin, site, status) in [
+            ("/app/save", self.front, "same-origin", 200),
+            ("/app/evil", "https://evil.example", "cross-site", 403),
+        ] {
             let r = self
                 .request(reqwest::Method::POST, path, Some(&admin))
                 .header("origin", origin)
+                .header("sec-fetch-site", site)
                 .header("content-type", "application/json")
                 .body("{\"summary\":\"hello\"}")
                 .send()

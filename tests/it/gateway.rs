@@ -1335,6 +1335,36 @@ async fn an_app_that_does_not_answer_is_a_502() {
     assert_eq!(r.status(), 200, "authd's own paths do not need the app");
 }
 
+/// A HEAD through the proxy keeps the app's headers: an app that answers
+/// its GET in chunks has no length for authd to invent (hyper's client
+/// reports an empty body for every HEAD).
+#[tokio::test]
+async fn a_proxied_head_gets_no_made_up_content_length() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+            let body = if head.starts_with(b"HEAD") { "" } else { "5\r\nhello\r\n0\r\n\r\n" };
+            let _ = conn.write_all(format!("{chunked}{body}").as_bytes());
+        }
+    });
+    let s = Server::start(&["--upstream", &format!("http://127.0.0.1:{port}")]);
+    for (proto, c) in [("HTTP/1.1", h1_client_for(&s.cert_pem())), ("HTTP/2", s.bare_client())] {
+        let r = c.get(s.at("/chunked")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "hello", "{proto}");
+        let r = c.head(s.at("/chunked")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{proto}");
+        assert_eq!(header(&r, "content-length"), None, "{proto}: a length the app never gave");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // API tokens.
 
@@ -1488,6 +1518,24 @@ async fn api_tokens_work_as_bearer_tokens_and_foreign_bearer_tokens_pass_to_the_
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"));
     assert_jira_error(&r.json().await.unwrap());
+    // An authd token never reaches the app, whether it logged the request
+    // in, lost to a session cookie, named another user or is unknown.
+    let session = sid(&login_id(&s, "bob", "bob-password-1").await);
+    let basic_as_alice =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("alice:{token}")));
+    for (i, (value, cookie)) in
+        [(format!("Bearer {token}"), Some(session.as_str())), (basic_as_alice, None), (forged.clone(), None)]
+            .into_iter()
+            .enumerate()
+    {
+        let path = format!("/app/leak-{i}");
+        let mut b = s.bare_client().get(s.at(&path)).header("authorization", &value);
+        if let Some(c) = cookie {
+            b = b.header("cookie", c);
+        }
+        assert_eq!(b.send().await.unwrap().status(), 200, "{path}");
+        assert_eq!(app.last_at(&path).one("authorization"), None, "{path}: authd's token reached the app");
+    }
     // Another service's bearer token: anonymous to authd, passed to the app as sent.
     let jwt = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo";
     let r = bearer("/rest/api/2/myself", jwt).await.unwrap();
@@ -1671,6 +1719,102 @@ async fn cors_preflights_and_credentials_for_named_origins_only() {
 
 // ---------------------------------------------------------------------------
 // Own sessions and the per-user cap.
+
+/// SPEC §5 with a browser's parallel requests: after a role change (and
+/// after a password change) requests already on their way with the old ID
+/// make one move, not one each, and none clears the cookie the move set:
+/// each answer is 200 with the one new ID, or 401 leaving the cookie alone.
+#[tokio::test]
+async fn parallel_requests_after_a_role_change_make_one_move_and_never_clear_the_new_cookie() {
+    let s = Server::start(&[]);
+    s.add_user("bob", "bob-password-1", &[]);
+    let admin_cookie = sid(&login_id(&s, "admin", &s.admin_pw()).await);
+    // Many requests with one cookie at once: each on a connection of its
+    // own over HTTP/1.1, or as streams of one HTTP/2 connection.
+    let burst = |old: String| {
+        let s = &s;
+        async move {
+            let h2 = s.bare_client();
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..24 {
+                let c = if i % 2 == 0 { h1_client_for(&s.cert_pem()) } else { h2.clone() };
+                let req = c.get(s.at("/rest/auth/1/session")).header("cookie", sid(&old));
+                set.spawn(async move { req.send().await.unwrap() });
+            }
+            let mut out = Vec::new();
+            while let Some(r) = set.join_next().await {
+                let r = r.unwrap();
+                out.push((r.status().as_u16(), set_cookie(&r, SESSION)));
+            }
+            out
+        }
+    };
+    for (round, roles) in [json!(["admin"]), json!([]), json!(["admin"])].iter().enumerate() {
+        let old = login_id(&s, "bob", "bob-password-1").await;
+        let body = json!({ "roles": roles });
+        admin_call(&s, "PUT", "/users/bob/roles", As::Cookie(&admin_cookie), Some(&body), 200).await;
+        let answers = burst(old.clone()).await;
+        let mut new_ids = std::collections::BTreeSet::new();
+        for (status, cookie) in &answers {
+            match (status, cookie) {
+                (200, Some(c)) => {
+                    let (_, value, _) = parse_set_cookie(c);
+                    new_ids.insert(value);
+                }
+                (401, None) => {}
+                other => panic!("round {round}: {other:?} in {answers:?}"),
+            }
+        }
+        assert_eq!(new_ids.len(), 1, "round {round}: not one move: {answers:?}");
+        let new_id = new_ids.into_iter().next().unwrap();
+        assert!(alive(&s, &new_id).await, "round {round}");
+        assert!(!alive(&s, &old).await, "round {round}: the old ID still works");
+        let list = admin_call(&s, "GET", "/sessions?user=bob", As::Cookie(&admin_cookie), None, 200).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "round {round}: {list}");
+        admin_call(&s, "DELETE", "/users/bob/sessions", As::Cookie(&admin_cookie), None, 200).await;
+    }
+
+    // A password change moves the session in use; requests that come with
+    // the old ID after it are refused, but leave the browser's new cookie be.
+    let old = login_id(&s, "bob", "bob-password-1").await;
+    let body = json!({"password": "bob-password-2", "currentPassword": "bob-password-1"});
+    let r = call(&s, "PUT", "/rest/api/2/myself/password", As::Cookie(&sid(&old)), Some(&body)).await;
+    assert_eq!(r.status(), 204);
+    let new_id = set_value(&r, SESSION).expect("the password change moves the session");
+    let answers = burst(old.clone()).await;
+    assert!(answers.iter().all(|a| *a == (401, None)), "{answers:?}");
+    assert!(alive(&s, &new_id).await);
+}
+
+/// An admin who ends their own session through the admin API is logged
+/// out by that answer, as by any other route (SPEC §3: `OUT`, cookies expired).
+#[tokio::test]
+async fn an_admin_ending_their_own_session_through_the_admin_api_is_logged_out() {
+    let s = Server::start(&[]);
+    let pw = s.admin_pw();
+    for how in ["sign out everywhere", "by handle", "someone else"] {
+        let me = sid(&login_id(&s, "admin", &pw).await);
+        let path = match how {
+            "sign out everywhere" => "/users/admin/sessions".to_string(),
+            "by handle" => format!("/sessions/{}", handle_of(&s, &me[SESSION.len() + 1..]).await),
+            _ => {
+                let other = login_id(&s, "admin", &pw).await;
+                format!("/sessions/{}", handle_of(&s, &other).await)
+            }
+        };
+        let r = call(&s, "DELETE", &format!("/rest/authd/1/admin{path}"), As::Cookie(&me), None).await;
+        assert!(r.status().is_success(), "{how}: {}", r.status());
+        let out = header(&r, "x-seraph-loginreason");
+        if how == "someone else" {
+            assert_eq!(out, None, "{how}");
+            assert!(set_cookie(&r, SESSION).is_none(), "{how}");
+        } else {
+            assert_eq!(out.as_deref(), Some("OUT"), "{how}");
+            assert!(deletes(&r, SESSION), "{how}: {:?}", set_cookies(&r));
+            assert_eq!(header(&r, "x-ausername").as_deref(), Some("anonymous"), "{how}");
+        }
+    }
+}
 
 #[tokio::test]
 async fn own_sessions_list_handles_and_revoke_one_or_all() {

@@ -615,6 +615,13 @@ async fn broken_form_encodings_are_400() {
             let status = no_5xx(&what, &answer);
             assert!((400..500).contains(&status), "{what}: {status}");
         }
+        // With the XSRF rule met, a multipart body that is not one is a 400.
+        for ctype in ["multipart/form-data; boundary=x", "multipart/form-data"] {
+            let what = format!("POST {path} as {ctype:?} with no-check");
+            let headers = [("Content-Type", ctype.as_bytes()), ("X-Atlassian-Token", &b"no-check"[..])];
+            let answer = raw(&s, "POST", path.as_bytes(), &headers, b"os_username=x").await;
+            assert_eq!(no_5xx(&what, &answer), 400, "{what}");
+        }
     }
     // The refused logouts did nothing.
     assert_eq!(session_status(&s, &alice).await, 200);

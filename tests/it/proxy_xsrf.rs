@@ -283,6 +283,15 @@ async fn a_form_carrying_a_session_cookie_must_show_its_token() {
     };
     let (mp_ct, mp_with) = multipart(&[("summary", "hello"), ("atl_token", &token)]);
     let (_, mp_without) = multipart(&[("summary", "hello")]);
+    // As Chromium writes a file part: `"` as %22 in the name, `;` as is.
+    let file = "Content-Disposition: form-data; name=\"f\"; filename=\"report; v2 %22final%22.pdf\"\r\n\
+                Content-Type: application/pdf\r\n\r\n%PDF-1.4";
+    let mp_file = {
+        let text = String::from_utf8(mp_with.clone()).unwrap();
+        let boundary = mp_ct.split("boundary=").nth(1).unwrap();
+        text.replacen(&format!("--{boundary}\r\n"), &format!("--{boundary}\r\n{file}\r\n--{boundary}\r\n"), 1)
+            .into_bytes()
+    };
     let with_field = urlencode(&[("summary", "hello"), ("atl_token", &token)]);
     let plain_with = format!("summary=hello\r\natl_token={token}\r\n");
 
@@ -354,6 +363,22 @@ async fn a_form_carrying_a_session_cookie_must_show_its_token() {
             true,
         ),
         ("X-XSRF-Token: token", "POST", Some(FORM), b"a=1".to_vec(), vec![("X-XSRF-Token", &token)], true),
+        (
+            "empty token headers, token in the form",
+            "POST",
+            Some(FORM),
+            with_field.clone().into_bytes(),
+            vec![("X-XSRF-Token", ""), ("X-Atlassian-Token", "")],
+            true,
+        ),
+        (
+            "a file whose name holds `;` and a quote, token in the form",
+            "POST",
+            Some(&mp_ct),
+            mp_file.clone(),
+            vec![],
+            true,
+        ),
         (
             "X-XSRF-Token: tampered",
             "POST",

@@ -536,20 +536,27 @@ async fn an_older_namespace_schema_is_migrated_and_a_newer_one_refused() {
     assert!(s.stop().success());
     assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "1");
 
-    // What a future authd would leave.
-    redis.cli(&["HSET", &meta, "schema", "99"]);
-    let (status, log) = match Server::try_start_in(&data, &args) {
-        Ok(s) => {
-            let _ = s.stop();
-            panic!("authd started on schema 99");
+    // What a future authd would leave (beyond 32 bits too), and a stamp
+    // that is not a number: refused, the stamp left as it is.
+    for (stamp, says) in [
+        ("99", vec!["newer authd", "schema 99", "upgrade authd"]),
+        ("4294967296", vec!["newer authd", "schema 4294967296"]),
+        ("banana", vec!["'banana' is not a number"]),
+    ] {
+        redis.cli(&["HSET", &meta, "schema", stamp]);
+        let (status, log) = match Server::try_start_in(&data, &args) {
+            Ok(s) => {
+                let _ = s.stop();
+                panic!("authd started on schema {stamp}");
+            }
+            Err(e) => e,
+        };
+        assert!(status.is_some_and(|s| !s.success() && s.code() != Some(101)), "{status:?}: {log}");
+        for e in says.iter().chain(&["--store"]) {
+            assert!(log.contains(e), "schema {stamp}: stderr does not say {e:?}:\n{log}");
         }
-        Err(e) => e,
-    };
-    assert!(status.is_some_and(|s| !s.success() && s.code() != Some(101)), "{status:?}: {log}");
-    for e in ["--store", "newer authd", "schema 99", "upgrade authd"] {
-        assert!(log.contains(e), "stderr does not say {e:?}:\n{log}");
+        assert_eq!(redis.cli(&["HGET", &meta, "schema"]), stamp, "the stamp was rewritten");
     }
-    assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "99", "the stamp was rewritten");
 }
 
 #[tokio::test]
