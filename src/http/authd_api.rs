@@ -42,11 +42,12 @@ pub async fn verify(
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, ApiError> {
     let h = req.headers();
-    let original_method = h
-        .get("x-forwarded-method")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|m| Method::from_bytes(m.trim().as_bytes()).ok())
-        .unwrap_or(Method::GET);
+    // No header: the proxy checks a GET. A header that is not a method is
+    // taken for an unsafe one (the origin rule applies), never for a GET.
+    let original_method = match h.get("x-forwarded-method") {
+        None => Method::GET,
+        Some(v) => Method::from_bytes(v.as_bytes().trim_ascii()).unwrap_or(Method::POST),
+    };
     if xsrf::is_unsafe(&original_method) {
         // The original request's own origin is the host the proxy received it
         // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.

@@ -663,6 +663,9 @@ async fn verify_honours_the_forwarded_method_and_refuses_unsafe_foreign_origins(
         ("PUT", vec![("origin", "null")], 403),
         ("DELETE", vec![("sec-fetch-site", "cross-site")], 403),
         ("PATCH", vec![("origin", &own), ("sec-fetch-site", "cross-site")], 403),
+        // Not a method at all: taken for an unsafe one, never for a GET.
+        ("FOO BAR", vec![("origin", "https://evil.example")], 403),
+        ("", vec![("origin", "https://evil.example")], 403),
     ];
     let mut failures = Vec::new();
     for (method, headers, want) in rows {
