@@ -228,7 +228,10 @@ impl App {
                     continue;
                 }
                 "x-authd-passive" => {
-                    ctx.passive = value.as_bytes() == b"1";
+                    // SPEC §5 says `1`; `true` and `yes` mean the same to anyone.
+                    let v = value.as_bytes().trim_ascii();
+                    ctx.passive =
+                        v == b"1" || v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"yes");
                     continue;
                 }
                 _ => continue,

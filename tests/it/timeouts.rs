@@ -122,11 +122,25 @@ async fn passive_requests_do_not_slide_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn only_the_exact_passive_header_is_passive() {
-    // Anything but `X-Authd-Passive: 1` is ordinary use, which slides.
+async fn passive_is_1_true_or_yes_and_anything_else_slides() {
     let s = Server::start(&["--idle-timeout", "2s", "--absolute-timeout", "1h"]);
     let c = s.bare_client();
-    let id = login_id(&s, "admin", &s.admin_pw()).await;
+    let r = s.login(&c, "admin", &s.admin_pw()).await;
+    let at_login = expires(&r).expect("expiry header on login");
+    let id = r.json::<Value>().await.unwrap()["session"]["value"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    for value in ["true", "YES", " 1 "] {
+        let r = c
+            .get(s.at(SESSION))
+            .header("cookie", format!("JSESSIONID={id}"))
+            .header("x-authd-passive", value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(expires(&r), Some(at_login), "X-Authd-Passive: {value:?} moved the expiry");
+    }
+    // Anything else is ordinary use, which slides.
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(3500) {
         tokio::time::sleep(Duration::from_millis(600)).await;
