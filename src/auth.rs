@@ -109,9 +109,14 @@ pub struct SessionUse {
 struct Moved {
     /// The move, made once by the first request and awaited by the rest.
     done: Arc<tokio::sync::OnceCell<(SessionId, ActiveSession)>>,
-    /// Until when the old ID is recognised.
-    until: Timestamp,
+    /// When it began.
+    at: Timestamp,
 }
+
+/// How long a move is remembered at least, whatever the grace window (even
+/// `0s`): requests that found the old session just before it moved must
+/// still join that move rather than make another.
+const RACE_WINDOW: Duration = Duration::from_secs(10);
 
 /// What a session ID finds.
 pub enum Lookup {
@@ -611,7 +616,7 @@ impl Auth {
         let now = self.now();
         let done = {
             let moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
-            moved.get(&key).filter(|m| now < m.until).map(|m| Arc::clone(&m.done))
+            moved.get(&key).filter(|m| now < m.at.plus(self.remember.grace)).map(|m| Arc::clone(&m.done))
         };
         match done {
             Some(done) if done.get_or_try_init(|| async { Err(()) }).await.is_ok() => Lookup::MovedAway,
@@ -620,13 +625,13 @@ impl Auth {
     }
 
     /// The shared record of moving `key`'s session (made if new), kept for
-    /// the grace window.
+    /// the grace window and at least [`RACE_WINDOW`].
     fn moving(&self, key: SessionKey) -> Arc<tokio::sync::OnceCell<(SessionId, ActiveSession)>> {
         let now = self.now();
+        let keep = self.remember.grace.max(RACE_WINDOW);
         let mut moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
-        moved.retain(|_, m| now < m.until);
-        let until = now.plus(self.remember.grace);
-        let entry = moved.entry(key).or_insert_with(|| Moved { done: Arc::default(), until });
+        moved.retain(|_, m| now < m.at.plus(keep));
+        let entry = moved.entry(key).or_insert_with(|| Moved { done: Arc::default(), at: now });
         Arc::clone(&entry.done)
     }
 

@@ -1723,6 +1723,25 @@ async fn cors_preflights_and_credentials_for_named_origins_only() {
 // ---------------------------------------------------------------------------
 // Own sessions and the per-user cap.
 
+/// Many requests with one session ID at once: each on a connection of its
+/// own over HTTP/1.1, or as streams of one HTTP/2 connection; the status
+/// and `JSESSIONID` cookie of each answer.
+async fn burst(s: &Server, id: &str) -> Vec<(u16, Option<String>)> {
+    let h2 = s.bare_client();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let c = if i % 2 == 0 { h1_client_for(&s.cert_pem()) } else { h2.clone() };
+        let req = c.get(s.at("/rest/auth/1/session")).header("cookie", sid(id));
+        set.spawn(async move { req.send().await.unwrap() });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let r = r.unwrap();
+        out.push((r.status().as_u16(), set_cookie(&r, SESSION)));
+    }
+    out
+}
+
 /// SPEC §5 with a browser's parallel requests: after a role change (and
 /// after a password change) requests already on their way with the old ID
 /// make one move, not one each, and none clears the cookie the move set:
@@ -1732,31 +1751,11 @@ async fn parallel_requests_after_a_role_change_make_one_move_and_never_clear_the
     let s = Server::start(&[]);
     s.add_user("bob", "bob-password-1", &[]);
     let admin_cookie = sid(&login_id(&s, "admin", &s.admin_pw()).await);
-    // Many requests with one cookie at once: each on a connection of its
-    // own over HTTP/1.1, or as streams of one HTTP/2 connection.
-    let burst = |old: String| {
-        let s = &s;
-        async move {
-            let h2 = s.bare_client();
-            let mut set = tokio::task::JoinSet::new();
-            for i in 0..24 {
-                let c = if i % 2 == 0 { h1_client_for(&s.cert_pem()) } else { h2.clone() };
-                let req = c.get(s.at("/rest/auth/1/session")).header("cookie", sid(&old));
-                set.spawn(async move { req.send().await.unwrap() });
-            }
-            let mut out = Vec::new();
-            while let Some(r) = set.join_next().await {
-                let r = r.unwrap();
-                out.push((r.status().as_u16(), set_cookie(&r, SESSION)));
-            }
-            out
-        }
-    };
     for (round, roles) in [json!(["admin"]), json!([]), json!(["admin"])].iter().enumerate() {
         let old = login_id(&s, "bob", "bob-password-1").await;
         let body = json!({ "roles": roles });
         admin_call(&s, "PUT", "/users/bob/roles", As::Cookie(&admin_cookie), Some(&body), 200).await;
-        let answers = burst(old.clone()).await;
+        let answers = burst(&s, &old).await;
         let mut new_ids = std::collections::BTreeSet::new();
         for (status, cookie) in &answers {
             match (status, cookie) {
@@ -1784,9 +1783,25 @@ async fn parallel_requests_after_a_role_change_make_one_move_and_never_clear_the
     let r = call(&s, "PUT", "/rest/api/2/myself/password", As::Cookie(&sid(&old)), Some(&body)).await;
     assert_eq!(r.status(), 204);
     let new_id = set_value(&r, SESSION).expect("the password change moves the session");
-    let answers = burst(old.clone()).await;
+    let answers = burst(&s, &old).await;
     assert!(answers.iter().all(|a| *a == (401, None)), "{answers:?}");
     assert!(alive(&s, &new_id).await);
+
+    // With no grace window at all, racing requests still make one move.
+    let s = Server::start(&["--remember-me-grace", "0s"]);
+    s.add_user("bob", "bob-password-1", &[]);
+    let admin_cookie = sid(&login_id(&s, "admin", &s.admin_pw()).await);
+    let old = login_id(&s, "bob", "bob-password-1").await;
+    let body = json!({ "roles": ["admin"] });
+    admin_call(&s, "PUT", "/users/bob/roles", As::Cookie(&admin_cookie), Some(&body), 200).await;
+    let new_ids: std::collections::BTreeSet<String> = burst(&s, &old)
+        .await
+        .into_iter()
+        .filter_map(|(status, cookie)| (status == 200).then(|| parse_set_cookie(&cookie.unwrap()).1))
+        .collect();
+    assert_eq!(new_ids.len(), 1, "{new_ids:?}");
+    let list = admin_call(&s, "GET", "/sessions?user=bob", As::Cookie(&admin_cookie), None, 200).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
 
 /// An admin who ends their own session through the admin API is logged
