@@ -1,5 +1,6 @@
-//! Reading requests: bodies with limits, JSON, url-encoded forms, queries,
-//! percent-decoding, and a short description of the client's browser.
+//! Reading requests: bodies with limits, JSON, forms (url-encoded,
+//! multipart/form-data, text/plain), queries, percent-decoding, and a short
+//! description of the client's browser.
 //!
 //! Every malformed input becomes an [`ApiError`] with a 4xx status.
 
