@@ -353,6 +353,7 @@ impl Auth {
         let record = self.new_session(&user, now, ctx.address, ctx.browser, Xsrf::new_nonce());
         let record = Session { series: remember.as_ref().map(|(t, _)| t.selector), ..record };
         let deadline = self.policy.deadline_for_new(now);
+        let replaced = ctx.replaces.clone();
         self.store
             .create_session(NewSession {
                 key: id.key(),
@@ -368,12 +369,14 @@ impl Auth {
         let mut user = user;
         user.logins = user.logins.succeeded(now);
         tracing::info!(user = %user.name, session = %id.key().handle(), remember = remember.is_some(), "login");
-        Ok(LoggedIn {
-            session: ActiveSession { key: id.key(), record: Arc::new(record), expires: deadline },
-            id,
-            user: Arc::new(user),
-            remember: remember.map(|(t, s)| (t, s.expires)),
-        })
+        let session = ActiveSession { key: id.key(), record: Arc::new(record), expires: deadline };
+        // The IDs this login ended are known as moved for the grace window:
+        // the browser's other requests still carrying one get a 401 that
+        // leaves the new cookie alone (see [`Moved`]).
+        for old in replaced {
+            let _ = self.moving(old).set((id.clone(), session.clone()));
+        }
+        Ok(LoggedIn { session, id, user: Arc::new(user), remember: remember.map(|(t, s)| (t, s.expires)) })
     }
 
     /// Records a failed login: the account's lockout machine and Jira's
