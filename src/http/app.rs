@@ -138,6 +138,16 @@ impl Ctx {
     pub fn x_xsrf_token(&self) -> Option<&str> {
         text(&self.x_xsrf_token)
     }
+
+    /// `X-Atlassian-Token: no-check` (SPEC §7: for non-browser clients).
+    pub fn no_check(&self) -> bool {
+        self.x_atlassian_token().is_some_and(|t| t.eq_ignore_ascii_case("no-check"))
+    }
+
+    /// The XSRF token sent in a header, if any (an empty header is none).
+    pub fn header_token(&self) -> Option<&str> {
+        xsrf::header_token(self.x_atlassian_token(), self.x_xsrf_token())
+    }
 }
 
 impl App {
@@ -471,28 +481,26 @@ impl App {
     async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
         for i in 0..ctx.cookies.session.len() {
             let Some(id) = ctx.cookies.session.get(i).and_then(|v| SessionId::parse(v)) else { continue };
-            let found = match self.auth.session(&id, ctx.passive, !ctx.forward_auth).await? {
-                Lookup::Found(found) => found,
-                Lookup::MovedAway => {
-                    ctx.session_moved = true;
-                    continue;
-                }
-                Lookup::Missing => continue,
-            };
-            {
-                let crate::auth::SessionUse { user, session, new_id } = found;
-                if let Some(new_id) = new_id {
-                    ctx.set_cookies.push(cookies::set_cookie(
-                        &self.cookie_names.session,
-                        &new_id.to_cookie_value(),
-                        Attributes { http_only: true, max_age: None },
-                    ));
-                }
-                ctx.user = Some(user.name.clone());
-                ctx.handle = Some(session.key.handle());
-                ctx.expires = Some(session.expires);
-                return Ok(Some(Authenticated { user, session: Some(session) }));
+            let crate::auth::SessionUse { user, session, new_id } =
+                match self.auth.session(&id, ctx.passive, !ctx.forward_auth).await? {
+                    Lookup::Found(found) => found,
+                    Lookup::MovedAway => {
+                        ctx.session_moved = true;
+                        continue;
+                    }
+                    Lookup::Missing => continue,
+                };
+            if let Some(new_id) = new_id {
+                ctx.set_cookies.push(cookies::set_cookie(
+                    &self.cookie_names.session,
+                    &new_id.to_cookie_value(),
+                    Attributes { http_only: true, max_age: None },
+                ));
             }
+            ctx.user = Some(user.name.clone());
+            ctx.handle = Some(session.key.handle());
+            ctx.expires = Some(session.expires);
+            return Ok(Some(Authenticated { user, session: Some(session) }));
         }
         if let Some(auth) = ctx.authorization().map(str::to_string) {
             match Box::pin(self.basic(&auth)).await? {
@@ -672,11 +680,10 @@ impl App {
 
     /// Whether `submitted` is the right XSRF token for this request (SPEC §7).
     pub fn xsrf_ok(&self, ctx: &Ctx, who: Option<&Authenticated>, submitted: Option<&str>) -> bool {
-        if ctx.x_atlassian_token().is_some_and(|t| t.eq_ignore_ascii_case("no-check")) {
+        if ctx.no_check() {
             return true;
         }
-        let header = xsrf::header_token(ctx.x_atlassian_token(), ctx.x_xsrf_token());
-        let Some(sub) = header.or(submitted) else {
+        let Some(sub) = ctx.header_token().or(submitted) else {
             return false;
         };
         match who {

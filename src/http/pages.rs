@@ -351,34 +351,31 @@ async fn read_form(
             "The form must be sent as application/x-www-form-urlencoded, multipart/form-data or text/plain.",
         )
     };
-    if ctx.media_type.is_none() {
-        // A bare POST (no body, no type), as `curl -X POST` sends it: an empty
-        // form, whose token must then come in a header.
-        if read_body(&parts.headers, body, limit).await?.is_empty() {
-            return Ok(Vec::new());
+    let refused = match ctx.media_type.as_deref() {
+        None => {
+            // A bare POST (no body, no type), as `curl -X POST` sends it: an
+            // empty form, whose token must then come in a header.
+            if read_body(&parts.headers, body, limit).await?.is_empty() {
+                return Ok(Vec::new());
+            }
+            wrong_type()
         }
-        // A body of no stated type: refused as a forgery without the token.
-        let who = app.identify(ctx).await?;
-        if !app.xsrf_ok(ctx, who.as_ref(), None) {
-            return Err(super::app::xsrf_failed());
+        Some(m) if crate::xsrf::is_form_type(m) => {
+            let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let bytes = read_body(&parts.headers, body, limit).await?;
+            match form_fields(content_type, &bytes, Utf8::Strict) {
+                Some(Ok(fields)) => return Ok(fields),
+                Some(Err(malformed)) => malformed,
+                None => wrong_type(),
+            }
         }
-        return Err(wrong_type());
-    }
-    if !ctx.media_type.as_deref().is_some_and(crate::xsrf::is_form_type) {
-        return Err(wrong_type());
-    }
-    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let bytes = read_body(&parts.headers, body, limit).await?;
-    match form_fields(content_type, &bytes, Utf8::Strict) {
-        Some(Ok(fields)) => Ok(fields),
-        // A body that does not parse has no token in it: without one in a
-        // header it is refused as a forgery first, like every other form.
-        Some(Err(malformed)) => {
-            let who = app.identify(ctx).await?;
-            Err(if app.xsrf_ok(ctx, who.as_ref(), None) { malformed } else { super::app::xsrf_failed() })
-        }
-        None => Err(wrong_type()),
-    }
+        Some(_) => return Err(wrong_type()),
+    };
+    // A body of no stated type, or one that does not parse, has no token in
+    // it: without one in a header it is refused as a forgery first, like
+    // every other form.
+    let who = app.identify(ctx).await?;
+    Err(if app.xsrf_ok(ctx, who.as_ref(), None) { refused } else { super::app::xsrf_failed() })
 }
 
 fn field(pairs: &[(String, String)], name: &str) -> Option<String> {

@@ -121,10 +121,7 @@ pub async fn forward(
         }
         let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
-            // A token (or `no-check`) in a header; an empty header is none.
-            let no_check = ctx.x_atlassian_token().is_some_and(|t| t.eq_ignore_ascii_case("no-check"));
-            let in_header =
-                no_check || xsrf::header_token(ctx.x_atlassian_token(), ctx.x_xsrf_token()).is_some();
+            let in_header = ctx.no_check() || ctx.header_token().is_some();
             let mut submitted = None;
             // Only take the body when it must be searched: a token in a header
             // leaves it streaming.
