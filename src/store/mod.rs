@@ -451,6 +451,18 @@ impl From<DecodeError> for StoreError {
     }
 }
 
+/// Checks that every step from schema `from` up to `to` is one this build
+/// knows, for a store to migrate before it writes the new stamp (SPEC §11:
+/// an older file or namespace is migrated). Schema 1 is the first released
+/// layout: pre-release stores (0) have its tables and records, so 0 -> 1
+/// converts nothing.
+pub fn check_migration(from: u64, to: u64) -> Result<(), StoreError> {
+    match (from..to).find(|&step| step != 0) {
+        Some(step) => Err(StoreError::Storage(format!("no migration from schema {step}"))),
+        None => Ok(()),
+    }
+}
+
 /// Normalises a user name for unique, case-insensitive lookup.
 pub fn name_key(name: &str) -> String {
     name.to_lowercase()
@@ -636,6 +648,14 @@ impl Verification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_known_migration_steps_pass() {
+        assert!(check_migration(0, 1).is_ok(), "pre-release stores only need the stamp");
+        assert!(check_migration(1, 1).is_ok());
+        let e = check_migration(0, 3).unwrap_err().to_string();
+        assert!(e.contains("no migration from schema 1"), "{e}");
+    }
 
     #[test]
     fn lockout_and_verification_round_trip() {

@@ -1265,18 +1265,11 @@ fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
     Ok(secrets)
 }
 
-/// Brings a file written with schema `from` up to [`SCHEMA_VERSION`], one
-/// step at a time, inside the opening transaction: a crash or a failed step
-/// leaves the file as it was.
+/// Brings a file written with schema `from` up to [`SCHEMA_VERSION`] inside
+/// the opening transaction (a crash or a failed step leaves the file as it
+/// was): the steps ([`super::check_migration`]), then the new stamp.
 fn migrate(t: &mut Tables<'_>, from: u64) -> Result<(), StoreError> {
-    for step in from..u64::from(SCHEMA_VERSION) {
-        match step {
-            // 0 -> 1: pre-release files have schema 1's tables and records;
-            // only the stamp is new.
-            0 => {}
-            _ => return Err(StoreError::Storage(format!("no migration from schema {step}"))),
-        }
-    }
+    super::check_migration(from, u64::from(SCHEMA_VERSION))?;
     t.meta.insert("schema", u64::from(SCHEMA_VERSION).to_le_bytes().as_slice()).map_err(storage)?;
     Ok(())
 }

@@ -221,7 +221,7 @@ impl RedisStore {
             )));
         }
         if schema < u64::from(SCHEMA_VERSION) {
-            // 0 -> 1: pre-release namespaces have schema 1's keys; only the stamp is new.
+            super::check_migration(schema, u64::from(SCHEMA_VERSION)).map_err(|e| fail(&e))?;
             let () = redis::cmd("HSET")
                 .arg(keys.meta())
                 .arg("schema")
