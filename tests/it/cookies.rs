@@ -76,23 +76,11 @@ async fn relogin_in_the_same_browser_rotates_the_id() {
     assert_eq!(c.get(s.at(SESSION)).send().await.unwrap().status(), 200);
     // The browser's other requests still carrying the first ID are refused,
     // but their answers do not clear the cookie the new login just set.
-    let r = s
-        .bare_client()
-        .get(s.at(SESSION))
-        .header("cookie", format!("JSESSIONID={first}"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::jar::whoami(&s, &format!("JSESSIONID={first}")).await;
     assert_eq!(r.status(), 401);
     assert!(set_cookie(&r, "JSESSIONID").is_none(), "{:?}", set_cookies(&r));
     // An ID no login replaced is cleared as before.
-    let r = s
-        .bare_client()
-        .get(s.at(SESSION))
-        .header("cookie", format!("JSESSIONID={}", "A".repeat(43)))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::jar::whoami(&s, &format!("JSESSIONID={}", "A".repeat(43))).await;
     assert_eq!(r.status(), 401);
     assert!(set_cookie(&r, "JSESSIONID").is_some_and(|c| c.contains("Max-Age=0")), "{:?}", set_cookies(&r));
 }

@@ -116,10 +116,12 @@ fn a_truncated_database_file_is_refused_by_name_and_left_as_it_is() {
     }
 }
 
+/// authd's `meta` table, where the schema version is stamped.
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+
 /// Stamps the stopped data dir's database with schema `version` (checking
 /// that it held schema 1, the only one this test knows).
 fn stamp_schema(data: &Path, version: u64) {
-    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     let db = redb::Database::open(data.join("authd.redb")).unwrap();
     let tx = db.begin_write().unwrap();
     {
@@ -133,7 +135,6 @@ fn stamp_schema(data: &Path, version: u64) {
 
 /// The stopped data dir's schema version.
 fn schema_of(data: &Path) -> u64 {
-    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     let db = redb::Database::open(data.join("authd.redb")).unwrap();
     let tx = db.begin_read().unwrap();
     let meta = tx.open_table(META).unwrap();
