@@ -7,6 +7,7 @@
 //! in one place, so no handler can forget them.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -734,7 +735,7 @@ impl App {
         let h = resp.headers_mut();
         h.reserve(4 + ctx.set_cookies.len());
         let user = match ctx.user.as_deref() {
-            Some(name) => HeaderValue::from_str(name).ok(),
+            Some(name) => ausername(name),
             None => Some(HeaderValue::from_static("anonymous")),
         };
         if let Some(v) = user {
@@ -852,6 +853,27 @@ fn is_own_path(segments: &[&str]) -> bool {
     }
 }
 
+/// `X-AUSERNAME` for a user name. Jira URL-encodes this header, so a name
+/// outside ASCII (`jürgen`) goes out as UTF-8 percent-encoded (`j%C3%BCrgen`),
+/// which every client reads the same way, instead of raw bytes that most
+/// decode as Latin-1. ASCII names go out as they are: besides letters and
+/// digits a name holds only `.`, `_`, `-`, `@` and `+`, and never `%`, so the
+/// encoding cannot be confused with a name.
+pub fn ausername(name: &str) -> Option<HeaderValue> {
+    if name.is_ascii() {
+        return HeaderValue::from_str(name).ok();
+    }
+    let mut out = String::with_capacity(3 * name.len());
+    for b in name.bytes() {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}"); // writing to a String cannot fail
+        }
+    }
+    HeaderValue::from_str(&out).ok()
+}
+
 /// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
 /// (such paths are refused rather than passed to the app to interpret).
 fn has_dot_segment(path: &str) -> bool {
@@ -931,6 +953,14 @@ mod tests {
         );
         assert!(!holds_api_token(&basic("bob:a password")));
         assert!(!holds_api_token("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"));
+    }
+
+    #[test]
+    fn ausername_encodes_only_names_outside_ascii() {
+        let got = |name: &str| ausername(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(got("bob@example.com+x").as_deref(), Some("bob@example.com+x"));
+        assert_eq!(got("jürgen").as_deref(), Some("j%C3%BCrgen"));
+        assert_eq!(got("李").as_deref(), Some("%E6%9D%8E"));
     }
 
     #[test]

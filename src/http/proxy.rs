@@ -299,7 +299,7 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
     }
     if let Some(a) = who {
         insert_identity(&mut h, &a.user);
-        if let Ok(v) = HeaderValue::from_str(&a.user.name) {
+        if let Some(v) = super::app::ausername(&a.user.name) {
             h.insert(HeaderName::from_static("x-ausername"), v);
         }
         if let Some(s) = &a.session {

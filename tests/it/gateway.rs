@@ -1157,6 +1157,30 @@ async fn identity_headers_are_set_by_authd_and_client_copies_stripped() {
     assert!(seen.all("x-authd-xsrf-token").is_empty(), "{:?}", seen.all("x-authd-xsrf-token"));
 }
 
+#[tokio::test]
+async fn a_name_outside_ascii_is_percent_encoded_in_x_ausername_only() {
+    // Jira URL-encodes X-AUSERNAME; X-Authd-User carries the exact UTF-8 name.
+    let (app, s) = start_pair(&[]);
+    s.add_user("jürgen", "jürgen-password-1", &[]);
+    let jar = api_login(&s, "jürgen", "jürgen-password-1", false).await;
+    let encoded = "j%C3%BCrgen";
+    let (s, jar) = (&s, &jar);
+    let get = |path: &'static str| async move {
+        let r = s.bare_client().get(s.at(path)).header("cookie", jar.header()).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(header(&r, "x-ausername").as_deref(), Some(encoded), "{path}");
+        r
+    };
+    let body: serde_json::Value = get("/rest/auth/1/session").await.json().await.unwrap();
+    assert_eq!(body["name"], "jürgen");
+    let r = get("/rest/authd/1/verify").await;
+    assert_eq!(r.headers().get("x-authd-user").map(|v| v.as_bytes()), Some("jürgen".as_bytes()));
+    get("/id/jurgen").await;
+    let seen = app.last_at("/id/jurgen");
+    assert_eq!(seen.one("x-ausername").as_deref(), Some(encoded));
+    assert_eq!(seen.one("x-authd-user").as_deref(), Some("jürgen"));
+}
+
 /// `GET path` as `who`, with extra (spoofed) headers.
 async fn spoofed(s: &Server, path: &str, who: As<'_>, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut b = s.bare_client().get(s.at(path));
