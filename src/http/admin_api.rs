@@ -28,7 +28,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::app::{no_content, App, Ctx};
+use super::app::{allows, no_content, not_allowed, App, Ctx};
 use super::request::{decode_component, parse_json, query_pairs, read_body, require_json};
 use super::response::{json, ApiError, Body};
 use crate::admin::{AddToken, AddUser, UserView};
@@ -54,6 +54,11 @@ pub async fn handle(
     ctx: &mut Ctx,
     rest: &[String],
 ) -> Result<Response<Body>, ApiError> {
+    if let Some(allow) = allowed(rest) {
+        if !allows(allow, req.method()) {
+            return Err(not_allowed(allow));
+        }
+    }
     authorize(app, ctx).await?;
     let unsafe_method = crate::xsrf::is_unsafe(req.method());
     let answer = route(app, req, rest).await?;
@@ -145,18 +150,24 @@ async fn route(app: &App, req: Request<RequestBody>, rest: &[String]) -> Result<
             auth.revoke_handle(handle).await?;
             Ok(no_content())
         }
-        (
-            _,
-            ["users"]
-            | ["users", _]
-            | ["users", _, "verify" | "unlock" | "password" | "roles" | "sessions" | "tokens"]
-            | ["sessions"]
-            | ["sessions", _]
-            | ["tokens", _],
-            _,
-        ) => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+        // (A known path with another method was refused by `handle`.)
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// The methods an admin path takes (for 405's `Allow`), or `None` for a
+/// path that is not one.
+fn allowed(rest: &[String]) -> Option<&'static str> {
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    Some(match rest.as_slice() {
+        ["users"] | ["users", _, "tokens"] => "GET, HEAD, POST",
+        ["users", _] => "GET, HEAD, DELETE",
+        ["users", _, "verify" | "unlock"] => "POST",
+        ["users", _, "password" | "roles"] => "PUT",
+        ["users", _, "sessions"] | ["sessions", _] | ["tokens", _] => "DELETE",
+        ["sessions"] => "GET, HEAD",
+        _ => return None,
+    })
 }
 
 async fn authorize(app: &App, ctx: &mut Ctx) -> Result<(), ApiError> {

@@ -170,7 +170,7 @@ impl App {
             }
         };
         let mut resp = result.unwrap_or_else(ApiError::into_response);
-        self.finish(&mut ctx, &mut resp, route);
+        self.finish(&mut ctx, &mut resp);
         if ctx.method == Method::HEAD {
             // hyper drops a HEAD answer's body on HTTP/1.1 but sends it on
             // HTTP/2, where the client resets the stream. The length is the
@@ -178,9 +178,7 @@ impl App {
             // an empty body.
             // (A proxied answer's length is the app's: hyper's client reports
             // an empty body for any HEAD.)
-            if let (false, Some(n)) =
-                (route == Route::Proxy, hyper::body::Body::size_hint(resp.body()).exact())
-            {
+            if let (false, Some(n)) = (from_app(&resp), hyper::body::Body::size_hint(resp.body()).exact()) {
                 resp.headers_mut().entry(hyper::header::CONTENT_LENGTH).or_insert(HeaderValue::from(n));
             }
             *resp.body_mut() = super::response::full(bytes::Bytes::new());
@@ -297,7 +295,16 @@ impl App {
         }
         // SPEC §7: independently of any token, a browser's cross-site unsafe request is refused.
         if xsrf::is_unsafe(&ctx.method) && !self.origin_ok(ctx) {
-            return (Route::Other, Err(xsrf_failed()));
+            return match segments {
+                // authd's own pages answer a browser in HTML.
+                ["login.jsp"] => {
+                    (Route::Pages, Ok(pages::xsrf_refused("/login.jsp", "Back to the login page")))
+                }
+                ["account", ..] => {
+                    (Route::Pages, Ok(pages::xsrf_refused("/account", "Back to your account")))
+                }
+                _ => (Route::Other, Err(xsrf_failed())),
+            };
         }
         // SPEC §3: every response names its user, so identify up front (forward
         // auth identifies itself, without remember-me logins).
@@ -396,7 +403,7 @@ impl App {
                     Method::GET if ctx.method != Method::HEAD => {
                         Box::pin(pages::verify_email(self, req.uri().query(), ctx)).await
                     }
-                    _ => Err(not_allowed("GET, HEAD")),
+                    _ => Err(not_allowed("GET")),
                 };
                 (Route::Pages, r)
             }
@@ -571,7 +578,8 @@ impl App {
             Credential::Malformed => return Ok(Basic::Malformed),
             Credential::Basic(_, None) => return Ok(Basic::Unknown),
             Credential::Basic(name, Some(token)) => (Some(name), token),
-            Credential::Bearer(token) => (None, token),
+            Credential::Bearer(None) => return Ok(Basic::Unknown),
+            Credential::Bearer(Some(token)) => (None, token),
         };
         let found = self.auth.store.token(token.hash()).await?.map(|(_, user)| user);
         // Basic names the token's owner too.
@@ -727,8 +735,8 @@ impl App {
         AdminCredential::parse(token).is_some_and(|c| ct_eq(&c.hash(), &self.admin_credential))
     }
 
-    fn finish(&self, ctx: &mut Ctx, resp: &mut Response<Body>, route: Route) {
-        let proxied = route == Route::Proxy;
+    fn finish(&self, ctx: &mut Ctx, resp: &mut Response<Body>) {
+        let from_app = from_app(resp);
         const X_AUSERNAME: HeaderName = HeaderName::from_static("x-ausername");
         const X_ASESSIONID: HeaderName = HeaderName::from_static("x-asessionid");
         const X_EXPIRES: HeaderName = HeaderName::from_static("x-authd-session-expires");
@@ -765,8 +773,13 @@ impl App {
                 h.append(SET_COOKIE, v);
             }
         }
-        if !proxied {
+        if !from_app {
             h.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        } else if !ctx.set_cookies.is_empty() {
+            // The app's answer carries authd's cookies (a remember-me login,
+            // a new ID, a fresh XSRF token): no cache may keep or share it,
+            // whatever the app said.
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         if !self.cors_origins.is_empty() {
             h.append(hyper::header::VARY, HeaderValue::from_static("Origin"));
@@ -795,8 +808,9 @@ pub enum Credential {
     Malformed,
     /// `Basic user:secret`, with the secret if it is in an API token's form.
     Basic(String, Option<ApiToken>),
-    /// `Bearer authd_...` (how Jira's personal access tokens are sent).
-    Bearer(ApiToken),
+    /// `Bearer authd_...` (how Jira's personal access tokens are sent);
+    /// `None` if it is not a well-formed token after that prefix.
+    Bearer(Option<ApiToken>),
 }
 
 /// Reads an `Authorization` header (scheme names case-insensitively).
@@ -809,7 +823,13 @@ pub fn credential(header: &str) -> Credential {
             .and_then(|_| header.get(name.len()..))
     };
     if let Some(bearer) = scheme("Bearer ") {
-        return ApiToken::parse(bearer.trim()).map_or(Credential::Foreign, Credential::Bearer);
+        let bearer = bearer.trim();
+        return match ApiToken::parse(bearer) {
+            Some(token) => Credential::Bearer(Some(token)),
+            // Meant as authd's, though not one: a failed login, not the app's.
+            None if bearer.starts_with("authd_") => Credential::Bearer(None),
+            None => Credential::Foreign,
+        };
     }
     let Some(b64) = scheme("Basic ") else {
         return Credential::Foreign;
@@ -851,6 +871,11 @@ fn is_own_path(segments: &[&str]) -> bool {
         ["login.jsp"] | ["account", ..] | ["verify-email"] | ["healthz"] | ["metrics"] => true,
         _ => false,
     }
+}
+
+/// Whether `resp` is the app's answer, passed on by the proxy.
+fn from_app(resp: &Response<Body>) -> bool {
+    resp.extensions().get::<proxy::FromApp>().is_some()
 }
 
 /// `X-AUSERNAME` for a user name. Jira URL-encodes this header, so a name
@@ -901,7 +926,12 @@ pub fn xsrf_failed() -> ApiError {
 }
 
 /// 405 with the allowed methods.
-fn not_allowed(allow: &'static str) -> ApiError {
+/// Whether `method` is in an `Allow` list such as `"GET, HEAD, POST"`.
+pub fn allows(allow: &str, method: &Method) -> bool {
+    allow.split(", ").any(|m| m == method.as_str())
+}
+
+pub fn not_allowed(allow: &'static str) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").header("allow", allow)
 }
 
@@ -932,12 +962,13 @@ mod tests {
                 Credential::Foreign => "foreign".to_string(),
                 Credential::Malformed => "malformed".to_string(),
                 Credential::Basic(name, t) => format!("basic {name} {}", t.is_some()),
-                Credential::Bearer(_) => "bearer".to_string(),
+                Credential::Bearer(t) => format!("bearer {}", t.is_some()),
             };
             assert_eq!(got, want, "{h}");
         };
-        is(&format!("Bearer {token}"), "bearer");
-        is(&format!("bEARER  {token} "), "bearer");
+        is(&format!("Bearer {token}"), "bearer true");
+        is(&format!("bEARER  {token} "), "bearer true");
+        is("Bearer authd_bogus", "bearer false");
         is("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "foreign");
         is(&basic(&format!("bob:{token}")), "basic bob true");
         is(&basic("bob:a password"), "basic bob false");
@@ -947,6 +978,7 @@ mod tests {
         is("Bear", "foreign");
         is("Bearer\u{e9} x", "foreign");
         assert!(holds_api_token(&format!("Bearer {token}")));
+        assert!(holds_api_token("Bearer authd_bogus"), "a broken authd token is still authd's");
         assert!(
             holds_api_token(&basic(&format!("alice:{token}"))),
             "another user's name: still authd's token"

@@ -15,7 +15,7 @@ use super::request::RequestBody;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use super::app::{no_content, xsrf_failed, App, Ctx};
+use super::app::{allows, no_content, not_allowed, xsrf_failed, App, Ctx};
 use super::pages::safe_destination;
 use super::proxy::insert_identity;
 use super::request::{encode_component, parse_json, read_body, require_json};
@@ -123,6 +123,10 @@ pub async fn sessions(
     ctx: &mut Ctx,
     handle: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
+    let allow = if handle.is_none() { "GET, HEAD, DELETE" } else { "DELETE" };
+    if !allows(allow, method) {
+        return Err(not_allowed(allow));
+    }
     let who = app.require_session(ctx).await?;
     let current = who.session.as_ref().map(|s| s.key);
     let mine = app.auth.store.sessions_of(who.user.id).await?;
@@ -160,7 +164,7 @@ pub async fn sessions(
             }
             Ok(no_content())
         }
-        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+        _ => Err(not_allowed(allow)),
     }
 }
 
@@ -171,6 +175,10 @@ pub async fn tokens(
     ctx: &mut Ctx,
     id: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
+    let allow = if id.is_none() { "GET, HEAD, POST" } else { "DELETE" };
+    if !allows(allow, req.method()) {
+        return Err(not_allowed(allow));
+    }
     let who = app.require_session(ctx).await?;
     match (req.method().clone(), id) {
         (Method::GET, None) => Ok(json(StatusCode::OK, &app.auth.list_tokens(&who.user).await?)),
@@ -189,7 +197,7 @@ pub async fn tokens(
             app.auth.revoke_token(id, Some(&who.user)).await?;
             Ok(no_content())
         }
-        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+        _ => Err(not_allowed(allow)),
     }
 }
 

@@ -61,19 +61,20 @@ pub async fn login_submit(
     let submitted = field(&form, "atl_token");
     let username = field(&form, "os_username").unwrap_or_default();
     let dest = field(&form, "os_destination").and_then(safe_destination);
+    let remember = field(&form, "os_cookie").is_some_and(|v| !v.is_empty() && v != "false");
     if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
         let token = app.page_xsrf(ctx, who.as_ref());
         let page = LoginPage {
             token: &token,
             dest: dest.as_deref(),
             username: &username,
+            remember,
             error: Some("XSRF check failed: the form was stale or came from another site. Please try again."),
             ..LoginPage::default()
         };
         return Ok(html(StatusCode::FORBIDDEN, page.render(), None));
     }
     let password = field(&form, "os_password").unwrap_or_default();
-    let remember = field(&form, "os_cookie").is_some_and(|v| !v.is_empty() && v != "false");
     let mut login_ctx = login_context(ctx, remember);
     login_ctx.challenge = field(&form, "pow_challenge").zip(field(&form, "pow_solution"));
     let e = match app.auth.login(&username, &password, login_ctx).await {
@@ -101,6 +102,7 @@ pub async fn login_submit(
         token: &token,
         dest: dest.as_deref(),
         username: &username,
+        remember,
         error: Some(&failure.message),
         challenge: challenge.as_deref().map(|c| (c, app.auth.pow.difficulty)),
         script_nonce: script_nonce.as_deref(),
@@ -273,14 +275,15 @@ pub async fn account_action(
     ctx: &mut Ctx,
     action: &str,
 ) -> Result<Response<Body>, ApiError> {
+    if !matches!(action, "logout" | "revoke" | "revoke-others" | "revoke-all") {
+        return Err(ApiError::not_found());
+    }
     let form = read_form(app, req, ctx, FORM_LIMIT).await?;
     let Some(who) = app.identify(ctx).await? else {
         return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
     };
     if !app.xsrf_ok(ctx, Some(&who), field(&form, "atl_token").as_deref()) {
-        let body = "<h1>XSRF check failed</h1><p>The form was stale or came from another site. \
-                    <a href=\"/account\">Back to your account</a></p>";
-        return Ok(html(StatusCode::FORBIDDEN, layout("XSRF check failed", body), None));
+        return Ok(xsrf_refused("/account", "Back to your account"));
     }
     let current = who.session.as_ref().map(|s| s.key);
     let browser_series: Vec<_> =
@@ -319,7 +322,7 @@ pub async fn account_action(
             app.apply_logout(ctx);
             Ok(redirect("/login.jsp?logged_out=1"))
         }
-        _ => Err(ApiError::not_found()),
+        _ => Err(ApiError::not_found()), // (refused above)
     }
 }
 
@@ -392,6 +395,16 @@ fn redirect(to: &str) -> Response<Body> {
 
 /// An HTML page with a strict content security policy; `script_nonce`
 /// allows the one inline script that carries it (the challenge solver).
+/// The page for a form refused by the XSRF check, with a link back.
+pub fn xsrf_refused(back: &str, label: &str) -> Response<Body> {
+    let body = format!(
+        "<h1>XSRF check failed</h1><p>The form was stale or came from another site. <a href=\"{}\">{}</a></p>",
+        esc(back),
+        esc(label)
+    );
+    html(StatusCode::FORBIDDEN, layout("XSRF check failed", &body), None)
+}
+
 fn html(status: StatusCode, page: String, script_nonce: Option<&str>) -> Response<Body> {
     let mut r = with_body(status, "text/html; charset=utf-8", page);
     let h = r.headers_mut();
@@ -417,6 +430,8 @@ struct LoginPage<'a> {
     token: &'a str,
     dest: Option<&'a str>,
     username: &'a str,
+    /// Whether "Remember my login" is ticked (kept when the form comes back).
+    remember: bool,
     error: Option<&'a str>,
     notice: Option<&'a str>,
     /// A proof-of-work challenge and its difficulty in bits.
@@ -455,7 +470,7 @@ impl LoginPage<'_> {
              <input type=\"text\" id=\"os_username\" name=\"os_username\" value=\"{user}\" autocomplete=\"username\" autofocus required>\n\
              <label for=\"os_password\">Password</label>\
              <input type=\"password\" id=\"os_password\" name=\"os_password\" autocomplete=\"current-password\" required>\n\
-             <label class=\"check\"><input type=\"checkbox\" id=\"os_cookie\" name=\"os_cookie\" value=\"true\"> Remember my login on this computer</label>\n\
+             <label class=\"check\"><input type=\"checkbox\" id=\"os_cookie\" name=\"os_cookie\" value=\"true\"{checked}> Remember my login on this computer</label>\n\
              <button type=\"submit\" id=\"login-submit\" class=\"primary\">Log in</button>\n\
              </form>{pow_script}",
             notice = self.notice.unwrap_or(""),
@@ -463,6 +478,7 @@ impl LoginPage<'_> {
             token = hidden_token(self.token),
             dest = dest,
             user = esc(self.username),
+            checked = if self.remember { " checked" } else { "" },
         );
         layout("Log in", &body)
     }
@@ -592,6 +608,9 @@ mod tests {
             assert!(p.contains(needle), "{needle}");
         }
         assert!(!p.contains("<script"));
+        assert!(!p.contains(" checked"), "ticked by default");
+        let ticked = LoginPage { remember: true, ..LoginPage::default() }.render();
+        assert!(ticked.contains("name=\"os_cookie\" value=\"true\" checked>"), "{ticked}");
     }
 
     #[test]

@@ -176,7 +176,8 @@ pub async fn forward(
         if let Some(client_side) = client_upgrade {
             let upstream_side = hyper::upgrade::on(&mut resp);
             tokio::spawn(splice(client_side, upstream_side));
-            let (parts, _) = resp.into_parts();
+            let (mut parts, _) = resp.into_parts();
+            parts.extensions.insert(FromApp);
             return Ok(Response::from_parts(parts, full(bytes::Bytes::new())));
         }
     }
@@ -190,8 +191,14 @@ pub async fn forward(
             rparts.headers.remove(name);
         }
     }
+    rparts.extensions.insert(FromApp);
     Ok(Response::from_parts(rparts, super::response::stream(rbody.map_err(|e| -> BoxError { Box::new(e) }))))
 }
+
+/// Marks a response as the app's own (not one authd made on the proxy
+/// route, such as its 401, 303 or 403).
+#[derive(Clone, Copy)]
+pub struct FromApp;
 
 /// The `Upgrade` protocol of a request that asks for one (`Connection: upgrade`).
 fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {

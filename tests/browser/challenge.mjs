@@ -132,6 +132,8 @@ async function run() {
   check((await page.locator("form[data-pow-bits]").count()) === 0, "no puzzle before any failure");
 
   // 1. N wrong passwords through the page: the last one brings the puzzle.
+  // "Remember my login" is ticked once, and must stay ticked throughout.
+  await page.check("#os_cookie");
   for (let i = 1; i <= maxFailed; i++) {
     const status = await submit(page, user, `wrong password ${i}`);
     if (i === maxFailed) {
@@ -140,6 +142,7 @@ async function run() {
     }
     check(status === 401, `wrong password ${i} of ${maxFailed} is 401 (got ${status})`);
     check((await page.locator("#login-error").count()) === 1, `failure ${i} shows the reason`);
+    check(await page.isChecked("#os_cookie"), `failure ${i} keeps "Remember my login" ticked`);
     const puzzles = await page.locator("form[data-pow-bits]").count();
     if (i < maxFailed) {
       check(puzzles === 0, `no puzzle after ${i} failure(s)`);
@@ -184,6 +187,8 @@ async function run() {
   check(new URL(page.url()).pathname === "/account", `the login lands on /account (at ${page.url()})`);
   check((await page.textContent("#username")) === user, `the account page names ${user}`);
   check((await page.locator("tr.this").count()) === 1, "the account page marks this session");
+  const names = (await context.cookies()).map((c) => c.name);
+  check(names.includes("seraph.rememberme.cookie"), `the ticked box set the remember-me cookie (${names.join(", ")})`);
   await shot(page, "04-account.png");
 
   check(problems.length === 0, `no page errors or console errors (${problems.join("; ")})`);

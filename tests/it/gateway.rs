@@ -256,6 +256,9 @@ async fn echo(
         .header("content-type", "application/json")
         .header("x-upstream", "echo")
         .header("vary", "Accept-Encoding");
+    if path.starts_with("/public") {
+        resp = resp.header("cache-control", "public, max-age=3600");
+    }
     if path.starts_with("/cors-star") {
         resp = resp.header("access-control-allow-origin", "*");
     }
@@ -945,6 +948,38 @@ async fn max_body_is_enforced_for_declared_and_chunked_bodies() {
     );
 }
 
+#[tokio::test]
+async fn an_app_answer_carrying_authds_cookies_is_never_cacheable() {
+    // SPEC §3: authentication responses carry Cache-Control: no-store, also
+    // when the answer is the app's and the app called it public.
+    let (_app, s) = start_pair(&["--require-login"]);
+    let cache = |r: &reqwest::Response| header(r, "cache-control");
+    let get = |cookie: String| {
+        let s = &s;
+        async move { s.bare_client().get(s.at("/public/page")).header("cookie", cookie).send().await.unwrap() }
+    };
+    let jar = api_login(&s, "admin", &s.admin_pw(), true).await;
+    // Logged in by the remember-me cookie on the app's page: a session ID
+    // and a new validator in the answer.
+    let remembered = format!("{}={}", REMEMBER, jar.remember.clone().unwrap());
+    let r = get(remembered).await;
+    assert_eq!(r.status(), 200);
+    assert!(set_value(&r, SESSION).is_some() && set_value(&r, REMEMBER).is_some(), "{:?}", set_cookies(&r));
+    assert_eq!(cache(&r).as_deref(), Some("no-store"), "the app's public overrode it");
+    // No cookie of authd's in the answer: the app's own caching stands.
+    let r = get(jar.header()).await;
+    assert_eq!(r.status(), 200);
+    assert!(set_cookies(&r).is_empty(), "{:?}", set_cookies(&r));
+    assert_eq!(cache(&r).as_deref(), Some("public, max-age=3600"));
+    // authd's own answers on the proxy route: the 303 and the 401.
+    let r = s.bare_client().get(s.at("/public/page")).header("accept", PAGE_ACCEPT).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(cache(&r).as_deref(), Some("no-store"));
+    let r = s.bare_client().get(s.at("/public/page")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(cache(&r).as_deref(), Some("no-store"));
+}
+
 /// What Firefox sends with a page load.
 const PAGE_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
@@ -1539,21 +1574,28 @@ async fn api_tokens_work_as_bearer_tokens_and_foreign_bearer_tokens_pass_to_the_
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-authd-user").as_deref(), Some("bob"));
 
-    // An authd token that is not (or no longer) valid: 401, as for Basic.
+    // An authd token that is not (or no longer) valid, or not even
+    // well-formed after authd's prefix: 401, as for Basic.
     let forged = format!("Bearer authd_{}", "A".repeat(token.len() - 6));
-    let r = bearer("/rest/api/2/myself", &forged).await.unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"));
-    assert_jira_error(&r.json().await.unwrap());
+    for value in [forged.as_str(), "Bearer authd_bogus"] {
+        let r = bearer("/rest/api/2/myself", value).await.unwrap();
+        assert_eq!(r.status(), 401, "{value}");
+        assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"), "{value}");
+        assert_jira_error(&r.json().await.unwrap());
+    }
     // An authd token never reaches the app, whether it logged the request
     // in, lost to a session cookie, named another user or is unknown.
     let session = sid(&login_id(&s, "bob", "bob-password-1").await);
     let basic_as_alice =
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("alice:{token}")));
-    for (i, (value, cookie)) in
-        [(format!("Bearer {token}"), Some(session.as_str())), (basic_as_alice, None), (forged.clone(), None)]
-            .into_iter()
-            .enumerate()
+    for (i, (value, cookie)) in [
+        (format!("Bearer {token}"), Some(session.as_str())),
+        (basic_as_alice, None),
+        (forged.clone(), None),
+        ("Bearer authd_bogus".to_string(), None),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let path = format!("/app/leak-{i}");
         let mut b = s.bare_client().get(s.at(&path)).header("authorization", &value);

@@ -578,6 +578,19 @@ async fn not_found_and_method_not_allowed_are_jira_shaped() {
         (reqwest::Method::PATCH, SESSION, "GET"),
         (reqwest::Method::POST, "/rest/api/2/myself", "GET"),
         (reqwest::Method::DELETE, "/rest/api/2/serverInfo", "GET"),
+        // authd's own APIs say so before asking who is calling.
+        (reqwest::Method::GET, "/rest/authd/1/sessions/0123456789ab", "DELETE"),
+        (reqwest::Method::POST, "/rest/authd/1/sessions", "DELETE"),
+        (reqwest::Method::OPTIONS, "/rest/authd/1/sessions", "GET"),
+        (reqwest::Method::PUT, "/rest/authd/1/tokens", "POST"),
+        (reqwest::Method::GET, "/rest/authd/1/tokens/abc", "DELETE"),
+        (reqwest::Method::PUT, "/rest/authd/1/admin/users", "POST"),
+        (reqwest::Method::POST, "/rest/authd/1/admin/users/bob", "DELETE"),
+        (reqwest::Method::GET, "/rest/authd/1/admin/users/bob/verify", "POST"),
+        (reqwest::Method::GET, "/rest/authd/1/admin/users/bob/password", "PUT"),
+        (reqwest::Method::GET, "/rest/authd/1/admin/users/bob/sessions", "DELETE"),
+        (reqwest::Method::GET, "/rest/authd/1/admin/sessions/0123456789ab", "DELETE"),
+        (reqwest::Method::GET, "/rest/authd/1/admin/tokens/abc", "DELETE"),
     ] {
         let r = c.request(m.clone(), s.at(path)).send().await.unwrap();
         assert_eq!(r.status(), 405, "{m} {path}");
@@ -585,6 +598,16 @@ async fn not_found_and_method_not_allowed_are_jira_shaped() {
         assert!(allow.contains(allowed), "{m} {path}: Allow: {allow}");
         assert_jira_error(&r.json().await.unwrap());
     }
+    // An account page action that does not exist, whatever the body.
+    let r = c
+        .post(s.at("/account/nosuch"))
+        .header("content-type", "application/json")
+        .header("x-atlassian-token", "no-check")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]

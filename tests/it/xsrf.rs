@@ -150,6 +150,7 @@ async fn try_revoke_others(
     let r = post_form(s, REVOKE_OTHERS, &me.header(), form, headers).await;
     let status = r.status().as_u16();
     let location = header(&r, "location");
+    let ct = header(&r, "content-type").unwrap_or_default();
     let text = r.text().await.unwrap();
     let other_alive = session_alive(s, &other).await;
     assert!(session_alive(s, me.session.as_ref().unwrap()).await, "{what}: my own session ended");
@@ -161,6 +162,7 @@ async fn try_revoke_others(
         }
         403 => {
             assert!(text.contains("XSRF check failed"), "{what}: 403 without the reason: {text}");
+            assert!(ct.starts_with("text/html"), "{what}: the account page answered {ct}");
             assert!(other_alive, "{what}: refused, yet the other session ended");
             false
         }
@@ -440,6 +442,9 @@ async fn the_login_page_checks_the_anonymous_token_against_its_cookie() {
         assert_eq!(r.status().as_u16(), want, "{what}");
         if want == 403 {
             assert!(set_cookie(&r, SESSION).is_none(), "{what}: logged in anyway");
+            // The login page is a browser's: it answers in HTML, whichever check failed.
+            let ct = header(&r, "content-type").unwrap_or_default();
+            assert!(ct.starts_with("text/html"), "{what}: {ct}");
             let text = r.text().await.unwrap();
             assert!(text.contains("XSRF check failed"), "{what}: {text}");
         }
