@@ -31,6 +31,15 @@ use crate::http::request::encode_component;
 use crate::store::redb::{OpenError, RedbStore};
 use crate::store::redis::RedisStore;
 
+/// `println!` that does not panic when standard output has gone away
+/// (`authd token add ... | head -1`): what is left is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const SEC: Duration = Duration::from_secs(1);
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
 
@@ -222,7 +231,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// More names for the self-signed certificate (repeatable).
-    #[arg(long = "tls-san", env = "AUTHD_TLS_SAN", value_name = "NAME", value_delimiter = ',')]
+    #[arg(long = "tls-san", env = "AUTHD_TLS_SAN", value_name = "NAME", value_delimiter = ',',
+          value_parser = crate::config::parse_tls_san)]
     pub tls_san: Vec<String>,
     /// Use this certificate (PEM) instead of the self-signed one.
     #[arg(long, env = "AUTHD_CERT", value_name = "PEM", requires = "key")]
@@ -444,7 +454,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         None => runtime.block_on(serve(with_store(cli.serve.config(data)), &cli.serve.log)),
         Some(Command::Serve(ref args)) => runtime.block_on(serve(with_store(args.config(data)), &args.log)),
-        Some(Command::Cert) => cert(&data).map_err(Failure::Other),
+        Some(Command::Cert) => runtime.block_on(cert(&data)).map_err(Failure::Other),
         Some(Command::User(cmd)) => runtime.block_on(user(&place, cmd)).map_err(Failure::Other),
         Some(Command::Session(cmd)) => runtime.block_on(session(&place, cmd)).map_err(Failure::Other),
         Some(Command::Token(cmd)) => runtime.block_on(token(&place, cmd)).map_err(Failure::Other),
@@ -485,11 +495,13 @@ async fn serve(cfg: Config, log: &str) -> Result<(), Failure> {
     crate::server::run(cfg, shutdown_signal()).await.map_err(|e| Failure::Other(e.to_string()))
 }
 
-/// What clap cannot check because it needs the machine: that `--cert` and
-/// `--key` are files holding a certificate and a private key, and that
-/// `--listen` can be bound. Either failing is a bad value of that flag (exit
-/// 2), found before the data dir or the database is touched.
+/// What clap cannot check because it needs the machine: that `--data` is a
+/// private directory (made if missing), that `--cert` and `--key` are files
+/// holding a certificate and its private key, and that `--listen` can be
+/// bound. Any failing is a bad value of that flag (exit 2), found before
+/// the database is touched.
 async fn check_serve_flags(cfg: &Config) -> Result<(), Failure> {
+    DataDir::new(&cfg.data_dir).prepare().map_err(|e| bad_value("--data", &cfg.data_dir.display(), &e))?;
     if let Some((cert, key)) = &cfg.cert_and_key {
         crate::tls::check_own(cert, key).map_err(|e| bad_value(e.flag, &e.path.display(), &e.reason))?;
     }
@@ -552,12 +564,27 @@ async fn shutdown_signal() {
     }
 }
 
-fn cert(data: &std::path::Path) -> Result<(), String> {
+/// `authd cert`: the certificate a running server on this data dir presents
+/// (perhaps the operator's own `--cert`), else the data dir's self-signed
+/// one, made only if there is none yet. An existing one is only read.
+async fn cert(data: &std::path::Path) -> Result<(), String> {
     let dir = DataDir::new(data);
-    dir.prepare()?;
-    let tls = crate::tls::load(&dir, &[], None)?;
-    println!("certificate: {}", tls.cert_path.display());
-    println!("SHA-256:     {}", tls.fingerprint);
+    let path = match AdminClient::from_dir(&dir) {
+        Ok(client) if client.reachable().await => client.cert_path().to_path_buf(),
+        _ => {
+            if !(dir.cert().exists() && dir.key().exists()) {
+                dir.prepare()?;
+                crate::tls::load(&dir, &[], None)?;
+            }
+            dir.cert()
+        }
+    };
+    let first = crate::tls::read_certs(&path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{} holds no certificate", path.display()))?;
+    say!("certificate: {}", path.display());
+    say!("SHA-256:     {}", crate::tls::fingerprint(&first));
     Ok(())
 }
 
@@ -635,7 +662,7 @@ async fn migrate(from: &str, to: &str, namespace: &str) -> Result<(), String> {
     );
     dest.import(dump).await.map_err(|e| format!("cannot write {to}: {e}"))?;
     dest.flush().await.map_err(|e| format!("cannot write {to}: {e}"))?;
-    println!("copied {counts} from {from} to {to}");
+    say!("copied {counts} from {from} to {to}");
     Ok(())
 }
 
@@ -663,6 +690,8 @@ fn read_password() -> Result<String, String> {
     if s.is_empty() {
         return Err("no password on standard input (--password-stdin)".into());
     }
+    // The same words whether a running server or the database gets it.
+    crate::password::check_new(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
 }
 
@@ -687,9 +716,9 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
                     c.call(Method::POST, "/rest/authd/1/admin/users", Some(&body)).await?
                 }
             };
-            println!("added user {}{}", view.name, if view.roles.is_empty() { "" } else { " (admin)" });
+            say!("added user {}{}", view.name, if view.roles.is_empty() { "" } else { " (admin)" });
             if let Some(link) = &view.verification_link {
-                println!("email verification link for {}: {link}", view.email.as_deref().unwrap_or(""));
+                say!("email verification link for {}: {link}", view.email.as_deref().unwrap_or(""));
             }
         }
         UserCommand::Passwd { name, .. } => {
@@ -704,7 +733,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
                         .await?;
                 }
             }
-            println!("password of {name} changed; their sessions were ended");
+            say!("password of {name} changed; their sessions were ended");
         }
         UserCommand::Verify { name } => {
             match &backend {
@@ -713,7 +742,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
                     drop(c.call::<UserView>(Method::POST, &user_path(&name, "/verify"), None).await?)
                 }
             }
-            println!("email address of {name} marked verified");
+            say!("email address of {name} marked verified");
         }
         UserCommand::Unlock { name } => {
             match &backend {
@@ -722,7 +751,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
                     drop(c.call::<UserView>(Method::POST, &user_path(&name, "/unlock"), None).await?)
                 }
             }
-            println!("{name} unlocked");
+            say!("{name} unlocked");
         }
         UserCommand::Del { name } => {
             match &backend {
@@ -731,7 +760,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
                     c.call::<serde_json::Value>(Method::DELETE, &user_path(&name, ""), None).await?;
                 }
             }
-            println!("deleted user {name}");
+            say!("deleted user {name}");
         }
         UserCommand::List { json } => {
             let users: Vec<UserView> = match &backend {
@@ -739,7 +768,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
                 Backend::Remote(c) => c.call(Method::GET, "/rest/authd/1/admin/users", None).await?,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&users).map_err(|e| e.to_string())?);
+                say!("{}", serde_json::to_string_pretty(&users).map_err(|e| e.to_string())?);
             } else {
                 print_table(
                     &["NAME", "EMAIL", "VERIFIED", "ROLES", "LOGINS", "FAILED", "LAST LOGIN"],
@@ -778,7 +807,7 @@ async fn session(place: &Place, cmd: SessionCommand) -> Result<(), String> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&sessions).map_err(|e| e.to_string())?);
+                say!("{}", serde_json::to_string_pretty(&sessions).map_err(|e| e.to_string())?);
             } else {
                 print_table(
                     &["HANDLE", "USER", "CREATED", "LAST USED", "ADDRESS", "BROWSER"],
@@ -806,7 +835,7 @@ async fn session(place: &Place, cmd: SessionCommand) -> Result<(), String> {
                         .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
                 }
             };
-            println!("ended {n} session(s) of {name}");
+            say!("ended {n} session(s) of {name}");
         }
         SessionCommand::Revoke { handle: Some(handle), .. } => {
             match &backend {
@@ -816,7 +845,7 @@ async fn session(place: &Place, cmd: SessionCommand) -> Result<(), String> {
                     c.call::<serde_json::Value>(Method::DELETE, &path, None).await?;
                 }
             }
-            println!("ended session {handle}");
+            say!("ended session {handle}");
         }
         SessionCommand::Revoke { .. } => return Err("give a session handle or --user NAME".into()),
     }
@@ -837,8 +866,8 @@ async fn token(place: &Place, cmd: TokenCommand) -> Result<(), String> {
                     c.call(Method::POST, &user_path(&name, "/tokens"), Some(&body)).await?
                 }
             };
-            println!("added API token {} for {}; it is shown only this once:", view.id, view.user);
-            println!("{}", view.token.unwrap_or_default());
+            say!("added API token {} for {}; it is shown only this once:", view.id, view.user);
+            say!("{}", view.token.unwrap_or_default());
         }
         TokenCommand::List { name, json } => {
             let tokens: Vec<TokenView> = match &backend {
@@ -849,7 +878,7 @@ async fn token(place: &Place, cmd: TokenCommand) -> Result<(), String> {
                 Backend::Remote(c) => c.call(Method::GET, &user_path(&name, "/tokens"), None).await?,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?);
+                say!("{}", serde_json::to_string_pretty(&tokens).map_err(|e| e.to_string())?);
             } else {
                 print_table(
                     &["ID", "USER", "LABEL", "CREATED"],
@@ -867,7 +896,7 @@ async fn token(place: &Place, cmd: TokenCommand) -> Result<(), String> {
                     c.call::<serde_json::Value>(Method::DELETE, &path, None).await?;
                 }
             }
-            println!("revoked API token {id}");
+            say!("revoked API token {id}");
         }
     }
     Ok(())
@@ -883,7 +912,7 @@ fn print_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     }
     let line = |cells: Vec<String>| {
         let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", parts.join("  ").trim_end());
+        say!("{}", parts.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {

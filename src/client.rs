@@ -56,6 +56,11 @@ impl AdminClient {
         Ok(AdminClient { endpoint, tls: Arc::new(tls) })
     }
 
+    /// The certificate the server presents (its path).
+    pub fn cert_path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.endpoint.cert)
+    }
+
     /// Whether something listens at the server's address (a TCP connect,
     /// no request: a stale credential file from a killed server says no).
     pub async fn reachable(&self) -> bool {

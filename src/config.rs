@@ -242,6 +242,27 @@ pub fn parse_cookie_prefix(s: &str) -> Result<String, String> {
     }
 }
 
+/// Checks a `--tls-san`: an IP address, or a DNS name (labels of letters,
+/// digits and inner hyphens, at most 63 each and 253 in all; a leading `*.`
+/// for a wildcard).
+pub fn parse_tls_san(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    let name = s.strip_prefix("*.").unwrap_or(s);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if s.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(s.to_string())
+    } else {
+        Err("must be a DNS name such as app.example or an IP address".into())
+    }
+}
+
 /// Checks a `--cors-origin`: `scheme://host[:port]`, exactly as browsers send `Origin`.
 pub fn parse_cors_origin(s: &str) -> Result<String, String> {
     if s.trim() == "*" {
@@ -334,6 +355,12 @@ mod tests {
     fn cors_origins() {
         assert!(parse_cors_origin("https://app.example").is_ok());
         assert!(parse_cors_origin("http://localhost:3000").is_ok());
+        for ok in ["app.example", "*.app.example", "localhost", "10.0.0.1", "::1", "a-b.c1"] {
+            assert_eq!(parse_tls_san(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in ["", " ", "bad name!", "a..b", "-a.example", "a-.example", "*", "a.*.b", &"x".repeat(64)] {
+            assert!(parse_tls_san(bad).is_err(), "{bad:?}");
+        }
         assert!(parse_cors_origin("*").is_err());
         assert!(parse_cors_origin("https://app.example/").is_err());
         assert!(parse_cors_origin("app.example").is_err());

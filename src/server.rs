@@ -53,9 +53,14 @@ pub struct AdminEndpoint {
 pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), StartError> {
     let dir = DataDir::new(&cfg.data_dir);
     dir.prepare().map_err(StartError)?;
-    // TLS first: a bad key must stop authd before the database is opened
-    // (opening it for writing rewrites its header).
-    let tls = tls::load(&dir, &cfg.tls_sans, cfg.cert_and_key.as_ref()).map_err(StartError)?;
+    // TLS files that are there are checked first: a bad key must stop authd
+    // before the database is opened (opening it for writing rewrites its
+    // header). A self-signed pair that must be made is made only once the
+    // database is ours: another authd holding this data dir refuses us
+    // there, before we could replace the certificate it serves.
+    let own = cfg.cert_and_key.as_ref();
+    let make_pair = own.is_none() && tls::self_signed_due(&dir, &cfg.tls_sans);
+    let ready = if make_pair { None } else { Some(tls::load(&dir, &cfg.tls_sans, own).map_err(StartError)?) };
     let flush_after = cfg.timeouts.touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
     let store: Arc<dyn Store> = match &cfg.store {
         Some(url) => Arc::new(
@@ -64,6 +69,10 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
                 .map_err(|e| StartError(e.to_string()))?,
         ),
         None => Arc::new(RedbStore::open(&dir.db(), flush_after).map_err(|e| StartError(e.to_string()))?),
+    };
+    let tls = match ready {
+        Some(tls) => tls,
+        None => tls::load(&dir, &cfg.tls_sans, own).map_err(StartError)?,
     };
     let listener = TcpListener::bind(cfg.listen)
         .await

@@ -24,8 +24,22 @@ pub struct Tls {
 /// The names every self-signed certificate covers.
 pub const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// Loads the operator's certificate, or the self-signed one (made if missing
-/// or if it was made for other names).
+/// Whether the data dir's self-signed pair must be made (again) for these
+/// names: it is missing, or was made for other names. Reads only.
+pub fn self_signed_due(dir: &DataDir, extra_names: &[String]) -> bool {
+    if !(dir.cert().exists() && dir.key().exists()) {
+        return true;
+    }
+    match std::fs::read_to_string(dir.cert_names()) {
+        Ok(previous) => previous.trim() != wanted_names(extra_names).join("\n"),
+        Err(_) => false, // made by hand or by an older authd: keep it
+    }
+}
+
+/// Loads the operator's certificate, or the self-signed one (made if
+/// [`self_signed_due`]). The server calls it to make a pair only once it
+/// holds the database, so a second authd on the same data dir never
+/// replaces the certificate the first one serves.
 pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBuf)>) -> Result<Tls, String> {
     let (cert_path, key_path) = match own {
         Some((c, k)) => (c.clone(), k.clone()),
@@ -40,16 +54,9 @@ pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBu
         .map_err(|e| format!("cannot read the private key {}: {e}", key_path.display()))?;
     let first = certs.first().ok_or_else(|| format!("{} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(first);
-    let provider = provider();
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!("{} and {} do not make a usable pair: {e}", cert_path.display(), key_path.display())
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = server_config(certs, key).map_err(|e| {
+        format!("{} and {} do not make a usable pair: {e}", cert_path.display(), key_path.display())
+    })?;
     Ok(Tls { cert_path, fingerprint, config: Arc::new(config) })
 }
 
@@ -87,9 +94,27 @@ pub fn check_own(cert: &Path, key: &Path) -> Result<(), OwnFileError> {
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(pem_reason(&e, "private key")))?;
     provider()
         .key_provider
-        .load_private_key(der)
+        .load_private_key(der.clone_key())
         .map_err(|e| key_error(format!("the private key does not parse: {e}")))?;
+    server_config(certs, der).map_err(|e| {
+        key_error(format!("it is not the private key of the certificate {} ({e})", cert.display()))
+    })?;
     Ok(())
+}
+
+/// The rustls configuration for a certificate chain and its key.
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, String> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Why a PEM file of `what` could not be used, in words.
@@ -142,18 +167,14 @@ fn wanted_names(extra: &[String]) -> Vec<String> {
 }
 
 fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
+    if !self_signed_due(dir, extra) {
+        return Ok(());
+    }
+    if dir.cert().exists() && dir.key().exists() {
+        tracing::warn!("the certificate names changed (--tls-san); making a new self-signed certificate");
+    }
     let names = wanted_names(extra);
     let listed = names.join("\n");
-    let have_pair = dir.cert().exists() && dir.key().exists();
-    if have_pair {
-        match std::fs::read_to_string(dir.cert_names()) {
-            Ok(previous) if previous.trim() == listed => return Ok(()),
-            Ok(_) => tracing::warn!(
-                "the certificate names changed (--tls-san); making a new self-signed certificate"
-            ),
-            Err(_) => return Ok(()), // made by hand or by an older authd: keep it
-        }
-    }
     let mut params = rcgen::CertificateParams::new(names)
         .map_err(|e| format!("cannot make a certificate for these names: {e}"))?;
     params.distinguished_name = rcgen::DistinguishedName::new();

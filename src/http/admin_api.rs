@@ -79,7 +79,7 @@ async fn route(app: &App, req: Request<RequestBody>, rest: &[String]) -> Result<
     let name = match rest.get(1) {
         Some(raw) => Some(
             decode_component(raw.as_bytes(), false)
-                .ok_or_else(|| ApiError::bad_request("Bad user name encoding."))?,
+                .ok_or_else(|| ApiError::bad_request("Bad percent-encoding in the path."))?,
         ),
         None => None,
     };

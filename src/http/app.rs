@@ -281,6 +281,10 @@ impl App {
     ) -> (Route, Result<Response<Body>, ApiError>) {
         let uri = req.uri().clone();
         let path = uri.path();
+        if !path.starts_with('/') {
+            // `OPTIONS *` or an authority: nothing here or behind is named so.
+            return (Route::Other, Err(ApiError::bad_request("The request target must be a path.")));
+        }
         if has_dot_segment(path) {
             return (
                 Route::Other,

@@ -3,7 +3,7 @@
 //! and the admin API's role check.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -349,8 +349,10 @@ async fn session_revoke_by_user_running_and_stopped() {
 #[tokio::test]
 async fn cert_prints_the_path_and_fingerprint() {
     let (_tmp, data) = data_dir();
-    let s = Server::start_in(&data, &[]);
-    let hex = cert_sha256_hex(&s.cert_pem());
+    // With names of its own: `authd cert` (which knows none) only reads.
+    let s = Server::start_in(&data, &["--tls-san", "app.example"]);
+    let pem = s.cert_pem();
+    let hex = cert_sha256_hex(&pem);
     let check = |o: &Output| {
         let out = stdout(o);
         assert!(out.contains(&data.join("tls/cert.pem").display().to_string()), "no path: {out}");
@@ -360,6 +362,7 @@ async fn cert_prints_the_path_and_fingerprint() {
     check(&ok(&data, &["cert"], None));
     assert_eq!(s.stop().code(), Some(0));
     check(&ok(&data, &["cert"], None));
+    assert!(std::fs::read(data.join("tls/cert.pem")).unwrap() == pem, "authd cert replaced the certificate");
 }
 
 #[test]
@@ -582,6 +585,8 @@ fn an_unusable_cert_or_key_file_is_a_bad_value_of_that_flag() {
     let bad_key =
         file("bad-key.pem", "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n");
     let dir = tmp.path().to_str().unwrap().to_string();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other_key = file("other-key.pem", &other.signing_key.serialize_pem());
     let cases: &[(&str, &str, &str, &str)] = &[
         // (--cert, --key, the flag named, the file named)
         (&missing, &missing, "--cert", &missing),
@@ -594,6 +599,7 @@ fn an_unusable_cert_or_key_file_is_a_bad_value_of_that_flag() {
         (&dir, &key, "--cert", &dir),
         (&cert, &dir, "--key", &dir),
         (&key, &key, "--cert", &key), // a key where the certificate should be
+        (&cert, &other_key, "--key", &other_key), // a key, but not this certificate's
     ];
     let data = tmp.path().join("db");
     for (c, k, flag, named) in cases {
@@ -608,6 +614,48 @@ fn an_unusable_cert_or_key_file_is_a_bad_value_of_that_flag() {
     let s = Server::try_start_in(&data, &["--cert", &cert, "--key", &key])
         .unwrap_or_else(|(st, log)| panic!("{st:?}: {log}"));
     assert_eq!(s.stop().code(), Some(0));
+}
+
+#[test]
+fn bad_certificate_names_and_data_paths_are_bad_values() {
+    let (tmp, data) = data_dir();
+    for v in ["", "bad name!", "a..example", "app.example,"] {
+        let o = authd_env(&data, &["--listen", "127.0.0.1:0", "--tls-san", v], &[], None);
+        assert_bad_value(&o, &["--tls-san"], &format!("--tls-san {v:?}"));
+        let o = authd_env(&data, &["--listen", "127.0.0.1:0"], &[("AUTHD_TLS_SAN", v)], None);
+        assert_bad_value(&o, &["--tls-san"], &format!("AUTHD_TLS_SAN={v:?}"));
+    }
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    for (d, what) in [(file.clone(), "a file"), (file.join("sub"), "a path under a file")] {
+        let o = authd_env(&d, &["--listen", "127.0.0.1:0"], &[], None);
+        assert_bad_value(&o, &["--data", &d.display().to_string()], what);
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+}
+
+#[tokio::test]
+async fn cli_output_to_a_closed_pipe_and_long_passwords_fail_cleanly() {
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("zed", "zed's long password", &[]);
+    // `authd token add zed | head -0`: the reader has gone before the token is printed.
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["token", "add", "zed", "--label", "piped", "--data"]).arg(&data).envs(store_env(&data));
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A password over the limit gets the same words from the running server
+    // as from the database.
+    let long = "p".repeat(2000);
+    let running = fails(&data, &["user", "add", "lee", "--password-stdin"], Some(&long));
+    assert_eq!(s.stop().code(), Some(0));
+    let stopped = fails(&data, &["user", "add", "lee", "--password-stdin"], Some(&long));
+    assert!(running.contains("at most 1024 bytes"), "{running}");
+    assert_eq!(running, stopped);
 }
 
 #[test]

@@ -817,6 +817,11 @@ async fn dot_segment_paths_never_reach_the_app_behind_the_proxy() {
         let answer = raw(&s, "GET", path.as_bytes(), &[], b"").await;
         assert_eq!(no_5xx(path, &answer), 400, "{path}");
     }
+    // Nor does a target that is not a path (`OPTIONS *`): 400, not a 502.
+    for method in ["GET", "OPTIONS"] {
+        let answer = raw(&s, method, b"*", &[], b"").await;
+        assert_eq!(no_5xx(&format!("{method} *"), &answer), 400, "{method} *");
+    }
     let seen: Vec<String> = app.seen().into_iter().map(|x| x.path).collect();
     assert!(seen.is_empty(), "dot-segment paths reached the app: {seen:?}");
     // NUL and broken escapes reach no 5xx either.

@@ -174,11 +174,17 @@ async fn a_second_server_on_the_same_data_dir_fails_clearly() {
     if redb_only("a_second_server_on_the_same_data_dir_fails_clearly") {
         return; // on a shared store, several servers is the point
     }
-    let s = Server::start(&[]);
-    let (status, log) = match Server::try_start_in(&s.data, &[]) {
+    let s = Server::start(&["--tls-san", "app.example"]);
+    let tls_files =
+        |d: &std::path::Path| ["cert.pem", "key.pem"].map(|f| std::fs::read(d.join("tls").join(f)).unwrap());
+    let before = tls_files(&s.data);
+    // With other certificate names, which would make a new certificate if
+    // the data dir were free: the running server's is left alone.
+    let (status, log) = match Server::try_start_in(&s.data, &["--tls-san", "other.example"]) {
         Ok(_) => panic!("a second authd started on the same data dir"),
         Err(e) => e,
     };
+    assert!(tls_files(&s.data) == before, "the second authd replaced the certificate the first one serves");
     let status = status.expect("the second authd hung instead of exiting");
     assert!(!status.success(), "{status:?}");
     assert_ne!(status.code(), Some(101), "a panic is not a clear error: {log}");
@@ -378,4 +384,10 @@ async fn own_certificate_and_key_are_used() {
     // The CLI still reaches the running server (it pins whatever certificate is in use).
     let out = s.authd(&["user", "list", "--json"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `authd cert` names the certificate being served, not a self-signed one.
+    let out = s.authd(&["cert"], None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.contains(cert_path.to_str().unwrap()), "{text}");
+    let squashed: String = text.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+    assert!(squashed.contains(&cert_sha256_hex(pem.as_bytes())), "{text}");
 }

@@ -319,7 +319,11 @@ pub fn run_command(mut cmd: Command, stdin: Option<&str>, bound: Option<Duration
     {
         let mut sin = child.stdin.take().unwrap();
         if let Some(s) = stdin {
-            sin.write_all(s.as_bytes()).unwrap();
+            // A command refused before it reads its input (a bad flag) may
+            // have exited already: its output says so, not a broken pipe here.
+            if let Err(e) = sin.write_all(s.as_bytes()) {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing to the command's stdin: {e}");
+            }
         }
     }
     if let Some(bound) = bound {
