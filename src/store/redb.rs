@@ -420,8 +420,7 @@ impl Store for RedbStore {
                 return Ok(());
             }
             s.last_use = last_use;
-            t.expiry.remove((old_deadline.0, KIND_SESSION, &key.0)).map_err(storage)?;
-            t.put_session(key, &s, deadline)
+            t.refile_session(key, &s, old_deadline, deadline)
         })
     }
 
@@ -893,6 +892,26 @@ impl<'t> Tables<'t> {
         self.dirty.sessions.push(key.0);
         self.user_sessions.insert((s.user, &key.0), ()).map_err(storage)?;
         self.expiry.insert((deadline.0, KIND_SESSION, &key.0), ()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Rewrites a stored session's record and moves its expiry-index entry
+    /// from `old_deadline` to `deadline`. Its owner is unchanged, so its
+    /// per-user index entry stays as it is (a touch writes two B-trees,
+    /// not three).
+    fn refile_session(
+        &mut self,
+        key: SessionKey,
+        s: &Session,
+        old_deadline: Timestamp,
+        deadline: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sessions.insert(&key.0, StoredSession::encode(s, deadline).as_slice()).map_err(storage)?;
+        self.dirty.sessions.push(key.0);
+        if old_deadline != deadline {
+            self.expiry.remove((old_deadline.0, KIND_SESSION, &key.0)).map_err(storage)?;
+            self.expiry.insert((deadline.0, KIND_SESSION, &key.0), ()).map_err(storage)?;
+        }
         Ok(())
     }
 
@@ -1420,6 +1439,12 @@ mod tests {
         let uid = s.create_user(new_user("a")).await.unwrap().id;
         s.create_session(plan(1, session(uid, 0), 10_000)).await.unwrap();
         s.touch_session(SessionKey([1; 16]), Timestamp(8_000), Timestamp(18_000)).await.unwrap();
+        // Still its owner's, with the new last use.
+        let mine = s.sessions_of(uid).await.unwrap();
+        assert_eq!(
+            mine.iter().map(|(k, s)| (*k, s.last_use)).collect::<Vec<_>>(),
+            [(SessionKey([1; 16]), Timestamp(8_000))]
+        );
         assert_eq!(s.sweep(Timestamp(15_000), LIMITS, 100).await.unwrap().sessions, 0);
         assert_eq!(s.sweep(Timestamp(19_000), LIMITS, 100).await.unwrap().sessions, 1);
     }
