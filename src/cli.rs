@@ -228,7 +228,8 @@ pub enum SessionCommand {
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "AUTHD_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    #[arg(long, env = "AUTHD_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443",
+          value_parser = crate::config::parse_listen)]
     pub listen: SocketAddr,
     /// More names for the self-signed certificate (repeatable).
     #[arg(long = "tls-san", env = "AUTHD_TLS_SAN", value_name = "NAME", value_delimiter = ',',
@@ -947,6 +948,7 @@ mod tests {
             (vec!["--remember-me-age", "401d"], "--remember-me-age"),
             (vec!["--max-failed-logins", "0"], "--max-failed-logins"),
             (vec!["--listen", "nowhere"], "--listen"),
+            (vec!["--listen", "example.com:8443"], "--listen"),
         ] {
             let e = parse(&args).unwrap_err();
             let line = one_line(&e.render().to_string());

@@ -242,6 +242,16 @@ pub fn parse_cookie_prefix(s: &str) -> Result<String, String> {
     }
 }
 
+/// Reads a `--listen` address: `IP:PORT` (`[::1]:PORT` for IPv6), or
+/// `localhost:PORT` for `127.0.0.1:PORT`. Other host names are refused
+/// rather than looked up.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let loopback = s.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
+    loopback.as_deref().unwrap_or(s).parse().map_err(|_| {
+        "must be IP:PORT, such as 127.0.0.1:8443, [::1]:8443 or 0.0.0.0:8443 (or localhost:PORT)".to_string()
+    })
+}
+
 /// Checks a `--tls-san`: an IP address, or a DNS name (labels of letters,
 /// digits and inner hyphens, at most 63 each and 253 in all; a leading `*.`
 /// for a wildcard).
@@ -355,6 +365,11 @@ mod tests {
     fn cors_origins() {
         assert!(parse_cors_origin("https://app.example").is_ok());
         assert!(parse_cors_origin("http://localhost:3000").is_ok());
+        assert_eq!(parse_listen("localhost:0"), Ok("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(parse_listen("[::1]:8443"), Ok("[::1]:8443".parse().unwrap()));
+        for bad in ["localhost", "localhost:x", "example.com:80", "127.0.0.1"] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
         for ok in ["app.example", "*.app.example", "localhost", "10.0.0.1", "::1", "a-b.c1"] {
             assert_eq!(parse_tls_san(ok).as_deref(), Ok(ok), "{ok}");
         }
