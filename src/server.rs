@@ -24,7 +24,7 @@ use crate::store::Store;
 use crate::token::{random_password, AdminCredential};
 use crate::{sweeper, tls};
 
-/// Why the server could not start.
+/// Why the server could not start, or did not stop cleanly.
 #[derive(Debug)]
 pub struct StartError(pub String);
 
@@ -50,6 +50,8 @@ pub struct AdminEndpoint {
 }
 
 /// Runs the server until `stop` resolves, then drains and closes the store.
+/// A final flush that fails (say, the database turned out damaged) is an
+/// error after the stop, so authd exits non-zero naming the file.
 pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), StartError> {
     let dir = DataDir::new(&cfg.data_dir);
     dir.prepare().map_err(StartError)?;
@@ -118,9 +120,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     let _ = std::fs::remove_file(dir.admin_credential());
-    if let Err(e) = store.flush().await {
-        tracing::error!("final flush failed: {e}");
-    }
+    let flushed = store.flush().await;
     drop(auth);
     // Connection tasks still finishing hold the store; give them a moment so
     // the database is closed cleanly rather than left for recovery.
@@ -132,7 +132,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     }
     drop(store);
     tracing::info!("stopped");
-    Ok(())
+    flushed.map_err(|e| StartError(format!("stopped without a final flush: {e}")))
 }
 
 /// Caps glibc's per-thread malloc arenas at two. By default glibc gives

@@ -13,7 +13,9 @@
 //!   resolves; touches may be lost in a crash, for at most one flush period.
 
 pub mod codec;
+mod contain;
 pub mod memory;
+mod overlay;
 pub mod redb;
 pub mod redis;
 

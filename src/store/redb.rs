@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -37,6 +37,8 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
+use super::contain::contain;
+use super::overlay::Overlay;
 use super::{
     name_key, ApiTokenRecord, Dump, Lockout, LockoutStep, NewSession, NewUser, Rotation, Series,
     ServerSecrets, Session, SessionLimits, Store, StoreError, StoreFuture, SweepReport, User, UserChange,
@@ -81,7 +83,7 @@ pub enum OpenError {
     /// The file is not a readable authd database.
     Corrupt { path: PathBuf, detail: String },
     /// The file was written by a newer authd.
-    NewerSchema { path: PathBuf, found: u32 },
+    NewerSchema { path: PathBuf, found: u64 },
     /// Any other I/O failure.
     Io { path: PathBuf, detail: String },
 }
@@ -118,6 +120,46 @@ pub struct RedbStore {
     thread: Option<JoinHandle<()>>,
     secrets: ServerSecrets,
     cache: Arc<Cache>,
+    damage: Arc<Damage>,
+}
+
+/// Whether redb has panicked on the file since it was opened.
+///
+/// A panic inside redb means the file is damaged in a way the start-up
+/// checks did not see, and redb's own state may be half-changed. From then
+/// on the store neither reads nor writes (every call is a storage error,
+/// 503), and the database is never closed: redb's close writes.
+struct Damage {
+    path: PathBuf,
+    found: AtomicBool,
+}
+
+impl Damage {
+    fn new(path: &Path) -> Damage {
+        Damage { path: path.to_path_buf(), found: AtomicBool::new(false) }
+    }
+
+    /// Records a panic inside redb while `doing`; the first one is logged
+    /// and leaks a handle to `db`, so it is never closed.
+    fn record(&self, db: &Arc<Database>, doing: &str, detail: &str) {
+        if !self.found.swap(true, Ordering::AcqRel) {
+            std::mem::forget(Arc::clone(db));
+            tracing::error!("{} (redb failed {doing}: {detail})", self.message());
+        }
+    }
+
+    fn is_found(&self) -> bool {
+        self.found.load(Ordering::Acquire)
+    }
+
+    /// What every store call answers once the damage is found.
+    fn error(&self) -> StoreError {
+        StoreError::Storage(self.message())
+    }
+
+    fn message(&self) -> String {
+        format!("{} is damaged; stop authd and restore it from a backup", self.path.display())
+    }
 }
 
 /// How many nice steps the writer thread runs below the thread that opened the store.
@@ -164,6 +206,13 @@ impl Cache {
         users.insert(user.id, Arc::clone(user));
     }
 
+    /// Drops every entry: after a failed commit nothing is known about what it wrote.
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        write_lock(&self.sessions).clear();
+        write_lock(&self.users).clear();
+    }
+
     fn invalidate(&self, dirty: &Dirty) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if dirty.sessions.is_empty() && dirty.users.is_empty() {
@@ -192,22 +241,39 @@ impl RedbStore {
     /// Opens (or creates) `path`; un-flushed touches are made durable within `flush_after`.
     pub fn open(path: &Path, flush_after: Duration) -> Result<RedbStore, OpenError> {
         let db = open_database(path)?;
-        let secrets = init_schema(&db, path)?;
+        let schema = match contain(|| init_schema(&db, path)) {
+            Ok(schema) => schema?,
+            Err(detail) => {
+                std::mem::forget(db); // redb's close writes; the file is damaged
+                return Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) });
+            }
+        };
+        if let Some(v) = schema.migrated_from {
+            tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
+        }
+        let secrets = schema.secrets;
         let db = Arc::new(db);
         let cache = Arc::new(Cache::default());
+        let damage = Arc::new(Damage::new(path));
         let (tx, rx) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
-        let writer_cache = Arc::clone(&cache);
+        let (writer_db, writer_cache, writer_damage) =
+            (Arc::clone(&db), Arc::clone(&cache), Arc::clone(&damage));
         let thread = std::thread::Builder::new()
             .name("authd-writer".into())
-            .spawn(move || writer_loop(&writer_db, &writer_cache, &rx, flush_after))
+            .spawn(move || writer_loop(&writer_db, &writer_cache, &writer_damage, &rx, flush_after))
             .map_err(|e| OpenError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
-        Ok(RedbStore { db, writer: Some(tx), thread: Some(thread), secrets, cache })
+        Ok(RedbStore { db, writer: Some(tx), thread: Some(thread), secrets, cache, damage })
     }
 
+    /// Runs `f` in a read transaction; a panic inside redb marks the file damaged.
     fn read<R>(&self, f: impl FnOnce(&ReadTransaction) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        f(&txn)
+        if self.damage.is_found() {
+            return Err(self.damage.error());
+        }
+        contain(|| f(&self.db.begin_read().map_err(storage)?)).unwrap_or_else(|detail| {
+            self.damage.record(&self.db, "reading", &detail);
+            Err(self.damage.error())
+        })
     }
 
     fn write<R: Send + 'static>(
@@ -215,6 +281,9 @@ impl RedbStore {
         durable: bool,
         op: impl FnOnce(&mut Tables<'_>) -> Result<R, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, R> {
+        if self.damage.is_found() {
+            return Box::pin(std::future::ready(Err(self.damage.error())));
+        }
         let (tx, rx) = oneshot::channel();
         let job = Job {
             durable,
@@ -234,9 +303,13 @@ impl RedbStore {
             Some(w) => w.send(job).map_err(|_| StoreError::Closed),
             None => Err(StoreError::Closed),
         };
+        let damage = Arc::clone(&self.damage);
         Box::pin(async move {
             sent?;
-            rx.await.map_err(|_| StoreError::Storage("write aborted".into()))?
+            rx.await.map_err(|_| match damage.is_found() {
+                true => damage.error(),
+                false => StoreError::Storage("write aborted".into()),
+            })?
         })
     }
 }
@@ -350,11 +423,14 @@ impl Store for RedbStore {
     }
 
     fn cached_session(&self, key: SessionKey) -> Option<(Arc<Session>, Arc<User>)> {
+        if self.damage.is_found() {
+            return None;
+        }
         self.cache.get(&key.0)
     }
 
     fn session(&self, key: SessionKey) -> StoreFuture<'_, Option<(Arc<Session>, Arc<User>)>> {
-        if let Some(hit) = self.cache.get(&key.0) {
+        if let Some(hit) = self.cached_session(key) {
             return Box::pin(std::future::ready(Ok(Some(hit))));
         }
         let since = self.cache.generation.load(Ordering::Acquire);
@@ -1031,7 +1107,15 @@ struct Job {
 }
 
 /// The writer thread: batch, apply, commit, answer; flush lazily written data.
-fn writer_loop(db: &Database, cache: &Cache, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
+/// Once redb has panicked on the file, each batch is dropped unrun (its
+/// callers hear "write aborted") and nothing more is flushed.
+fn writer_loop(
+    db: &Arc<Database>,
+    cache: &Cache,
+    damage: &Damage,
+    rx: &mpsc::Receiver<Job>,
+    flush_after: Duration,
+) {
     // Five nice steps below the async workers (and five above the password
     // hashing threads): where the writer and request handling share a core,
     // a sweep batch or a burst of touches yields to a waiting session check
@@ -1060,19 +1144,39 @@ fn writer_loop(db: &Database, cache: &Cache, rx: &mpsc::Receiver<Job>, flush_aft
                 Err(_) => break,
             }
         }
+        if damage.is_found() {
+            pending_since = None;
+            continue; // dropping the batch answers its callers
+        }
         let overdue = pending_since.is_some_and(|t| t.elapsed() >= flush_after);
         let durable = batch.is_empty() || overdue || batch.iter().any(|j| j.durable);
-        match run_batch(db, cache, batch, durable) {
+        match contained_batch(db, cache, damage, batch, durable) {
             Ok(()) if durable => pending_since = None,
             Ok(()) => pending_since = pending_since.or(Some(Instant::now())),
             Err(e) => tracing::error!("database write failed: {e}"),
         }
     }
     if pending_since.is_some() {
-        if let Err(e) = run_batch(db, cache, Vec::new(), true) {
+        if let Err(e) = contained_batch(db, cache, damage, Vec::new(), true) {
             tracing::error!("final database flush failed: {e}");
         }
     }
+}
+
+/// [`run_batch`], with a panic inside redb recorded as damage (the cache is
+/// dropped whole: what the failed commit wrote is unknown).
+fn contained_batch(
+    db: &Arc<Database>,
+    cache: &Cache,
+    damage: &Damage,
+    batch: Vec<Job>,
+    durable: bool,
+) -> Result<(), StoreError> {
+    contain(|| run_batch(db, cache, batch, durable)).unwrap_or_else(|detail| {
+        cache.clear();
+        damage.record(db, "writing", &detail);
+        Err(damage.error())
+    })
 }
 
 fn run_batch(db: &Database, cache: &Cache, batch: Vec<Job>, durable: bool) -> Result<(), StoreError> {
@@ -1169,19 +1273,59 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
         create_private_file(path).map_err(|e| io(e.to_string()))?;
     } else if std::fs::metadata(path).map_err(|e| io(e.to_string()))?.len() > 0 {
         // Opening for writing rewrites the file's header, so whatever makes
-        // authd refuse an existing file is found read-only first.
-        check_read_only(path)?;
+        // authd refuse an existing file is found first: read-only, then by
+        // a trial whose writes stay in memory.
+        if check_read_only(path)? == Closed::Cleanly {
+            trial_open(path)?;
+        }
     }
-    let opened = std::panic::catch_unwind(|| {
-        let mut builder = Database::builder();
-        builder.set_cache_size(32 * 1024 * 1024);
-        builder.create(path)
-    });
-    match opened {
+    match contain(|| builder().create(path)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(open_error(path, e)),
-        Err(_) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: "the file is damaged".into() }),
+        Err(detail) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) }),
     }
+}
+
+/// redb's settings for authd's file.
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(32 * 1024 * 1024);
+    builder
+}
+
+/// The detail of an [`OpenError::Corrupt`] for a panic inside redb.
+fn damaged(panic: &str) -> String {
+    format!("the file is damaged: {panic}")
+}
+
+/// How an existing file was last closed, as its read-only open shows.
+#[derive(Debug, PartialEq, Eq)]
+enum Closed {
+    /// Cleanly: redb will trust the allocator state recorded at the close,
+    /// which it does not verify.
+    Cleanly,
+    /// Not cleanly (a crash): the writable open verifies every page's
+    /// checksum and rebuilds the allocator state from the trees.
+    NeedsRepair,
+}
+
+/// Runs what start-up does to a cleanly closed file (redb's writable open,
+/// the schema transaction, the close) on an [`Overlay`] of it that keeps
+/// every write in memory. redb trusts the allocator state the last close
+/// recorded; damage to it shows only when redb allocates pages, as a panic
+/// or an error, and is found here while the file is still as it was.
+fn trial_open(path: &Path) -> Result<(), OpenError> {
+    let io = |e: std::io::Error| OpenError::Io { path: path.to_path_buf(), detail: e.to_string() };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let tried = contain(|| -> Result<(), OpenError> {
+        let db = builder().create_with_backend(Overlay::new(file, len)).map_err(|e| open_error(path, e))?;
+        init_schema(&db, path)?;
+        db.close().map_err(|e| open_error(path, e))
+    });
+    tried.unwrap_or_else(|detail| {
+        Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) })
+    })
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
@@ -1199,15 +1343,15 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {
 /// Refuses, without writing, a file that is not a redb database, is held by
 /// another process, or was written by a newer schema. A file that was not
 /// closed cleanly (a crash) passes: the writable open repairs it.
-fn check_read_only(path: &Path) -> Result<(), OpenError> {
+fn check_read_only(path: &Path) -> Result<Closed, OpenError> {
     let corrupt = |detail: String| OpenError::Corrupt { path: path.to_path_buf(), detail };
-    let opened = match std::panic::catch_unwind(|| redb::ReadOnlyDatabase::open(path)) {
+    let opened = match contain(|| redb::ReadOnlyDatabase::open(path)) {
         Ok(Ok(db)) => db,
-        Ok(Err(redb::DatabaseError::RepairAborted)) => return Ok(()),
+        Ok(Err(redb::DatabaseError::RepairAborted)) => return Ok(Closed::NeedsRepair),
         Ok(Err(e)) => return Err(open_error(path, e)),
-        Err(_) => return Err(corrupt("the file is damaged".into())),
+        Err(detail) => return Err(corrupt(damaged(&detail))),
     };
-    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Option<u64>, String> {
+    let found = contain(|| -> Result<Option<u64>, String> {
         let txn = opened.begin_read().map_err(|e| e.to_string())?;
         let meta = match txn.open_table(META) {
             Ok(t) => t,
@@ -1218,15 +1362,14 @@ fn check_read_only(path: &Path) -> Result<(), OpenError> {
             Some(raw) => read_u64(raw.value()).map(Some).map_err(|e| e.to_string()),
             None => Ok(None),
         }
-    }));
+    });
     match found {
-        Ok(Ok(Some(found))) if found > u64::from(SCHEMA_VERSION) => Err(OpenError::NewerSchema {
-            path: path.to_path_buf(),
-            found: u32::try_from(found).unwrap_or(u32::MAX),
-        }),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(Some(found))) if found > u64::from(SCHEMA_VERSION) => {
+            Err(OpenError::NewerSchema { path: path.to_path_buf(), found })
+        }
+        Ok(Ok(_)) => Ok(Closed::Cleanly),
         Ok(Err(detail)) => Err(corrupt(detail)),
-        Err(_) => Err(corrupt("the file is damaged".into())),
+        Err(detail) => Err(corrupt(damaged(&detail))),
     }
 }
 
@@ -1235,8 +1378,16 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map(drop)
 }
 
-/// Creates the tables and secrets of a new file, or checks an existing one's schema.
-fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
+/// What [`init_schema`] found or made.
+struct Schema {
+    secrets: ServerSecrets,
+    /// The schema the file was migrated from, if it was.
+    migrated_from: Option<u64>,
+}
+
+/// Creates the tables and secrets of a new file, or checks (and migrates)
+/// an existing one's schema; silent, so a trial run logs nothing.
+fn init_schema(db: &Database, path: &Path) -> Result<Schema, OpenError> {
     let fail = |e: StoreError| OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
     let txn = db.begin_write().map_err(storage).map_err(fail)?;
     let mut migrated = None;
@@ -1264,10 +1415,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
                 secrets
             }
             Some(v) if v > u64::from(SCHEMA_VERSION) => {
-                return Err(OpenError::NewerSchema {
-                    path: path.to_path_buf(),
-                    found: u32::try_from(v).unwrap_or(u32::MAX),
-                })
+                return Err(OpenError::NewerSchema { path: path.to_path_buf(), found: v })
             }
             Some(v) if v < u64::from(SCHEMA_VERSION) => {
                 migrate(&mut t, v).map_err(fail)?;
@@ -1278,10 +1426,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<ServerSecrets, OpenError> {
         }
     };
     txn.commit().map_err(storage).map_err(fail)?;
-    if let Some(v) = migrated {
-        tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
-    }
-    Ok(secrets)
+    Ok(Schema { secrets, migrated_from: migrated })
 }
 
 /// Brings a file written with schema `from` up to [`SCHEMA_VERSION`] inside
@@ -1593,6 +1738,53 @@ mod tests {
         let r = RedbStore::open(&path, Duration::from_secs(1));
         assert!(matches!(r, Err(OpenError::Corrupt { .. })), "{:?}", r.err());
         assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn a_schema_beyond_u32_is_reported_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        drop(open(dir.path()));
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert("schema", 99_999_999_999u64.to_le_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let err = RedbStore::open(&path, Duration::from_secs(1)).err().unwrap();
+        assert!(matches!(err, OpenError::NewerSchema { found: 99_999_999_999, .. }), "{err:?}");
+        assert!(err.to_string().contains("schema 99999999999;"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_a_read_marks_the_file_damaged_and_every_call_fails_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("ann")).await.unwrap().id;
+        s.create_session(plan(1, session(uid, 1000), 5000)).await.unwrap();
+        assert!(s.session(SessionKey([1; 16])).await.unwrap().is_some(), "now cached");
+        let r: Result<(), StoreError> = s.read(|_| panic!("index out of bounds"));
+        let named = |r: Result<_, StoreError>| match r {
+            Err(StoreError::Storage(m)) => m.contains(&dir.path().join(DB_FILE).display().to_string()),
+            _ => false,
+        };
+        assert!(named(r), "the read's error does not name the file");
+        assert!(s.cached_session(SessionKey([1; 16])).is_none(), "the cache still answers");
+        assert!(named(s.session(SessionKey([1; 16])).await.map(drop)));
+        assert!(named(s.user(uid).await.map(drop)));
+        assert!(named(s.flush().await));
+        drop(s); // must not close (and so write) the damaged file, nor panic
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_writer_thread_fails_that_write_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let r: Result<(), StoreError> = s.write(true, |_| panic!("index out of bounds")).await;
+        assert!(matches!(r, Err(StoreError::Storage(_))), "{r:?}");
+        let later = s.create_user(new_user("bob")).await;
+        assert!(matches!(&later, Err(StoreError::Storage(m)) if m.contains("is damaged")), "{later:?}");
+        assert!(matches!(s.flush().await, Err(StoreError::Storage(_))));
+        drop(s);
     }
 
     #[test]

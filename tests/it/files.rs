@@ -92,12 +92,19 @@ fn a_garbage_database_file_is_refused_by_name_and_left_as_it_is() {
     assert!(!log.contains("admin password"), "a new admin was made:\n{log}");
 
     // The admin CLI on the same dir says the same and changes nothing.
-    let before = snapshot(&data);
-    let out = authd_cli(&data, &["user", "list"], None);
+    cli_refuses(&data, &db, &["user", "list"], None);
+}
+
+/// Runs the admin CLI on `data`, expecting it to refuse, naming `file`,
+/// without a panic, and to leave the data dir exactly as it was.
+fn cli_refuses(data: &Path, file: &Path, args: &[&str], stdin: Option<&str>) {
+    let before = snapshot(data);
+    let out = authd_cli(data, args, stdin);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "user list on a garbage database succeeded");
-    assert!(err.contains(&show(&db)), "user list: {err}");
-    assert_unchanged(&data, &before, "user list");
+    assert!(!out.status.success(), "{args:?} on a refused database succeeded");
+    assert_ne!(out.status.code(), Some(101), "{args:?} panicked:\n{err}");
+    assert!(err.contains(&show(file)), "{args:?}: {err}");
+    assert_unchanged(data, &before, &format!("{args:?}"));
 }
 
 #[test]
@@ -280,4 +287,86 @@ fn a_data_path_that_is_a_file_is_refused() {
     assert!(!status.expect("exited").success());
     assert!(log.contains(&show(&data)) && log.contains("not a directory"), "{log}");
     assert_eq!(std::fs::read(&data).unwrap(), b"not a directory");
+}
+
+/// Damages the allocator state redb records at a clean close, as the audit's
+/// one flipped byte did: in each order's free-page bitmap, byte 1 of the
+/// root word is set to 0x35, so the root claims free pages in sub-trees that
+/// do not exist. Every page that holds a copy (the live one and stale ones)
+/// is changed; returns how many bitmaps were. The file stays a valid redb
+/// file in every other respect: header and commit slots are untouched.
+fn damage_allocator_state(bytes: &mut [u8]) -> usize {
+    let mut damaged = 0;
+    for page in bytes.chunks_exact_mut(4096) {
+        if let Some(value) = region_allocator(page) {
+            damaged += damage_root_words(page, value);
+        }
+    }
+    damaged
+}
+
+/// Where in `page` the serialized allocator of region 0 lies, if `page` is
+/// a leaf of redb's allocator-state table (fixed 5-byte keys, key
+/// `Region(0)` = `[3, 0, 0, 0, 0]`, variable values).
+fn region_allocator(page: &[u8]) -> Option<std::ops::Range<usize>> {
+    let u32_at = |at: usize| page.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+    if page[0] != 1 {
+        return None;
+    }
+    let pairs = usize::from(u16::from_le_bytes([page[2], page[3]]));
+    let keys = 4 + 4 * pairs;
+    let values = keys + 5 * pairs;
+    (0..pairs).find_map(|i| {
+        let key = page.get(keys + 5 * i..keys + 5 * i + 5)?;
+        if key != [3, 0, 0, 0, 0] {
+            return None;
+        }
+        let start = if i == 0 { values } else { u32_at(4 + 4 * (i - 1))? };
+        let end = u32_at(4 + 4 * i)?;
+        (start < end && end <= page.len()).then_some(start..end)
+    })
+}
+
+/// Sets byte 1 of the root word of each order's bitmap in the buddy
+/// allocator serialized at `page[value]` (max order, 3 pad bytes, page
+/// count, end offsets; each bitmap: height, level ends, then levels of
+/// length + words, root first). Returns how many it changed.
+fn damage_root_words(page: &mut [u8], value: std::ops::Range<usize>) -> usize {
+    let base = value.start;
+    let u32_at = |p: &[u8], at: usize| u32::from_le_bytes(p[at..at + 4].try_into().unwrap()) as usize;
+    let max_order = usize::from(page[base]);
+    let mut start = 8 + (max_order + 1) * 4;
+    let mut changed = 0;
+    for order in 0..=max_order {
+        let end = u32_at(page, base + 8 + order * 4);
+        let height = u32_at(page, base + start);
+        let root = base + start + 4 + 4 * height; // the root level: its length, then its first word
+        if height > 0 && root + 4 + 8 <= base + end && base + end <= value.end {
+            page[root + 4 + 1] = 0x35;
+            changed += 1;
+        }
+        start = end;
+    }
+    changed
+}
+
+#[test]
+fn a_database_with_a_damaged_allocator_state_is_refused_by_name_and_left_as_it_is() {
+    if redb_only("a_database_with_a_damaged_allocator_state_is_refused_by_name_and_left_as_it_is") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    let db = data.join("authd.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(damage_allocator_state(&mut bytes) > 0, "no allocator state found in {}", show(&db));
+    std::fs::write(&db, &bytes).unwrap();
+    // redb's own read-only open finds nothing wrong with such a file.
+    assert!(redb::ReadOnlyDatabase::open(&db).is_ok());
+
+    let log = refuses(&data, "authd.redb with a damaged allocator state", &[&show(&db), "backup"]);
+    assert!(!log.contains("admin password"), "a new admin was made:\n{log}");
+
+    cli_refuses(&data, &db, &["user", "list"], None);
+    cli_refuses(&data, &db, &["user", "add", "zoe", "--password-stdin"], Some("zoe-password-123\n"));
+    assert_eq!(std::fs::read(&db).unwrap(), bytes);
 }
