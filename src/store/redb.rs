@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,8 @@ pub struct RedbStore {
     secrets: ServerSecrets,
     cache: Arc<Cache>,
     damage: Arc<Damage>,
+    /// Touches waiting for the writer: a session's last use and deadline.
+    touches: Arc<Mutex<HashMap<SessionKey, (Timestamp, Timestamp)>>>,
 }
 
 /// Whether redb has panicked on the file since it was opened.
@@ -262,7 +264,15 @@ impl RedbStore {
             .name("authd-writer".into())
             .spawn(move || writer_loop(&writer_db, &writer_cache, &writer_damage, &rx, flush_after))
             .map_err(|e| OpenError::Io { path: path.to_path_buf(), detail: e.to_string() })?;
-        Ok(RedbStore { db, writer: Some(tx), thread: Some(thread), secrets, cache, damage })
+        Ok(RedbStore {
+            db,
+            writer: Some(tx),
+            thread: Some(thread),
+            secrets,
+            cache,
+            damage,
+            touches: Arc::default(),
+        })
     }
 
     /// Runs `f` in a read transaction; a panic inside redb marks the file damaged.
@@ -488,15 +498,29 @@ impl Store for RedbStore {
         last_use: Timestamp,
         deadline: Timestamp,
     ) -> StoreFuture<'_, ()> {
-        self.write(false, move |t| {
-            let Some((mut s, old_deadline)) = t.session(key)? else {
-                return Ok(());
-            };
-            if last_use <= s.last_use {
-                return Ok(());
+        // Touches wait in one map, a session's latest use winning, and the
+        // first to arrive queues one write that takes them all: a burst of
+        // due touches (every session of a busy server after a quiet spell)
+        // costs memory per session while it waits, not per request.
+        let first = {
+            let mut pending = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            let first = pending.is_empty();
+            let entry = pending.entry(key).or_insert((last_use, deadline));
+            if last_use > entry.0 {
+                *entry = (last_use, deadline);
             }
-            s.last_use = last_use;
-            t.refile_session(key, &s, old_deadline, deadline)
+            first
+        };
+        if !first {
+            return Box::pin(std::future::ready(Ok(()))); // rides on the write already queued
+        }
+        let touches = Arc::clone(&self.touches);
+        self.write(false, move |t| {
+            let batch = std::mem::take(&mut *touches.lock().unwrap_or_else(|p| p.into_inner()));
+            for (key, (last_use, deadline)) in batch {
+                t.touch_session(key, last_use, deadline)?;
+            }
+            Ok(())
         })
     }
 
@@ -969,6 +993,24 @@ impl<'t> Tables<'t> {
         self.user_sessions.insert((s.user, &key.0), ()).map_err(storage)?;
         self.expiry.insert((deadline.0, KIND_SESSION, &key.0), ()).map_err(storage)?;
         Ok(())
+    }
+
+    /// Records a later last use of a session (an earlier one, or a session
+    /// gone since, changes nothing).
+    fn touch_session(
+        &mut self,
+        key: SessionKey,
+        last_use: Timestamp,
+        deadline: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some((mut s, old_deadline)) = self.session(key)? else {
+            return Ok(());
+        };
+        if last_use <= s.last_use {
+            return Ok(());
+        }
+        s.last_use = last_use;
+        self.refile_session(key, &s, old_deadline, deadline)
     }
 
     /// Rewrites a stored session's record and moves its expiry-index entry
@@ -1592,6 +1634,34 @@ mod tests {
         );
         assert_eq!(s.sweep(Timestamp(15_000), LIMITS, 100).await.unwrap().sessions, 0);
         assert_eq!(s.sweep(Timestamp(19_000), LIMITS, 100).await.unwrap().sessions, 1);
+    }
+
+    #[tokio::test]
+    async fn touches_made_together_are_written_together_and_the_latest_use_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        s.create_session(plan(1, session(uid, 0), 10_000)).await.unwrap();
+        s.create_session(plan(2, session(uid, 0), 10_000)).await.unwrap();
+        let (one, two) = (SessionKey([1; 16]), SessionKey([2; 16]));
+        // Issued before any is awaited: they share the writes already queued.
+        let touches = [
+            s.touch_session(one, Timestamp(5_000), Timestamp(15_000)),
+            s.touch_session(one, Timestamp(7_000), Timestamp(17_000)),
+            s.touch_session(two, Timestamp(6_000), Timestamp(16_000)),
+            s.touch_session(one, Timestamp(6_500), Timestamp(16_500)), // older than 7,000: no effect
+        ];
+        for t in touches {
+            t.await.unwrap();
+        }
+        let mine: Vec<_> = s.sessions_of(uid).await.unwrap().iter().map(|(k, s)| (*k, s.last_use)).collect();
+        assert!(
+            mine.contains(&(one, Timestamp(7_000))) && mine.contains(&(two, Timestamp(6_000))),
+            "{mine:?}"
+        );
+        // Filed under the deadlines that went with those uses.
+        assert_eq!(s.sweep(Timestamp(16_600), LIMITS, 100).await.unwrap().sessions, 1);
+        assert_eq!(s.sweep(Timestamp(17_100), LIMITS, 100).await.unwrap().sessions, 1);
     }
 
     #[tokio::test]
