@@ -573,7 +573,7 @@ async fn cert(data: &std::path::Path) -> Result<(), String> {
     let path = match AdminClient::from_dir(&dir) {
         Ok(client) if client.reachable().await => client.cert_path().to_path_buf(),
         _ => {
-            if !(dir.cert().exists() && dir.key().exists()) {
+            if !dir.has_tls_pair() {
                 dir.prepare()?;
                 crate::tls::load(&dir, &[], None)?;
             }

@@ -51,6 +51,11 @@ impl DataDir {
         self.tls().join("key.pem")
     }
 
+    /// Whether the certificate and its key are both there.
+    pub fn has_tls_pair(&self) -> bool {
+        self.cert().exists() && self.key().exists()
+    }
+
     /// The names the self-signed certificate covers.
     pub fn cert_names(&self) -> PathBuf {
         self.tls().join("names")

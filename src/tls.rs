@@ -27,7 +27,7 @@ pub const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// Whether the data dir's self-signed pair must be made (again) for these
 /// names: it is missing, or was made for other names. Reads only.
 pub fn self_signed_due(dir: &DataDir, extra_names: &[String]) -> bool {
-    if !(dir.cert().exists() && dir.key().exists()) {
+    if !dir.has_tls_pair() {
         return true;
     }
     match std::fs::read_to_string(dir.cert_names()) {
@@ -170,7 +170,7 @@ fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
     if !self_signed_due(dir, extra) {
         return Ok(());
     }
-    if dir.cert().exists() && dir.key().exists() {
+    if dir.has_tls_pair() {
         tracing::warn!("the certificate names changed (--tls-san); making a new self-signed certificate");
     }
     let names = wanted_names(extra);

@@ -235,6 +235,10 @@ fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
@@ -503,7 +507,7 @@ impl Store for RedbStore {
         // due touches (every session of a busy server after a quiet spell)
         // costs memory per session while it waits, not per request.
         let first = {
-            let mut pending = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = lock(&self.touches);
             let first = pending.is_empty();
             let entry = pending.entry(key).or_insert((last_use, deadline));
             if last_use > entry.0 {
@@ -516,7 +520,7 @@ impl Store for RedbStore {
         }
         let touches = Arc::clone(&self.touches);
         self.write(false, move |t| {
-            let batch = std::mem::take(&mut *touches.lock().unwrap_or_else(|p| p.into_inner()));
+            let batch = std::mem::take(&mut *lock(&touches));
             for (key, (last_use, deadline)) in batch {
                 t.touch_session(key, last_use, deadline)?;
             }
