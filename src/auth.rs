@@ -601,13 +601,8 @@ impl Auth {
         }
         if let Some(deadline) = touch {
             Arc::make_mut(&mut record).last_use = now;
-            let store = Arc::clone(&self.store);
             // Touches are lazy: the answer does not wait for the write.
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_session(key, now, deadline).await {
-                    tracing::warn!("could not record session use: {e}");
-                }
-            });
+            self.store.touch_session(key, now, deadline);
         }
         Ok(Lookup::Found(SessionUse { user, session: ActiveSession { key, record, expires }, new_id: None }))
     }

@@ -185,8 +185,11 @@ impl Run<'_> {
             }
             8 => {
                 let (key, last_use, deadline) = (self.key(), self.time(), self.time());
-                both!(self, format!("touch_session({key:?}, {last_use:?}, {deadline:?})"), |s| s
-                    .touch_session(key, last_use, deadline));
+                // A touch answers nothing; the flush after it waits for its write.
+                both!(self, format!("touch_session({key:?}, {last_use:?}, {deadline:?}); flush()"), |s| {
+                    s.touch_session(key, last_use, deadline);
+                    s.flush()
+                });
             }
             9 => {
                 let (key, with_series) = (self.key(), self.input.bool());

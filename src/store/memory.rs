@@ -253,20 +253,13 @@ impl Store for MemoryStore {
         self.with(move |m| m.create_session(plan))
     }
 
-    fn touch_session(
-        &self,
-        key: SessionKey,
-        last_use: Timestamp,
-        deadline: Timestamp,
-    ) -> StoreFuture<'_, ()> {
-        self.with(move |m| {
-            if let Some((s, _)) = m.sessions.get(&key.0).cloned() {
-                if last_use > s.last_use {
-                    m.put_session(key, Session { last_use, ..s }, deadline);
-                }
+    fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp) {
+        let mut m = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, _)) = m.sessions.get(&key.0).cloned() {
+            if last_use > s.last_use {
+                m.put_session(key, Session { last_use, ..s }, deadline);
             }
-            Ok(())
-        })
+        }
     }
 
     fn delete_session(&self, key: SessionKey, with_series: bool) -> StoreFuture<'_, bool> {
@@ -580,7 +573,7 @@ mod tests {
             }
             log.push(format!("create {k}: {:?}", s.create_session(p).await.unwrap()));
         }
-        s.touch_session(SessionKey([5; 16]), Timestamp(9_000), Timestamp(19_000)).await.unwrap();
+        s.touch_session(SessionKey([5; 16]), Timestamp(9_000), Timestamp(19_000));
         let rot = plan(7, session(a, 9_500, Some(Selector([4; 16]))), 19_500, 3);
         log.push(format!(
             "{:?}",

@@ -63,9 +63,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Creates a session durably, per `plan`; returns the keys it removed.
     fn create_session(&self, plan: NewSession) -> StoreFuture<'_, Vec<SessionKey>>;
-    /// Records a later last use (lazily: may be lost in a crash).
-    fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp)
-        -> StoreFuture<'_, ()>;
+    /// Records a later last use, without waiting: lazily (it may be lost in
+    /// a crash) and on the store's own time; the store logs a failure.
+    fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp);
     /// Deletes a session durably (and its remember-me series if `with_series`);
     /// `false` if it was not there.
     fn delete_session(&self, key: SessionKey, with_series: bool) -> StoreFuture<'_, bool>;

@@ -295,28 +295,10 @@ impl RedbStore {
         durable: bool,
         op: impl FnOnce(&mut Tables<'_>) -> Result<R, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, R> {
-        if self.damage.is_found() {
-            return Box::pin(std::future::ready(Err(self.damage.error())));
-        }
         let (tx, rx) = oneshot::channel();
-        let job = Job {
-            durable,
-            op: Box::new(move |tables: &mut Tables<'_>| {
-                let result = op(tables);
-                let fatal = match &result {
-                    Err(e @ StoreError::Storage(_)) => Some(e.clone()),
-                    _ => None,
-                };
-                let done: Done = Box::new(move |commit| {
-                    let _ = tx.send(commit.and(result)); // the caller may have gone away
-                });
-                (done, fatal)
-            }),
-        };
-        let sent = match &self.writer {
-            Some(w) => w.send(job).map_err(|_| StoreError::Closed),
-            None => Err(StoreError::Closed),
-        };
+        let sent = self.submit(durable, op, move |result| {
+            let _ = tx.send(result); // the caller may have gone away
+        });
         let damage = Arc::clone(&self.damage);
         Box::pin(async move {
             sent?;
@@ -325,6 +307,37 @@ impl RedbStore {
                 false => StoreError::Storage("write aborted".into()),
             })?
         })
+    }
+
+    /// Queues `op` for the writer thread, which hands `done` its outcome
+    /// once the batch holding it commits (or fails). `done` is not called
+    /// if the batch is dropped unrun (the file is damaged) or the job
+    /// cannot be queued (the store is closing; the error says which).
+    fn submit<R: Send + 'static>(
+        &self,
+        durable: bool,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<R, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<R, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        if self.damage.is_found() {
+            return Err(self.damage.error());
+        }
+        let job = Job {
+            durable,
+            op: Box::new(move |tables: &mut Tables<'_>| {
+                let result = op(tables);
+                let fatal = match &result {
+                    Err(e @ StoreError::Storage(_)) => Some(e.clone()),
+                    _ => None,
+                };
+                let done: Done = Box::new(move |commit| done(commit.and(result)));
+                (done, fatal)
+            }),
+        };
+        match &self.writer {
+            Some(w) => w.send(job).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -496,12 +509,7 @@ impl Store for RedbStore {
         })
     }
 
-    fn touch_session(
-        &self,
-        key: SessionKey,
-        last_use: Timestamp,
-        deadline: Timestamp,
-    ) -> StoreFuture<'_, ()> {
+    fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp) {
         // Touches wait in one map, a session's latest use winning, and the
         // first to arrive queues one write that takes them all: a burst of
         // due touches (every session of a busy server after a quiet spell)
@@ -516,16 +524,27 @@ impl Store for RedbStore {
             first
         };
         if !first {
-            return Box::pin(std::future::ready(Ok(()))); // rides on the write already queued
+            return; // rides on the write already queued
         }
         let touches = Arc::clone(&self.touches);
-        self.write(false, move |t| {
+        let take_all = move |t: &mut Tables<'_>| {
             let batch = std::mem::take(&mut *lock(&touches));
             for (key, (last_use, deadline)) in batch {
                 t.touch_session(key, last_use, deadline)?;
             }
             Ok(())
-        })
+        };
+        let report = |result: Result<(), StoreError>| {
+            if let Err(e) = result {
+                tracing::warn!("could not record session use: {e}");
+            }
+        };
+        if let Err(e) = self.submit(false, take_all, report) {
+            // Damage is logged once where it is found; a closing store has
+            // nothing left to record uses for. Nothing will take the map.
+            lock(&self.touches).clear();
+            tracing::debug!("session use not recorded: {e}");
+        }
     }
 
     fn delete_session(&self, key: SessionKey, with_series: bool) -> StoreFuture<'_, bool> {
@@ -1629,8 +1648,9 @@ mod tests {
         let s = open(dir.path());
         let uid = s.create_user(new_user("a")).await.unwrap().id;
         s.create_session(plan(1, session(uid, 0), 10_000)).await.unwrap();
-        s.touch_session(SessionKey([1; 16]), Timestamp(8_000), Timestamp(18_000)).await.unwrap();
-        // Still its owner's, with the new last use.
+        s.touch_session(SessionKey([1; 16]), Timestamp(8_000), Timestamp(18_000));
+        s.flush().await.unwrap(); // queued after the touch's write
+                                  // Still its owner's, with the new last use.
         let mine = s.sessions_of(uid).await.unwrap();
         assert_eq!(
             mine.iter().map(|(k, s)| (*k, s.last_use)).collect::<Vec<_>>(),
@@ -1648,16 +1668,12 @@ mod tests {
         s.create_session(plan(1, session(uid, 0), 10_000)).await.unwrap();
         s.create_session(plan(2, session(uid, 0), 10_000)).await.unwrap();
         let (one, two) = (SessionKey([1; 16]), SessionKey([2; 16]));
-        // Issued before any is awaited: they share the writes already queued.
-        let touches = [
-            s.touch_session(one, Timestamp(5_000), Timestamp(15_000)),
-            s.touch_session(one, Timestamp(7_000), Timestamp(17_000)),
-            s.touch_session(two, Timestamp(6_000), Timestamp(16_000)),
-            s.touch_session(one, Timestamp(6_500), Timestamp(16_500)), // older than 7,000: no effect
-        ];
-        for t in touches {
-            t.await.unwrap();
-        }
+        // One write takes them all, whenever the writer reaches it.
+        s.touch_session(one, Timestamp(5_000), Timestamp(15_000));
+        s.touch_session(one, Timestamp(7_000), Timestamp(17_000));
+        s.touch_session(two, Timestamp(6_000), Timestamp(16_000));
+        s.touch_session(one, Timestamp(6_500), Timestamp(16_500)); // older than 7,000: no effect
+        s.flush().await.unwrap(); // queued after the touches' write
         let mine: Vec<_> = s.sessions_of(uid).await.unwrap().iter().map(|(k, s)| (*k, s.last_use)).collect();
         assert!(
             mine.contains(&(one, Timestamp(7_000))) && mine.contains(&(two, Timestamp(6_000))),

@@ -273,7 +273,47 @@ fn corrupt(what: &'static str) -> StoreError {
     StoreError::Corrupt(super::codec::DecodeError(what))
 }
 
+/// Records a later use of a session (see [`Store::touch_session`]), on a
+/// connection and key names of its own so it can run detached.
+async fn touch(
+    mut c: Conn,
+    keys: &Keys,
+    key: SessionKey,
+    last_use: Timestamp,
+    deadline: Timestamp,
+) -> Result<(), StoreError> {
+    let h = hex(&key.0);
+    let owner: Option<u64> =
+        redis::cmd("GET").arg(keys.session_ptr(&h)).query_async(&mut c).await.map_err(storage)?;
+    let Some(u) = owner else { return Ok(()) };
+    let changed: i64 = TOUCH
+        .key(format!("{}{h}", keys.session_prefix(u)))
+        .arg(last_use.0)
+        .arg(deadline.0)
+        .invoke_async(&mut c)
+        .await
+        .map_err(storage)?;
+    if changed == 1 {
+        redis::cmd("PEXPIREAT")
+            .arg(keys.session_ptr(&h))
+            .arg(deadline.0)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(storage)?;
+        redis::cmd("ZADD")
+            .arg(keys.live())
+            .arg("XX")
+            .arg(deadline.0)
+            .arg(format!("{u}:{h}"))
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
 /// Key names.
+#[derive(Clone)]
 struct Keys {
     ns: String,
 }
@@ -1157,41 +1197,13 @@ impl Store for RedisStore {
         })
     }
 
-    fn touch_session(
-        &self,
-        key: SessionKey,
-        last_use: Timestamp,
-        deadline: Timestamp,
-    ) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let h = hex(&key.0);
-            let Some(u) = self.owner(self.keys.session_ptr(&h)).await? else { return Ok(()) };
-            let changed: i64 = TOUCH
-                .key(format!("{}{h}", self.keys.session_prefix(u)))
-                .arg(last_use.0)
-                .arg(deadline.0)
-                .invoke_async(&mut self.c())
-                .await
-                .map_err(storage)?;
-            if changed == 1 {
-                let mut c = self.c();
-                redis::cmd("PEXPIREAT")
-                    .arg(self.keys.session_ptr(&h))
-                    .arg(deadline.0)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(storage)?;
-                redis::cmd("ZADD")
-                    .arg(self.keys.live())
-                    .arg("XX")
-                    .arg(deadline.0)
-                    .arg(format!("{u}:{h}"))
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(storage)?;
+    fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp) {
+        let (conn, keys) = (self.c(), self.keys.clone());
+        tokio::spawn(async move {
+            if let Err(e) = touch(conn, &keys, key, last_use, deadline).await {
+                tracing::warn!("could not record session use: {e}");
             }
-            Ok(())
-        })
+        });
     }
 
     fn delete_session(&self, key: SessionKey, with_series: bool) -> StoreFuture<'_, bool> {
