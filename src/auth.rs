@@ -230,7 +230,7 @@ pub struct AuthSettings {
     pub max_failed_logins: u32,
     /// First challenge period.
     pub lockout: Duration,
-    /// Failed logins per address per ten minutes.
+    /// Failed logins per address per ten minutes (0: not limited).
     pub address_failures: u32,
     /// Leading zero bits the login page's puzzle needs.
     pub challenge_difficulty: u8,
@@ -250,7 +250,7 @@ impl Default for AuthSettings {
             timeouts: Timeouts::default(),
             max_failed_logins: 3,
             lockout: Duration::from_secs(300),
-            address_failures: 30,
+            address_failures: 0,
             challenge_difficulty: 16,
             max_sessions_per_user: 100,
             hash_workers: std::thread::available_parallelism().map_or(1, usize::from),

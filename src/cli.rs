@@ -307,9 +307,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_MAX_BODY", value_name = "BYTES", default_value_t = 1024 * 1024,
           allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
     pub max_body: u64,
-    /// Failed logins from one address per ten minutes before it gets 429.
-    #[arg(long, env = "AUTHD_MAX_FAILED_LOGINS_PER_ADDRESS", value_name = "N", default_value_t = 100,
-          allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Failed logins from one address per ten minutes before it gets 429 (0: no such limit).
+    #[arg(long, env = "AUTHD_MAX_FAILED_LOGINS_PER_ADDRESS", value_name = "N", default_value_t = 0,
+          allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_failed_logins_per_address: u32,
     /// Leading zero bits of the login page's proof-of-work puzzle (16 ≈ a second in a browser).
     #[arg(long, env = "AUTHD_CHALLENGE_DIFFICULTY", value_name = "BITS", default_value_t = 16,

@@ -52,7 +52,7 @@ pub struct Config {
     pub require_login: bool,
     /// Largest request body forwarded to the app.
     pub max_body: usize,
-    /// Failed logins per client address per ten minutes before 429.
+    /// Failed logins per client address per ten minutes before 429 (0: not limited).
     pub address_failures: u32,
     /// Leading zero bits of the login page's proof-of-work puzzle.
     pub challenge_difficulty: u8,

@@ -5,7 +5,10 @@
 //! logins in the current window, its further logins are refused (429 with
 //! `Retry-After`) until the window ends, without checking any password. The
 //! table lives in memory and is bounded: when full, windows that have ended
-//! are dropped, then the oldest.
+//! are dropped, then the oldest. With `max` 0 (the default) nothing is
+//! counted or refused: the SPEC's protection is each account's challenge,
+//! which a person can pass, and a shared address (an office's NAT, a test
+//! suite on loopback) must not lock everyone behind it out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,13 +28,16 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// At most `max` failed logins per address per `window`.
+    /// At most `max` failed logins per address per `window`; 0 is no limit.
     pub fn new(max: u32, window: Duration) -> Self {
-        Throttle { max: max.max(1), window, table: Mutex::new(HashMap::new()) }
+        Throttle { max, window, table: Mutex::new(HashMap::new()) }
     }
 
     /// `Some(when)` if `ip` must wait until `when` before trying again.
     pub fn blocked_until(&self, ip: IpAddr, now: Timestamp) -> Option<Timestamp> {
+        if self.max == 0 {
+            return None;
+        }
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let &(start, count) = table.get(&ip)?;
         let end = start.plus(self.window);
@@ -40,6 +46,9 @@ impl Throttle {
 
     /// Counts a failed login from `ip`.
     pub fn failed(&self, ip: IpAddr, now: Timestamp) {
+        if self.max == 0 {
+            return;
+        }
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if table.len() >= MAX_ADDRESSES && !table.contains_key(&ip) {
             let window = self.window;
@@ -77,5 +86,16 @@ mod tests {
         assert_eq!(t.blocked_until(ip, Timestamp(61_000)), None);
         t.failed(ip, Timestamp(61_000));
         assert_eq!(t.blocked_until(ip, Timestamp(61_000)), None, "a new window starts from one");
+    }
+
+    #[test]
+    fn a_limit_of_zero_counts_and_refuses_nothing() {
+        let t = Throttle::new(0, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..1000 {
+            t.failed(ip, Timestamp(1000));
+        }
+        assert_eq!(t.blocked_until(ip, Timestamp(1000)), None);
+        assert!(t.table.lock().unwrap().is_empty());
     }
 }
