@@ -772,7 +772,14 @@ impl App {
                 Attributes { http_only: false, max_age: None },
             ));
         }
-        for c in &ctx.set_cookies {
+        for (i, c) in ctx.set_cookies.iter().enumerate() {
+            // One cookie per name (RFC 6265 §4.1.1): a later one replaces an
+            // earlier (a remember-me login's session ID, then the password
+            // change that moved it in the same request).
+            let name = cookie_name(c);
+            if ctx.set_cookies[i + 1..].iter().any(|later| cookie_name(later) == name) {
+                continue;
+            }
             if let Ok(v) = HeaderValue::from_str(c) {
                 h.append(SET_COOKIE, v);
             }
@@ -801,6 +808,11 @@ impl App {
             }
         }
     }
+}
+
+/// The name of a `Set-Cookie` value authd made (`name=value; ...`).
+fn cookie_name(set_cookie: &str) -> &str {
+    set_cookie.split_once('=').map_or(set_cookie, |(name, _)| name)
 }
 
 /// What an `Authorization` header holds, before any lookup.

@@ -416,3 +416,37 @@ async fn junk_remember_me_cookies_are_401_never_500() {
     let r = client.get(s.at("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A remember-me login and a password change in one request each move the
+/// session ID; the answer sets the cookie once, to the ID that works
+/// (RFC 6265 §4.1.1: no two cookies of one name in one answer).
+#[tokio::test]
+async fn a_password_change_made_by_a_remember_me_login_sets_one_session_cookie() {
+    let s = Server::start(&[]);
+    s.add_user("dave", "dave-password-1", &[]);
+    let jar = api_login(&s, "dave", "dave-password-1", true).await;
+    let r = s
+        .bare_client()
+        .put(s.at("/rest/api/2/myself/password"))
+        .header("cookie", remember_only(&jar))
+        .json(&serde_json::json!({"password": "dave-password-2", "currentPassword": "dave-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let sessions: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|c| c.starts_with(&format!("{SESSION}=")))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let id = set_value(&r, SESSION).unwrap();
+    assert!(session_alive(&s, &id).await);
+    assert_eq!(
+        set_cookie(&r, REMEMBER).map(|c| c.contains("Max-Age=0")),
+        Some(false),
+        "a live remember-me cookie"
+    );
+}
