@@ -103,7 +103,11 @@ pub async fn forward(
     let who = app.identify(ctx).await?;
     app.sync_xsrf_cookie(ctx, who.as_ref());
     if who.is_none() && up.require_login {
-        return Ok(login_required(req.headers(), req.uri()));
+        // The 401 an API client gets is the one authd's own routes give: a
+        // dead session cookie is named as such (and expired), a bad API
+        // token is a failed login.
+        let refusal = app.require_session(ctx).await.err().unwrap_or_else(ApiError::unauthenticated);
+        return Ok(login_required(req.headers(), req.uri(), refusal));
     }
     let upgrade = upgrade_protocol(req.headers());
     // A WebSocket handshake is a GET, but what follows is not: apply the
@@ -240,11 +244,11 @@ fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The answer to an anonymous request when `--require-login` is set:
-/// browsers go to the login page, API clients get 401. A browser is a client
+/// browsers go to the login page, API clients get `refusal` (a 401). A browser is a client
 /// that asks for HTML (`Accept: text/html`, as every page load does) or says
 /// it is navigating (`Sec-Fetch-Mode: navigate`); a script's `fetch` asking
 /// for JSON and curl's `Accept: */*` are API clients.
-fn login_required(headers: &HeaderMap, uri: &Uri) -> Response<Body> {
+fn login_required(headers: &HeaderMap, uri: &Uri, refusal: ApiError) -> Response<Body> {
     let accepts_html = headers
         .get_all(hyper::header::ACCEPT)
         .iter()
@@ -260,7 +264,7 @@ fn login_required(headers: &HeaderMap, uri: &Uri) -> Response<Body> {
         }
         r
     } else {
-        ApiError::unauthenticated().into_response()
+        refusal.into_response()
     }
 }
 

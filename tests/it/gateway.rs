@@ -980,6 +980,9 @@ async fn an_app_answer_carrying_authds_cookies_is_never_cacheable() {
     assert_eq!(cache(&r).as_deref(), Some("no-store"));
 }
 
+/// A well-formed session ID that names no session.
+const STALE: &str = "c3RhbGUtc2Vzc2lvbi1pZC1ub3QtaW4tdGhlLWRhdGFiYXNlLXh4";
+
 /// What Firefox sends with a page load.
 const PAGE_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
@@ -1048,11 +1051,22 @@ async fn require_login_sends_browsers_to_the_login_page_and_api_clients_401() {
         .get(s.at("/app/page"))
         .header("user-agent", FIREFOX)
         .header("accept", PAGE_ACCEPT)
-        .header("cookie", sid("c3RhbGUtc2Vzc2lvbi1pZC1ub3QtaW4tdGhlLWRhdGFiYXNlLXh4"))
+        .header("cookie", sid(STALE))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
+    assert!(deletes(&r, SESSION), "the dead cookie is kept: {:?}", set_cookies(&r));
+    // An API client with a dead cookie hears so, as on authd's own routes
+    // (SPEC §3), and one with a bad API token that its login failed.
+    let r = s.bare_client().get(s.at("/app/api")).header("cookie", sid(STALE)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(deletes(&r, SESSION), "the dead cookie is kept: {:?}", set_cookies(&r));
+    let body: Value = r.json().await.unwrap();
+    assert!(body["errorMessages"][0].as_str().unwrap().contains("invalid or has expired"), "{body}");
+    let r = s.bare_client().get(s.at("/app/api")).bearer_auth(format!("authd_{STALE}")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"));
     assert!(app.seen().is_empty(), "an anonymous request reached the app: {:?}", app.seen());
     // authd's own pages stay open, or nobody could log in.
     let r = s
