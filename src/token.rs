@@ -255,6 +255,9 @@ impl RememberToken {
     }
 }
 
+/// What every API token starts with.
+pub const API_TOKEN_PREFIX: &str = "authd_";
+
 /// An API token for `Authorization: Basic user:token`: `authd_` and 256
 /// random bits. Shown once; the store keeps its hash.
 #[derive(Clone)]
@@ -269,12 +272,12 @@ impl ApiToken {
 
     /// Parses the `authd_...` form.
     pub fn parse(s: &str) -> Option<Self> {
-        b64_exact(s.strip_prefix("authd_")?).map(ApiToken)
+        b64_exact(s.strip_prefix(API_TOKEN_PREFIX)?).map(ApiToken)
     }
 
     /// The form shown to its owner, once.
     pub fn reveal(&self) -> String {
-        format!("authd_{}", b64(&self.0))
+        format!("{API_TOKEN_PREFIX}{}", b64(&self.0))
     }
 
     /// The hash the store files it under.

@@ -777,7 +777,7 @@ impl App {
             // earlier (a remember-me login's session ID, then the password
             // change that moved it in the same request).
             let name = cookie_name(c);
-            if ctx.set_cookies[i + 1..].iter().any(|later| cookie_name(later) == name) {
+            if ctx.set_cookies.iter().skip(i + 1).any(|later| cookie_name(later) == name) {
                 continue;
             }
             if let Ok(v) = HeaderValue::from_str(c) {
@@ -843,25 +843,39 @@ pub fn credential(header: &str) -> Credential {
         return match ApiToken::parse(bearer) {
             Some(token) => Credential::Bearer(Some(token)),
             // Meant as authd's, though not one: a failed login, not the app's.
-            None if bearer.starts_with("authd_") => Credential::Bearer(None),
+            None if bearer.starts_with(crate::token::API_TOKEN_PREFIX) => Credential::Bearer(None),
             None => Credential::Foreign,
         };
     }
     let Some(b64) = scheme("Basic ") else {
         return Credential::Foreign;
     };
-    let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok();
+    // Padding optional, as many clients leave it out; a line end after the
+    // secret is `echo user:token | base64`, and no token holds one.
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = LENIENT.decode(b64.trim()).ok();
     let pair = decoded.and_then(|d| String::from_utf8(d).ok());
     match pair.as_deref().and_then(|p| p.split_once(':')) {
-        Some((name, secret)) => Credential::Basic(name.to_string(), ApiToken::parse(secret)),
+        Some((name, secret)) => {
+            let token =
+                ApiToken::parse(secret).or_else(|| ApiToken::parse(secret.trim_end_matches(['\r', '\n'])));
+            Credential::Basic(name.to_string(), token)
+        }
         None => Credential::Malformed,
     }
 }
 
 /// Whether an `Authorization` header carries an authd API token (valid or
-/// not): the proxy never passes one to the app.
+/// not): the proxy never passes one to the app. A header that names one in
+/// a form authd does not accept (`Basic user:authd_...` unencoded, say) is
+/// not passed on either.
 pub fn holds_api_token(header: &str) -> bool {
     matches!(credential(header), Credential::Bearer(_) | Credential::Basic(_, Some(_)))
+        || header.contains(crate::token::API_TOKEN_PREFIX)
 }
 
 /// What an `Authorization` header says about the request's user.
@@ -941,12 +955,12 @@ pub fn xsrf_failed() -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "XSRF check failed")
 }
 
-/// 405 with the allowed methods.
 /// Whether `method` is in an `Allow` list such as `"GET, HEAD, POST"`.
 pub fn allows(allow: &str, method: &Method) -> bool {
     allow.split(", ").any(|m| m == method.as_str())
 }
 
+/// 405 with the allowed methods.
 pub fn not_allowed(allow: &'static str) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").header("allow", allow)
 }
@@ -1001,6 +1015,15 @@ mod tests {
         );
         assert!(!holds_api_token(&basic("bob:a password")));
         assert!(!holds_api_token("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"));
+        // What clients get wrong: padding left out, `echo user:token | base64`.
+        let padded = basic(&format!("bob:{token}"));
+        assert!(padded.ends_with('='), "{padded}");
+        is(padded.trim_end_matches('='), "basic bob true");
+        is(basic("bob:a password").trim_end_matches('='), "basic bob false");
+        is(&basic(&format!("bob:{token}\n")), "basic bob true");
+        is(&basic(&format!("bob:{token}\r\n")), "basic bob true");
+        // A token in a form authd does not read is still never the app's.
+        assert!(holds_api_token(&format!("Basic bob:{token}")));
     }
 
     #[test]

@@ -1619,6 +1619,25 @@ async fn api_tokens_work_as_bearer_tokens_and_foreign_bearer_tokens_pass_to_the_
         assert_eq!(b.send().await.unwrap().status(), 200, "{path}");
         assert_eq!(app.last_at(&path).one("authorization"), None, "{path}: authd's token reached the app");
     }
+    // Basic as clients get it wrong: no padding, `echo bob:TOKEN | base64`
+    // (a line end after the token): bob's all the same, and never the app's;
+    // the token unencoded is not read, but not passed on either.
+    let b64 = |pair: String| base64::engine::general_purpose::STANDARD.encode(pair);
+    for (i, (value, user)) in [
+        (format!("Basic {}", b64(format!("bob:{token}")).trim_end_matches('=')), Some("bob")),
+        (format!("Basic {}", b64(format!("bob:{token}\n"))), Some("bob")),
+        (format!("Basic bob:{token}"), None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/app/sloppy-{i}");
+        let r = s.bare_client().get(s.at(&path)).header("authorization", &value).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let seen = app.last_at(&path);
+        assert_eq!(seen.one("authorization"), None, "{path}: authd's token reached the app");
+        assert_eq!(seen.one("x-authd-user").as_deref(), user, "{path}");
+    }
     // Another service's bearer token: anonymous to authd, passed to the app as sent.
     let jwt = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo";
     let r = bearer("/rest/api/2/myself", jwt).await.unwrap();
