@@ -287,7 +287,8 @@ pub fn parse_cors_origin(s: &str) -> Result<String, String> {
     if !host_ok {
         return Err("must be an origin such as https://app.example (no path, no trailing slash)".into());
     }
-    Ok(s.to_string())
+    // As browsers send it: `https://app.example:443` arrives without the port.
+    Ok(crate::xsrf::without_default_port(s).to_string())
 }
 
 /// Checks a `--base-url`: an absolute http(s) URL without a trailing slash.
@@ -376,6 +377,9 @@ mod tests {
         for bad in ["", " ", "bad name!", "a..b", "-a.example", "a-.example", "*", "a.*.b", &"x".repeat(64)] {
             assert!(parse_tls_san(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_cors_origin("https://app.example:443").as_deref(), Ok("https://app.example"));
+        assert_eq!(parse_cors_origin("http://app.example:80").as_deref(), Ok("http://app.example"));
+        assert_eq!(parse_cors_origin("https://app.example:8443").as_deref(), Ok("https://app.example:8443"));
         assert!(parse_cors_origin("*").is_err());
         assert!(parse_cors_origin("https://app.example/").is_err());
         assert!(parse_cors_origin("app.example").is_err());

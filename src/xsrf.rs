@@ -155,11 +155,24 @@ pub fn origin_allowed(
     allowed: &[String],
 ) -> bool {
     let cross_site = sec_fetch_site.is_some_and(|s| s.eq_ignore_ascii_case("cross-site"));
-    match origin {
+    match origin.map(without_default_port) {
         Some(o) if allowed.iter().any(|a| a.eq_ignore_ascii_case(o)) => true,
-        Some(o) => o.eq_ignore_ascii_case(own) && !cross_site,
+        Some(o) => o.eq_ignore_ascii_case(without_default_port(own)) && !cross_site,
         None => !cross_site,
     }
+}
+
+/// An origin without the port its scheme implies, as browsers write it in
+/// `Origin` (`https://app.example:443` is `https://app.example`): a `Host`
+/// or `--cors-origin` may spell it out.
+pub fn without_default_port(origin: &str) -> &str {
+    let scheme = |name: &str| origin.get(..name.len()).is_some_and(|s| s.eq_ignore_ascii_case(name));
+    let port = match () {
+        () if scheme("https://") => ":443",
+        () if scheme("http://") => ":80",
+        () => return origin,
+    };
+    origin.strip_suffix(port).unwrap_or(origin)
 }
 
 /// How the token may arrive in a request header (`no-check` is handled by
@@ -176,6 +189,29 @@ pub fn header_token<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_ports_are_the_same_origin() {
+        assert_eq!(without_default_port("https://app.example:443"), "https://app.example");
+        assert_eq!(without_default_port("HTTPS://app.example:443"), "HTTPS://app.example");
+        assert_eq!(without_default_port("http://app.example:80"), "http://app.example");
+        assert_eq!(without_default_port("https://[::1]:443"), "https://[::1]");
+        for kept in [
+            "https://app.example:8443",
+            "https://app.example:80",
+            "http://app.example:443",
+            "https://a:1443",
+            "null",
+            "",
+        ] {
+            assert_eq!(without_default_port(kept), kept);
+        }
+        let own = "https://app.example:443";
+        assert!(origin_allowed(Some("https://app.example"), None, own, &[]));
+        assert!(origin_allowed(Some("https://app.example:443"), None, "https://app.example", &[]));
+        assert!(!origin_allowed(Some("https://app.example:8443"), None, own, &[]));
+        assert!(!origin_allowed(Some("http://app.example"), None, own, &[]));
+    }
 
     fn x() -> Xsrf {
         Xsrf::new("ABCD-EFGH-JKLM-NPQR", [7; 32])

@@ -459,6 +459,7 @@ impl App {
 
     /// Whether `origin` is a `--cors-origin` (exact, case-insensitive).
     pub fn cors_allowed(&self, origin: &str) -> bool {
+        let origin = xsrf::without_default_port(origin);
         self.cors_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 

@@ -1702,6 +1702,43 @@ async fn api_tokens_from_the_api_are_shown_once_and_revocable() {
     assert_eq!(r.status(), 404, "revoked twice");
 }
 
+/// Browsers leave a scheme's own port out of `Origin`; a `Host`,
+/// `X-Forwarded-Host` or `--cors-origin` that spells it out names the same
+/// origin (SPEC §7, §9).
+#[tokio::test]
+async fn an_origin_with_its_default_port_spelled_out_is_the_same_origin() {
+    let s = Server::start(&["--cors-origin", "https://app.example:443"]);
+    let admin = sid(&login_id(&s, "admin", &s.admin_pw()).await);
+    for (forwarded_host, origin, want) in [
+        ("app.example.com:443", "https://app.example.com", 200),
+        ("app.example.com", "https://app.example.com:443", 200),
+        ("app.example.com:8443", "https://app.example.com", 403),
+    ] {
+        let r = s
+            .bare_client()
+            .get(s.at("/rest/authd/1/verify"))
+            .header("cookie", &admin)
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", forwarded_host)
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{forwarded_host} {origin}");
+    }
+    let r = s
+        .bare_client()
+        .request(reqwest::Method::OPTIONS, s.at("/rest/auth/1/session"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "access-control-allow-origin").as_deref(), Some("https://app.example"));
+}
+
 // ---------------------------------------------------------------------------
 // CORS.
 
