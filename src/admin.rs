@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{valid_name, Auth};
+use crate::clock::Timestamp;
 use crate::password::{check_new, PasswordRule};
 use crate::store::{ApiTokenRecord, NewUser, Session, StoreError, User, UserChange};
 use crate::token::{token_id, ApiToken, Handle, SessionKey};
@@ -143,6 +144,9 @@ pub enum AdminError {
     NoSuchToken(String),
     /// The current password given was not the user's.
     WrongPassword,
+    /// Too many wrong passwords: the account demands a challenge until then
+    /// (the login page's), and no password of it is checked meanwhile.
+    Challenged(Timestamp),
     /// The password pool is full.
     Busy,
     /// The store failed.
@@ -167,6 +171,9 @@ impl std::fmt::Display for AdminError {
             AdminError::NoSuchSession(h) => write!(f, "no session with handle '{h}'"),
             AdminError::NoSuchToken(id) => write!(f, "no API token with id '{id}'"),
             AdminError::WrongPassword => f.write_str("the current password is not correct"),
+            AdminError::Challenged(_) => f.write_str(
+                "too many wrong passwords for this account; log in again through the login page, or try again later",
+            ),
             AdminError::Busy => f.write_str("the server is busy; try again"),
             AdminError::Store(e) => write!(f, "{e}"),
         }

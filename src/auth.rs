@@ -668,12 +668,19 @@ impl Auth {
     ) -> Result<Option<(SessionId, ActiveSession)>, crate::admin::AdminError> {
         use crate::admin::AdminError;
         crate::password::check_new(&new_password).map_err(AdminError::InvalidPassword)?;
+        // A wrong current password is a failed login: a stolen session or
+        // API token cannot be used to guess the password without limit.
+        let lock = self.store.lockout(user.id).await?;
+        if let Some(until) = self.lockout.challenged_until(lock.as_ref(), self.now()) {
+            return Err(AdminError::Challenged(until));
+        }
         let ok = self
             .passwords
             .verify(old_password.to_string(), Some(user.password_hash.clone()))
             .await
             .map_err(|_| AdminError::Busy)?;
         if !ok {
+            self.login_failed(Some(user), Pow::subject(&user.name), None).await?;
             return Err(AdminError::WrongPassword);
         }
         self.set_password(&user.name, new_password, current.map(|s| s.key)).await?;

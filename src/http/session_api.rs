@@ -11,6 +11,7 @@ use super::request::{
     describe_browser, encode_component, parse_json, query_pairs, read_body, require_json, LOGIN_BODY_LIMIT,
 };
 use super::response::{json, json_str, with_body, ApiError, Body};
+use crate::admin::AdminError;
 use crate::auth::{LoggedIn, LoginContext, LoginError};
 use crate::clock::Timestamp;
 use crate::store::{LoginStats, User};
@@ -161,10 +162,19 @@ pub async fn change_password(
     require_json(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
     let change: PasswordChange = parse_json(&bytes)?;
-    let rotated = app
-        .auth
-        .change_own_password(&who.user, who.session.as_ref(), &change.current_password, change.password)
-        .await?;
+    let changed = app.auth.change_own_password(
+        &who.user,
+        who.session.as_ref(),
+        &change.current_password,
+        change.password,
+    );
+    let rotated = match changed.await {
+        Err(AdminError::Challenged(until)) => {
+            let subject = crate::pow::Pow::subject(&who.user.name);
+            return Err(login_error(LoginError::Denied { until, subject }, app.base(ctx), app.auth.now()));
+        }
+        other => other?,
+    };
     if let Some((id, session)) = rotated {
         let done = LoggedIn { id, user: who.user, session, remember: None };
         app.apply_login(ctx, &done);

@@ -592,3 +592,40 @@ async fn logins_beyond_the_hash_queue_get_503_with_retry_after_and_checks_go_on(
     // Once the queue drains, logins are verified again.
     s.login_ok(&c, "ann", PW).await;
 }
+
+/// A wrong current password in a password change counts as a failed login:
+/// a stolen session cannot guess the password without limit. Once the
+/// account demands its challenge, the change is refused unchecked, as the
+/// API's logins are; the session itself keeps working (SPEC §3).
+#[tokio::test]
+async fn wrong_current_passwords_count_as_failed_logins() {
+    let s = Server::start(&["--max-failed-logins", "3"]);
+    s.add_user("ann", PW, &[]);
+    let jar = api_login(&s, "ann", PW, false).await;
+    let change = |current: &'static str| {
+        s.bare_client()
+            .put(s.at("/rest/api/2/myself/password"))
+            .header("cookie", jar.header())
+            .json(&serde_json::json!({"password": "ann's new long password", "currentPassword": current}))
+            .send()
+    };
+    for i in 1..=3 {
+        let r = change(WRONG).await.unwrap();
+        assert_eq!(r.status(), 403, "guess {i}");
+        assert_eq!(header(&r, "x-seraph-loginreason"), None, "guess {i}");
+    }
+    let r = change(PW).await.unwrap();
+    assert_eq!(r.status(), 403, "the right password after the limit");
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATION_DENIED"));
+    assert!(header(&r, "retry-after").is_some());
+    assert_jira_error(&r.json().await.unwrap());
+    // The password is unchanged, the account's logins demand the challenge,
+    // and the session goes on.
+    let r = api(&s, "ann", PW).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATION_DENIED"));
+    assert_eq!(whoami(&s, &jar.header()).await.status(), 200);
+    // Unlocked, the right current password changes it.
+    assert!(s.authd(&["user", "unlock", "ann"], None).status.success());
+    assert_eq!(change(PW).await.unwrap().status(), 204);
+}
