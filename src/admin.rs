@@ -134,6 +134,8 @@ pub enum AdminError {
     InvalidPassword(PasswordRule),
     /// The email address is malformed.
     InvalidEmail(String),
+    /// A token label holds control characters (it is shown in listings).
+    InvalidLabel,
     /// The name is taken.
     UserExists(String),
     /// No such user.
@@ -166,6 +168,7 @@ impl std::fmt::Display for AdminError {
             }
             AdminError::InvalidPassword(r) => write!(f, "{r}"),
             AdminError::InvalidEmail(e) => write!(f, "'{}' is not a valid email address", e.escape_debug()),
+            AdminError::InvalidLabel => f.write_str("a token label may not contain control characters"),
             AdminError::UserExists(n) => write!(f, "user '{n}' already exists"),
             AdminError::NoSuchUser(n) => write!(f, "no user named '{n}'"),
             AdminError::NoSuchSession(h) => write!(f, "no session with handle '{h}'"),
@@ -342,6 +345,9 @@ impl Auth {
     /// Makes an API token for `user`; the answer holds the secret, once.
     pub async fn add_token(&self, user: &User, label: &str) -> Result<TokenView, AdminError> {
         let token = ApiToken::generate();
+        if label.chars().any(char::is_control) {
+            return Err(AdminError::InvalidLabel);
+        }
         let label = crate::store::codec::truncate_utf8(label.trim(), 100).to_string();
         let rec = ApiTokenRecord { user: user.id, label, created: self.now() };
         self.store.create_token(token.hash(), rec.clone()).await?;

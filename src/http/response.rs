@@ -174,9 +174,10 @@ impl From<StoreError> for ApiError {
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         match e {
-            AdminError::InvalidName(_) | AdminError::InvalidPassword(_) | AdminError::InvalidEmail(_) => {
-                ApiError::bad_request(e.to_string())
-            }
+            AdminError::InvalidName(_)
+            | AdminError::InvalidPassword(_)
+            | AdminError::InvalidEmail(_)
+            | AdminError::InvalidLabel => ApiError::bad_request(e.to_string()),
             AdminError::UserExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             AdminError::NoSuchUser(_) | AdminError::NoSuchSession(_) | AdminError::NoSuchToken(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())

@@ -1663,6 +1663,16 @@ async fn api_tokens_from_the_api_are_shown_once_and_revocable() {
     assert_eq!(made["label"], "laptop");
     assert_eq!(made["user"], "bob");
     // Listed without the token, by bob and by the admin.
+    // A label is shown in listings, one line per token: no control characters.
+    for label in ["two\nlines", "nul\u{0}", "bell\u{7}"] {
+        let r = call(&s, "POST", "/rest/authd/1/tokens", As::Cookie(&bob), Some(&json!({ "label": label })))
+            .await;
+        let body = json_of(r, 400, label).await;
+        assert!(body["errorMessages"][0].as_str().unwrap().contains("control characters"), "{body}");
+    }
+    let out = s.authd(&["token", "add", "bob", "--label", "two\nlines"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control characters"), "{out:?}");
     let r = call(&s, "GET", "/rest/authd/1/tokens", As::Cookie(&bob), None).await;
     let list = json_of(r, 200, "list").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
