@@ -303,6 +303,11 @@ pub struct ServeArgs {
     /// With --upstream: anonymous browsers go to the login page, API clients get 401.
     #[arg(long, env = "AUTHD_REQUIRE_LOGIN", action = ArgAction::SetTrue, value_parser = switch())]
     pub require_login: bool,
+    /// With --upstream: how long the app has to start its answer (status and
+    /// headers) once a request is on its way to it; then 504.
+    #[arg(long, env = "AUTHD_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s",
+          allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_secs(1), Duration::from_secs(86_400)))]
+    pub upstream_timeout: Duration,
     /// Largest request body forwarded to the upstream, in bytes.
     #[arg(long, env = "AUTHD_MAX_BODY", value_name = "BYTES", default_value_t = 1024 * 1024,
           allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
@@ -349,6 +354,7 @@ impl ServeArgs {
             upstream: self.upstream.clone(),
             cors_origins: self.cors_origin.clone(),
             require_login: self.require_login,
+            upstream_timeout: self.upstream_timeout,
             max_body: usize::try_from(self.max_body).unwrap_or(usize::MAX),
             store: None,
             store_namespace: "authd".into(),

@@ -50,6 +50,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Anonymous requests to the app go to the login page (browsers) or get 401.
     pub require_login: bool,
+    /// How long the app has to start its answer.
+    pub upstream_timeout: std::time::Duration,
     /// Largest request body forwarded to the app.
     pub max_body: usize,
     /// Failed logins per client address per ten minutes before 429 (0: not limited).

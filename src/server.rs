@@ -107,7 +107,10 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
         listen_authority: loopback(addr).to_string(),
         admin_credential: credential.hash(),
         cors_origins: cfg.cors_origins.clone(),
-        upstream: cfg.upstream.as_deref().map(|u| Upstream::new(u, cfg.max_body, cfg.require_login)),
+        upstream: cfg
+            .upstream
+            .as_deref()
+            .map(|u| Upstream::new(u, cfg.max_body, cfg.require_login, cfg.upstream_timeout)),
         max_header_bytes: Limits::default().max_header_bytes,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

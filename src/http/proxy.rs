@@ -13,6 +13,8 @@
 //! - bodies stream both ways, except a form body that must be searched for
 //!   its `atl_token`, which is buffered up to `--max-body`.
 
+use std::time::Duration;
+
 use super::request::RequestBody;
 use http_body_util::BodyExt;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
@@ -36,15 +38,17 @@ pub struct Upstream {
     pub max_body: usize,
     /// Anonymous requests are not forwarded.
     pub require_login: bool,
+    /// How long the app has to start its answer.
+    timeout: Duration,
 }
 
 impl Upstream {
     /// A proxy to `base` (an `http://host:port` URL).
-    pub fn new(base: &str, max_body: usize, require_login: bool) -> Self {
+    pub fn new(base: &str, max_body: usize, require_login: bool, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(connector);
-        Upstream { base: base.trim_end_matches('/').to_string(), client, max_body, require_login }
+        Upstream { base: base.trim_end_matches('/').to_string(), client, max_body, require_login, timeout }
     }
 }
 
@@ -168,7 +172,14 @@ pub async fn forward(
     let out = out
         .body(super::response::stream(http_body_util::Limited::new(body, up.max_body)))
         .map_err(|_| ApiError::bad_request("Bad request."))?;
-    let resp = up.client.request(out).await.map_err(|e| {
+    let Ok(answered) = tokio::time::timeout(up.timeout, up.client.request(out)).await else {
+        tracing::warn!("upstream request timed out after {:?}", up.timeout);
+        return Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "The app behind authd did not answer in time.",
+        ));
+    };
+    let resp = answered.map_err(|e| {
         if caused_by_limit(&e) {
             return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
         }

@@ -698,6 +698,7 @@ fn every_duration_flag_names_its_own_limit_however_far_over() {
         ("--sweep-interval", "1d"),
         ("--lockout", "1h"),
         ("--keep-alive-timeout", "1h"),
+        ("--upstream-timeout", "1d"),
     ] {
         for value in ["4000d", "99999999999d", "99999999999999999999d", "18446744073709551615ms"] {
             let o = authd_env(&data, &["--listen", "127.0.0.1:0", flag, value], &[], None);

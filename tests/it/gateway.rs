@@ -1411,6 +1411,30 @@ async fn an_app_that_does_not_answer_is_a_502() {
     assert_eq!(r.status(), 200, "authd's own paths do not need the app");
 }
 
+/// An app that takes the request and never answers: 504 once
+/// `--upstream-timeout` has passed, and authd goes on serving.
+#[tokio::test]
+async fn an_app_that_never_answers_is_a_504_after_the_upstream_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            conns.push(conn); // read nothing, answer nothing, close nothing
+        }
+    });
+    let s = Server::start(&["--upstream", &format!("http://127.0.0.1:{port}"), "--upstream-timeout", "1s"]);
+    let started = Instant::now();
+    let r = call(&s, "GET", "/app/slow", As::Anonymous, None).await;
+    let took = started.elapsed();
+    assert_eq!(r.status(), 504);
+    assert_jira_error(&r.json().await.unwrap());
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "{took:?}");
+    let r = call(&s, "GET", "/healthz", As::Anonymous, None).await;
+    assert_eq!(r.status(), 200);
+    held.abort();
+}
+
 /// A HEAD through the proxy keeps the app's headers: an app that answers
 /// its GET in chunks has no length for authd to invent (hyper's client
 /// reports an empty body for every HEAD).
