@@ -723,12 +723,19 @@ impl App {
             )
             .header("x-seraph-loginreason", "AUTHENTICATED_FAILED")),
             None if !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty() => {
-                if !ctx.session_moved {
-                    ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
-                }
+                self.expire_dead_session_cookie(ctx);
                 Err(ApiError::session_expired())
             }
             None => Err(ApiError::unauthenticated()),
+        }
+    }
+
+    /// For a request that [`identify`](Self::identify) found anonymous:
+    /// expires the session cookie it carried, which logs nobody in (unless
+    /// the session just moved to a new ID that the browser is being sent).
+    pub fn expire_dead_session_cookie(&self, ctx: &mut Ctx) {
+        if !ctx.cookies.session.is_empty() && !ctx.session_moved {
+            ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
         }
     }
 

@@ -219,6 +219,7 @@ pub async fn verify_email(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Resu
 /// `GET /account`: who you are and your sessions.
 pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let Some(who) = app.identify(ctx).await? else {
+        app.expire_dead_session_cookie(ctx);
         return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
     };
     let token = app.page_xsrf(ctx, Some(&who));
@@ -280,6 +281,7 @@ pub async fn account_action(
     }
     let form = read_form(app, req, ctx, FORM_LIMIT).await?;
     let Some(who) = app.identify(ctx).await? else {
+        app.expire_dead_session_cookie(ctx);
         return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
     };
     if !app.xsrf_ok(ctx, Some(&who), field(&form, "atl_token").as_deref()) {

@@ -141,8 +141,8 @@ pub async fn forward(
             if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
                 // A session cookie that logs nobody in is stale: cleared with
                 // the refusal, so the browser's next anonymous post goes through.
-                if who.is_none() && !ctx.cookies.session.is_empty() && !ctx.session_moved {
-                    ctx.set_cookies.push(crate::cookies::expire_cookie(&app.cookie_names.session, true));
+                if who.is_none() {
+                    app.expire_dead_session_cookie(ctx);
                 }
                 return Err(xsrf_failed());
             }

@@ -477,3 +477,19 @@ async fn the_login_page_sends_a_logged_in_browser_on_to_its_destination() {
     let r = get_with(&s, "/login.jsp?os_destination=https%3A%2F%2Fevil.example%2F", &me.header()).await;
     assert_eq!(r.status(), 200, "a foreign destination was followed");
 }
+
+/// A session cookie that logs nobody in (expired, ended elsewhere) is
+/// cleared by the redirect to the login page, as by the API's 401.
+#[tokio::test]
+async fn the_account_page_clears_a_dead_session_cookie_on_its_way_to_the_login_page() {
+    let s = Server::start(&[]);
+    let dead = format!("{SESSION}=c3RhbGUtc2Vzc2lvbi1pZC1ub3QtaW4tdGhlLWRhdGFiYXNlLXh4");
+    let r = get_with(&s, "/account", &dead).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?os_destination=%2Faccount"));
+    assert!(deletes(&r, SESSION), "{:?}", set_cookies(&r));
+    // No cookie, nothing to clear.
+    let r = s.bare_client().get(s.at("/account")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(last_set_cookie(&r, SESSION).is_none(), "{:?}", set_cookies(&r));
+}
