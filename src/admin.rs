@@ -344,10 +344,10 @@ impl Auth {
 
     /// Makes an API token for `user`; the answer holds the secret, once.
     pub async fn add_token(&self, user: &User, label: &str) -> Result<TokenView, AdminError> {
-        let token = ApiToken::generate();
         if label.chars().any(char::is_control) {
             return Err(AdminError::InvalidLabel);
         }
+        let token = ApiToken::generate();
         let label = crate::store::codec::truncate_utf8(label.trim(), 100).to_string();
         let rec = ApiTokenRecord { user: user.id, label, created: self.now() };
         self.store.create_token(token.hash(), rec.clone()).await?;

@@ -26,7 +26,9 @@ use crate::password::{PasswordPool, PoolBusy};
 use crate::pow::Pow;
 use crate::remember::{self, Verdict as RememberVerdict};
 use crate::session::{SessionPolicy, Verdict};
-use crate::store::{Lockout, NewSession, Rotation, Series, Session, Store, StoreError, User, Verification};
+use crate::store::{
+    Lockout, NewSession, Rotation, Series, Session, Store, StoreError, User, UserChange, Verification,
+};
 use crate::throttle::Throttle;
 use crate::token::{RememberToken, Selector, SessionId, SessionKey, Validator};
 use crate::xsrf::{State, Xsrf};
@@ -682,6 +684,10 @@ impl Auth {
         if !ok {
             self.login_failed(Some(user), Pow::subject(&user.name), None).await?;
             return Err(AdminError::WrongPassword);
+        }
+        if lock.is_some() || user.logins.failed_count > 0 {
+            // The right password is a success, which resets the count (SPEC §3).
+            self.store.update_user(user.id, UserChange::Unlock).await?;
         }
         self.set_password(&user.name, new_password, current.map(|s| s.key)).await?;
         let Some(s) = current else { return Ok(None) };

@@ -304,7 +304,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_REQUIRE_LOGIN", action = ArgAction::SetTrue, value_parser = switch())]
     pub require_login: bool,
     /// With --upstream: how long the app has to start its answer (status and
-    /// headers) once a request is on its way to it; then 504.
+    /// headers) once the request has reached it in full; then 504.
     #[arg(long, env = "AUTHD_UPSTREAM_TIMEOUT", value_name = "DURATION", default_value = "60s",
           allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_secs(1), Duration::from_secs(86_400)))]
     pub upstream_timeout: Duration,

@@ -581,10 +581,9 @@ impl App {
         let (name, token) = match credential(header) {
             Credential::Foreign => return Ok(Basic::Absent),
             Credential::Malformed => return Ok(Basic::Malformed),
-            Credential::Basic(_, None) => return Ok(Basic::Unknown),
-            Credential::Basic(name, Some(token)) => (Some(name), token),
-            Credential::Bearer(None) => return Ok(Basic::Unknown),
-            Credential::Bearer(Some(token)) => (None, token),
+            // Basic accepts API tokens only, never passwords (README).
+            Credential::Password(_) | Credential::BrokenToken => return Ok(Basic::Unknown),
+            Credential::Token(name, token) => (name, token),
         };
         let found = self.auth.store.token(token.hash()).await?.map(|(_, user)| user);
         // Basic names the token's owner too.
@@ -626,10 +625,8 @@ impl App {
         ctx.expires = None;
         ctx.identity = Some(None);
         ctx.logged_out = true;
-        // A remember-me login earlier in this request set new values; the expiry replaces them.
-        let (session, remember) =
-            (format!("{}=", self.cookie_names.session), format!("{}=", self.cookie_names.remember));
-        ctx.set_cookies.retain(|c| !c.starts_with(&session) && !c.starts_with(&remember));
+        // A remember-me login earlier in this request set new values; the
+        // expiry comes later, and `finish` sends only the last of each name.
         ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
         ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
         // SPEC §3: "the cookies are expired (Max-Age=0)", the XSRF cookie too;
@@ -830,15 +827,21 @@ pub enum Credential {
     Foreign,
     /// `Basic` with something that is not base64 of UTF-8 `user:secret`.
     Malformed,
-    /// `Basic user:secret`, with the secret if it is in an API token's form.
-    Basic(String, Option<ApiToken>),
-    /// `Bearer authd_...` (how Jira's personal access tokens are sent);
-    /// `None` if it is not a well-formed token after that prefix.
-    Bearer(Option<ApiToken>),
+    /// `Basic user:secret` with a secret that is not authd's (a password,
+    /// say): the app's, if it uses Basic itself.
+    Password(String),
+    /// `Basic user:authd_...` (`Some` name) or `Bearer authd_...` (`None`,
+    /// how Jira's personal access tokens are sent).
+    Token(Option<String>, ApiToken),
+    /// A secret that starts with `authd_` but is not a well-formed token
+    /// (mistyped, cut short): meant as authd's, so a failed login, and
+    /// never the app's.
+    BrokenToken,
 }
 
 /// Reads an `Authorization` header (scheme names case-insensitively).
 pub fn credential(header: &str) -> Credential {
+    use crate::token::API_TOKEN_PREFIX;
     use base64::Engine as _;
     let scheme = |name: &str| {
         header
@@ -846,20 +849,23 @@ pub fn credential(header: &str) -> Credential {
             .filter(|s| s.eq_ignore_ascii_case(name))
             .and_then(|_| header.get(name.len()..))
     };
-    if let Some(bearer) = scheme("Bearer ") {
-        let bearer = bearer.trim();
-        return match ApiToken::parse(bearer) {
-            Some(token) => Credential::Bearer(Some(token)),
-            // Meant as authd's, though not one: a failed login, not the app's.
-            None if bearer.starts_with(crate::token::API_TOKEN_PREFIX) => Credential::Bearer(None),
+    let token = |name: Option<&str>, secret: &str| match ApiToken::parse(secret) {
+        Some(token) => Credential::Token(name.map(str::to_string), token),
+        None if secret.starts_with(API_TOKEN_PREFIX) => Credential::BrokenToken,
+        None => match name {
+            Some(name) => Credential::Password(name.to_string()),
             None => Credential::Foreign,
-        };
+        },
+    };
+    if let Some(bearer) = scheme("Bearer ") {
+        return token(None, bearer.trim());
     }
     let Some(b64) = scheme("Basic ") else {
         return Credential::Foreign;
     };
-    // Padding optional, as many clients leave it out; a line end after the
-    // secret is `echo user:token | base64`, and no token holds one.
+    // Padding optional, as many clients leave it out; white space around
+    // the secret (`echo user:token | base64` adds a line end) is not part
+    // of any token.
     const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
@@ -868,23 +874,23 @@ pub fn credential(header: &str) -> Credential {
     let decoded = LENIENT.decode(b64.trim()).ok();
     let pair = decoded.and_then(|d| String::from_utf8(d).ok());
     match pair.as_deref().and_then(|p| p.split_once(':')) {
-        Some((name, secret)) => {
-            let token =
-                ApiToken::parse(secret).or_else(|| ApiToken::parse(secret.trim_end_matches(['\r', '\n'])));
-            Credential::Basic(name.to_string(), token)
-        }
+        Some((name, secret)) => token(Some(name), secret.trim()),
         None => Credential::Malformed,
     }
 }
 
 /// Whether an `Authorization` header carries an authd API token (valid or
 /// not): the proxy never passes one to the app. A header that names one in
-/// a form authd does not accept (`Basic user:authd_...` unencoded, say) is
+/// a form authd does not read (`Basic user:authd_...` unencoded, say) is
 /// not passed on either.
-pub fn holds_api_token(header: &str) -> bool {
-    matches!(credential(header), Credential::Bearer(_) | Credential::Basic(_, Some(_)))
-        || header.contains(crate::token::API_TOKEN_PREFIX)
+pub fn holds_api_token(header: &[u8]) -> bool {
+    let named = header.windows(API_TOKEN_PREFIX_LEN).any(|w| w == crate::token::API_TOKEN_PREFIX.as_bytes());
+    named
+        || std::str::from_utf8(header)
+            .is_ok_and(|h| matches!(credential(h), Credential::Token(..) | Credential::BrokenToken))
 }
+
+const API_TOKEN_PREFIX_LEN: usize = crate::token::API_TOKEN_PREFIX.len();
 
 /// What an `Authorization` header says about the request's user.
 enum Basic {
@@ -999,39 +1005,45 @@ mod tests {
             let got = match credential(h) {
                 Credential::Foreign => "foreign".to_string(),
                 Credential::Malformed => "malformed".to_string(),
-                Credential::Basic(name, t) => format!("basic {name} {}", t.is_some()),
-                Credential::Bearer(t) => format!("bearer {}", t.is_some()),
+                Credential::Password(name) => format!("password {name}"),
+                Credential::Token(Some(name), _) => format!("basic {name}"),
+                Credential::Token(None, _) => "bearer".to_string(),
+                Credential::BrokenToken => "broken".to_string(),
             };
             assert_eq!(got, want, "{h}");
         };
-        is(&format!("Bearer {token}"), "bearer true");
-        is(&format!("bEARER  {token} "), "bearer true");
-        is("Bearer authd_bogus", "bearer false");
+        is(&format!("Bearer {token}"), "bearer");
+        is(&format!("bEARER  {token} "), "bearer");
+        is("Bearer authd_bogus", "broken");
         is("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "foreign");
-        is(&basic(&format!("bob:{token}")), "basic bob true");
-        is(&basic("bob:a password"), "basic bob false");
+        is(&basic(&format!("bob:{token}")), "basic bob");
+        is(&basic("bob:a password"), "password bob");
         is(&basic("no colon"), "malformed");
         is("Basic !!!", "malformed");
         is("Digest username=x", "foreign");
         is("Bear", "foreign");
         is("Bearer\u{e9} x", "foreign");
-        assert!(holds_api_token(&format!("Bearer {token}")));
-        assert!(holds_api_token("Bearer authd_bogus"), "a broken authd token is still authd's");
-        assert!(
-            holds_api_token(&basic(&format!("alice:{token}"))),
-            "another user's name: still authd's token"
-        );
-        assert!(!holds_api_token(&basic("bob:a password")));
-        assert!(!holds_api_token("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"));
-        // What clients get wrong: padding left out, `echo user:token | base64`.
+        // What clients get wrong: padding left out, `echo user:token | base64`,
+        // white space after the token; a token cut short or mistyped.
         let padded = basic(&format!("bob:{token}"));
         assert!(padded.ends_with('='), "{padded}");
-        is(padded.trim_end_matches('='), "basic bob true");
-        is(basic("bob:a password").trim_end_matches('='), "basic bob false");
-        is(&basic(&format!("bob:{token}\n")), "basic bob true");
-        is(&basic(&format!("bob:{token}\r\n")), "basic bob true");
-        // A token in a form authd does not read is still never the app's.
-        assert!(holds_api_token(&format!("Basic bob:{token}")));
+        is(padded.trim_end_matches('='), "basic bob");
+        is(basic("bob:a password").trim_end_matches('='), "password bob");
+        for sloppy in [format!("bob:{token}\n"), format!("bob:{token}\r\n"), format!("bob: {token}\t ")] {
+            is(&basic(&sloppy), "basic bob");
+        }
+        is(&basic(&format!("bob:{}", &token[..token.len() - 1])), "broken");
+        is(&basic("bob:authd_"), "broken");
+        let holds = |h: &str| holds_api_token(h.as_bytes());
+        assert!(holds(&format!("Bearer {token}")));
+        assert!(holds("Bearer authd_bogus"), "a broken authd token is still authd's");
+        assert!(holds(&basic(&format!("alice:{token}"))), "another user's name: still authd's token");
+        assert!(holds(&basic(&format!("bob:{token} "))));
+        assert!(holds(&basic(&format!("bob:{}", &token[..20]))), "cut short: still authd's");
+        assert!(holds(&format!("Basic bob:{token}")), "unencoded: not read, but never the app's");
+        assert!(!holds(&basic("bob:a password")));
+        assert!(!holds("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"));
+        assert!(!holds("Basic \u{e9}"));
     }
 
     #[test]

@@ -29,6 +29,9 @@ use super::response::{full, ApiError, Body, BoxError};
 use crate::auth::Authenticated;
 use crate::xsrf;
 
+/// Time allowed to open a connection to the app.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The app behind authd.
 pub struct Upstream {
     /// `http://host:port` (no path).
@@ -47,8 +50,38 @@ impl Upstream {
     pub fn new(base: &str, max_body: usize, require_login: bool, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        // An app that cannot be reached is a 502, however its network
+        // drops the connection attempt.
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build(connector);
         Upstream { base: base.trim_end_matches('/').to_string(), client, max_body, require_login, timeout }
+    }
+}
+
+/// A request body that says when it is gone: hyper's client drops it once
+/// it has been sent to its end (at once if it is empty).
+struct Sending<B> {
+    inner: B,
+    _sent: tokio::sync::oneshot::Sender<()>,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Sending<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -110,6 +143,7 @@ pub async fn forward(
         // The 401 an API client gets is the one authd's own routes give: a
         // dead session cookie is named as such (and expired), a bad API
         // token is a failed login.
+        // (`identify` answered above and is not asked again: this is an error.)
         let refusal = app.require_session(ctx).await.err().unwrap_or_else(ApiError::unauthenticated);
         return Ok(login_required(req.headers(), req.uri(), refusal));
     }
@@ -169,15 +203,21 @@ pub async fn forward(
         (None, Some(stream)) => super::response::stream(stream.map_err(|e| -> BoxError { Box::new(e) })),
         (None, None) => full(bytes::Bytes::new()),
     };
-    let out = out
-        .body(super::response::stream(http_body_util::Limited::new(body, up.max_body)))
-        .map_err(|_| ApiError::bad_request("Bad request."))?;
-    let Ok(answered) = tokio::time::timeout(up.timeout, up.client.request(out)).await else {
-        tracing::warn!("upstream request timed out after {:?}", up.timeout);
-        return Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "The app behind authd did not answer in time.",
-        ));
+    let (sent, on_sent) = tokio::sync::oneshot::channel::<()>();
+    let body = Sending { inner: http_body_util::Limited::new(body, up.max_body), _sent: sent };
+    let out = out.body(super::response::stream(body)).map_err(|_| ApiError::bad_request("Bad request."))?;
+    // The app's time to answer starts once the request is all sent: a slow
+    // client's upload is not the app's delay.
+    let too_late = async {
+        let _ = on_sent.await;
+        tokio::time::sleep(up.timeout).await;
+    };
+    let answered = tokio::select! {
+        answered = up.client.request(out) => answered,
+        () = too_late => {
+            tracing::warn!("the app did not start its answer within {:?} of the request", up.timeout);
+            return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "The app behind authd did not answer in time."));
+        }
     };
     let resp = answered.map_err(|e| {
         if caused_by_limit(&e) {
@@ -315,8 +355,13 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
         }
     }
     // An authd API token is a credential for authd, not for the app: gone
-    // whether it logged the request in, lost to a session cookie or failed.
-    if ctx.via_token || ctx.authorization().is_some_and(super::app::holds_api_token) {
+    // whether it logged the request in, lost to a session cookie or failed,
+    // and in whichever of several `Authorization` headers it came.
+    let tokens = client
+        .get_all(hyper::header::AUTHORIZATION)
+        .iter()
+        .any(|v| super::app::holds_api_token(v.as_bytes()));
+    if ctx.via_token || tokens {
         h.remove(hyper::header::AUTHORIZATION);
     }
     if let Some(a) = who {

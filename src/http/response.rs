@@ -183,8 +183,9 @@ impl From<AdminError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
             AdminError::WrongPassword => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
-            AdminError::Challenged(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string())
-                .header("x-seraph-loginreason", "AUTHENTICATION_DENIED"),
+            // The password-change route answers this itself, as a login
+            // refused for the challenge (session_api::change_password).
+            AdminError::Challenged(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             AdminError::Busy => ApiError::unavailable(e.to_string(), 1),
             AdminError::Store(s) => s.into(),
         }

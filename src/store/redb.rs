@@ -510,6 +510,9 @@ impl Store for RedbStore {
     }
 
     fn touch_session(&self, key: SessionKey, last_use: Timestamp, deadline: Timestamp) {
+        if self.damage.is_found() {
+            return; // nothing is written any more; the damage was logged
+        }
         // Touches wait in one map, a session's latest use winning, and the
         // first to arrive queues one write that takes them all: a burst of
         // due touches (every session of a busy server after a quiet spell)
@@ -1649,8 +1652,9 @@ mod tests {
         let uid = s.create_user(new_user("a")).await.unwrap().id;
         s.create_session(plan(1, session(uid, 0), 10_000)).await.unwrap();
         s.touch_session(SessionKey([1; 16]), Timestamp(8_000), Timestamp(18_000));
-        s.flush().await.unwrap(); // queued after the touch's write
-                                  // Still its owner's, with the new last use.
+        // The flush is queued after the touch's write.
+        s.flush().await.unwrap();
+        // Still its owner's, with the new last use.
         let mine = s.sessions_of(uid).await.unwrap();
         assert_eq!(
             mine.iter().map(|(k, s)| (*k, s.last_use)).collect::<Vec<_>>(),
@@ -1673,7 +1677,7 @@ mod tests {
         s.touch_session(one, Timestamp(7_000), Timestamp(17_000));
         s.touch_session(two, Timestamp(6_000), Timestamp(16_000));
         s.touch_session(one, Timestamp(6_500), Timestamp(16_500)); // older than 7,000: no effect
-        s.flush().await.unwrap(); // queued after the touches' write
+        s.flush().await.unwrap(); // (queued after the touches' write)
         let mine: Vec<_> = s.sessions_of(uid).await.unwrap().iter().map(|(k, s)| (*k, s.last_use)).collect();
         assert!(
             mine.contains(&(one, Timestamp(7_000))) && mine.contains(&(two, Timestamp(6_000))),

@@ -1433,6 +1433,23 @@ async fn an_app_that_never_answers_is_a_504_after_the_upstream_timeout() {
     let r = call(&s, "GET", "/healthz", As::Anonymous, None).await;
     assert_eq!(r.status(), 200);
     held.abort();
+
+    // The time starts once the request is all sent: a client that takes
+    // longer than that to upload gets the app's prompt answer.
+    let (app, s) = start_pair(&["--upstream-timeout", "1s"]);
+    let mut t = tls_h1(s.port, &s.cert_pem()).await;
+    let head = "POST /app/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+                Content-Length: 6\r\nConnection: close\r\n\r\n";
+    t.write_all(head.as_bytes()).await.unwrap();
+    for part in [&b"abc"[..], b"def"] {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        t.write_all(part).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), t.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(app.last_at("/app/upload").body, b"abcdef");
 }
 
 /// A HEAD through the proxy keeps the app's headers: an app that answers
@@ -1650,6 +1667,8 @@ async fn api_tokens_work_as_bearer_tokens_and_foreign_bearer_tokens_pass_to_the_
     for (i, (value, user)) in [
         (format!("Basic {}", b64(format!("bob:{token}")).trim_end_matches('=')), Some("bob")),
         (format!("Basic {}", b64(format!("bob:{token}\n"))), Some("bob")),
+        (format!("Basic {}", b64(format!("bob:{token} "))), Some("bob")),
+        (format!("Basic {}", b64(format!("bob:{}", &token[..token.len() - 1]))), None),
         (format!("Basic bob:{token}"), None),
     ]
     .into_iter()
@@ -1662,6 +1681,17 @@ async fn api_tokens_work_as_bearer_tokens_and_foreign_bearer_tokens_pass_to_the_
         assert_eq!(seen.one("authorization"), None, "{path}: authd's token reached the app");
         assert_eq!(seen.one("x-authd-user").as_deref(), user, "{path}");
     }
+    // Two Authorization headers, one of them authd's: neither goes on.
+    let r = s
+        .bare_client()
+        .get(s.at("/app/two-headers"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(app.last_at("/app/two-headers").all("authorization").is_empty(), "authd's token reached the app");
     // Another service's bearer token: anonymous to authd, passed to the app as sent.
     let jwt = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo";
     let r = bearer("/rest/api/2/myself", jwt).await.unwrap();

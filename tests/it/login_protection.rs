@@ -629,3 +629,30 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     assert!(s.authd(&["user", "unlock", "ann"], None).status.success());
     assert_eq!(change(PW).await.unwrap().status(), 204);
 }
+
+/// The right current password is a success, which resets the count of
+/// failures before it (SPEC §3: "A success resets the count").
+#[tokio::test]
+async fn a_right_current_password_resets_the_count() {
+    let s = Server::start(&["--max-failed-logins", "3"]);
+    s.add_user("ann", PW, &[]);
+    let jar = api_login(&s, "ann", PW, false).await;
+    let change = |current: &'static str, new: &'static str| {
+        s.bare_client()
+            .put(s.at("/rest/api/2/myself/password"))
+            .header("cookie", jar.header())
+            .json(&serde_json::json!({"password": new, "currentPassword": current}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(change(WRONG, "ann's next long password").await.unwrap().status(), 403);
+    }
+    assert_eq!(change(PW, "ann's next long password").await.unwrap().status(), 204);
+    // Two failures more: without the reset the second would find the
+    // account demanding its challenge.
+    for i in 1..=2 {
+        let r = api(&s, "ann", WRONG).await;
+        assert_eq!(r.status(), 401, "failure {i} after the change");
+    }
+    assert_eq!(api(&s, "ann", "ann's next long password").await.status(), 200);
+}
