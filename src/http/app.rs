@@ -884,13 +884,12 @@ pub fn credential(header: &str) -> Credential {
 /// a form authd does not read (`Basic user:authd_...` unencoded, say) is
 /// not passed on either.
 pub fn holds_api_token(header: &[u8]) -> bool {
-    let named = header.windows(API_TOKEN_PREFIX_LEN).any(|w| w == crate::token::API_TOKEN_PREFIX.as_bytes());
+    let prefix = crate::token::API_TOKEN_PREFIX.as_bytes();
+    let named = header.windows(prefix.len()).any(|w| w == prefix);
     named
         || std::str::from_utf8(header)
             .is_ok_and(|h| matches!(credential(h), Credential::Token(..) | Credential::BrokenToken))
 }
-
-const API_TOKEN_PREFIX_LEN: usize = crate::token::API_TOKEN_PREFIX.len();
 
 /// What an `Authorization` header says about the request's user.
 enum Basic {

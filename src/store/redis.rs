@@ -273,6 +273,12 @@ fn corrupt(what: &'static str) -> StoreError {
     StoreError::Corrupt(super::codec::DecodeError(what))
 }
 
+/// The user a record's pointer names, if the record exists.
+async fn owner(c: &mut Conn, pointer: String) -> Result<Option<UserId>, StoreError> {
+    let v: Option<u64> = redis::cmd("GET").arg(pointer).query_async(c).await.map_err(storage)?;
+    Ok(v)
+}
+
 /// Records a later use of a session (see [`Store::touch_session`]), on a
 /// connection and key names of its own so it can run detached.
 async fn touch(
@@ -283,9 +289,7 @@ async fn touch(
     deadline: Timestamp,
 ) -> Result<(), StoreError> {
     let h = hex(&key.0);
-    let owner: Option<u64> =
-        redis::cmd("GET").arg(keys.session_ptr(&h)).query_async(&mut c).await.map_err(storage)?;
-    let Some(u) = owner else { return Ok(()) };
+    let Some(u) = owner(&mut c, keys.session_ptr(&h)).await? else { return Ok(()) };
     let changed: i64 = TOUCH
         .key(format!("{}{h}", keys.session_prefix(u)))
         .arg(last_use.0)
@@ -802,9 +806,7 @@ impl RedisStore {
     }
 
     async fn owner(&self, pointer: String) -> Result<Option<UserId>, StoreError> {
-        let v: Option<u64> =
-            redis::cmd("GET").arg(pointer).query_async(&mut self.c()).await.map_err(storage)?;
-        Ok(v)
+        owner(&mut self.c(), pointer).await
     }
 
     /// Removes pointers and `live` entries of records a script deleted.

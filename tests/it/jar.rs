@@ -106,6 +106,17 @@ pub async fn get_with(s: &Server, path: &str, cookie: &str) -> reqwest::Response
     b.send().await.unwrap()
 }
 
+/// `PUT /rest/api/2/myself/password` sending exactly `cookie`.
+pub async fn change_password(s: &Server, cookie: &str, current: &str, new: &str) -> reqwest::Response {
+    s.bare_client()
+        .put(s.at("/rest/api/2/myself/password"))
+        .header("cookie", cookie)
+        .json(&serde_json::json!({"password": new, "currentPassword": current}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `GET /rest/auth/1/session` sending exactly `cookie`.
 pub async fn whoami(s: &Server, cookie: &str) -> reqwest::Response {
     get_with(s, "/rest/auth/1/session", cookie).await

@@ -602,19 +602,14 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     let s = Server::start(&["--max-failed-logins", "3"]);
     s.add_user("ann", PW, &[]);
     let jar = api_login(&s, "ann", PW, false).await;
-    let change = |current: &'static str| {
-        s.bare_client()
-            .put(s.at("/rest/api/2/myself/password"))
-            .header("cookie", jar.header())
-            .json(&serde_json::json!({"password": "ann's new long password", "currentPassword": current}))
-            .send()
-    };
+    let cookie = jar.header();
+    let change = |current: &'static str| change_password(&s, &cookie, current, "ann's new long password");
     for i in 1..=3 {
-        let r = change(WRONG).await.unwrap();
+        let r = change(WRONG).await;
         assert_eq!(r.status(), 403, "guess {i}");
         assert_eq!(header(&r, "x-seraph-loginreason"), None, "guess {i}");
     }
-    let r = change(PW).await.unwrap();
+    let r = change(PW).await;
     assert_eq!(r.status(), 403, "the right password after the limit");
     assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATION_DENIED"));
     assert!(header(&r, "retry-after").is_some());
@@ -627,7 +622,7 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     assert_eq!(whoami(&s, &jar.header()).await.status(), 200);
     // Unlocked, the right current password changes it.
     assert!(s.authd(&["user", "unlock", "ann"], None).status.success());
-    assert_eq!(change(PW).await.unwrap().status(), 204);
+    assert_eq!(change(PW).await.status(), 204);
 }
 
 /// The right current password is a success, which resets the count of
@@ -637,17 +632,11 @@ async fn a_right_current_password_resets_the_count() {
     let s = Server::start(&["--max-failed-logins", "3"]);
     s.add_user("ann", PW, &[]);
     let jar = api_login(&s, "ann", PW, false).await;
-    let change = |current: &'static str, new: &'static str| {
-        s.bare_client()
-            .put(s.at("/rest/api/2/myself/password"))
-            .header("cookie", jar.header())
-            .json(&serde_json::json!({"password": new, "currentPassword": current}))
-            .send()
-    };
+    let next = "ann's next long password";
     for _ in 0..2 {
-        assert_eq!(change(WRONG, "ann's next long password").await.unwrap().status(), 403);
+        assert_eq!(change_password(&s, &jar.header(), WRONG, next).await.status(), 403);
     }
-    assert_eq!(change(PW, "ann's next long password").await.unwrap().status(), 204);
+    assert_eq!(change_password(&s, &jar.header(), PW, next).await.status(), 204);
     // Two failures more: without the reset the second would find the
     // account demanding its challenge.
     for i in 1..=2 {

@@ -425,14 +425,7 @@ async fn a_password_change_made_by_a_remember_me_login_sets_one_session_cookie()
     let s = Server::start(&[]);
     s.add_user("dave", "dave-password-1", &[]);
     let jar = api_login(&s, "dave", "dave-password-1", true).await;
-    let r = s
-        .bare_client()
-        .put(s.at("/rest/api/2/myself/password"))
-        .header("cookie", remember_only(&jar))
-        .json(&serde_json::json!({"password": "dave-password-2", "currentPassword": "dave-password-1"}))
-        .send()
-        .await
-        .unwrap();
+    let r = change_password(&s, &remember_only(&jar), "dave-password-1", "dave-password-2").await;
     assert_eq!(r.status(), 204);
     let sessions: Vec<_> = r
         .headers()
