@@ -606,8 +606,11 @@ enum Backend {
 impl Backend {
     /// The data dir's database, or the running server's admin API if a
     /// server holds it; with `--store`, the shared store directly (every
-    /// instance sees the change at once).
-    async fn open(place: &Place) -> Result<Backend, String> {
+    /// instance sees the change at once). Only a command that `creates`
+    /// (`user add`) makes a data dir that is not there yet: any other one
+    /// names the missing directory, so a mistyped `--data` is not taken for
+    /// an empty one.
+    async fn open(place: &Place, creates: bool) -> Result<Backend, String> {
         let settings = AuthSettings::default();
         if let Some(url) = &place.store {
             // A server running on this data dir does it (its links carry its
@@ -626,6 +629,16 @@ impl Backend {
             ))));
         }
         let dir = DataDir::new(&place.data);
+        if !creates && !dir.root().exists() {
+            // A server on this data dir that keeps its data elsewhere
+            // (`--store`) still answers; else the dir is a mistake.
+            if let Ok(client) = AdminClient::from_dir(&dir) {
+                if client.reachable().await {
+                    return Ok(Backend::Remote(client));
+                }
+            }
+            existing_dir(&dir)?;
+        }
         dir.prepare()?;
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
             Ok(store) => {
@@ -634,6 +647,18 @@ impl Backend {
             Err(OpenError::Locked(_)) => AdminClient::from_dir(&dir).map(Backend::Remote),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// Refuses a data dir that is not there, naming it.
+fn existing_dir(dir: &DataDir) -> Result<(), String> {
+    if dir.root().exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} does not exist: no authd data dir there (authd makes one on its first start, as does `authd user add`)",
+            dir.root().display()
+        ))
     }
 }
 
@@ -655,8 +680,8 @@ fn parse_store_url(s: &str) -> Result<String, String> {
 
 /// `authd migrate --from A --to B`.
 async fn migrate(from: &str, to: &str, namespace: &str) -> Result<(), String> {
-    let source = open_for_migration(from, namespace).await?;
-    let dest = open_for_migration(to, namespace).await?;
+    let source = open_for_migration(from, namespace, false).await?;
+    let dest = open_for_migration(to, namespace, true).await?;
     let dump = source.export().await.map_err(|e| format!("cannot read {from}: {e}"))?;
     let counts = format!(
         "{} users, {} sessions, {} remember-me series, {} API tokens, {} lockout records, {} verification links",
@@ -673,11 +698,20 @@ async fn migrate(from: &str, to: &str, namespace: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn open_for_migration(place: &str, namespace: &str) -> Result<Arc<dyn crate::store::Store>, String> {
+/// A migration's source or destination; only the destination (`creates`)
+/// may be a data dir that is not there yet.
+async fn open_for_migration(
+    place: &str,
+    namespace: &str,
+    creates: bool,
+) -> Result<Arc<dyn crate::store::Store>, String> {
     if crate::store::redis::is_redis_url(place) {
         return Ok(Arc::new(RedisStore::connect(place, namespace).await.map_err(|e| e.to_string())?));
     }
     let dir = DataDir::new(place);
+    if !creates {
+        existing_dir(&dir)?;
+    }
     dir.prepare()?;
     match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
         Ok(s) => Ok(Arc::new(s)),
@@ -712,7 +746,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
         UserCommand::Add { .. } | UserCommand::Passwd { .. } => Some(read_password()?),
         _ => None,
     };
-    let backend = Backend::open(place).await?;
+    let backend = Backend::open(place, matches!(cmd, UserCommand::Add { .. })).await?;
     match cmd {
         UserCommand::Add { name, email, admin, unverified, .. } => {
             let req = AddUser { name, password: password.unwrap_or_default(), email, admin, unverified };
@@ -798,7 +832,7 @@ async fn user(place: &Place, cmd: UserCommand) -> Result<(), String> {
 }
 
 async fn session(place: &Place, cmd: SessionCommand) -> Result<(), String> {
-    let backend = Backend::open(place).await?;
+    let backend = Backend::open(place, false).await?;
     match cmd {
         SessionCommand::List { user, json } => {
             let sessions: Vec<SessionView> = match &backend {
@@ -860,7 +894,7 @@ async fn session(place: &Place, cmd: SessionCommand) -> Result<(), String> {
 }
 
 async fn token(place: &Place, cmd: TokenCommand) -> Result<(), String> {
-    let backend = Backend::open(place).await?;
+    let backend = Backend::open(place, false).await?;
     match cmd {
         TokenCommand::Add { name, label } => {
             let view: TokenView = match &backend {

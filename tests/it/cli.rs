@@ -378,13 +378,45 @@ fn data_may_be_given_before_the_command() {
     // No password on stdin: a clean failure about the password, not about --data.
     assert!(!String::from_utf8_lossy(&o.stderr).contains("cannot be used with"), "{}", stderr(&o));
     for args in [
+        &["--data", d, "cert"][..],
         &["--data", d, "user", "list"][..],
         &["--data", d, "session", "list"][..],
-        &["--data", d, "cert"][..],
     ] {
         let o = std::process::Command::new(BIN).args(args).output().unwrap();
         assert!(o.status.success(), "authd {args:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn a_data_dir_that_is_not_there_is_named_and_not_made() {
+    // A mistyped --data must not pass for an empty database: only `user add`
+    // (and the server, and `authd cert`) make a data dir.
+    if redb_only("a_data_dir_that_is_not_there_is_named_and_not_made") {
+        return;
+    }
+    let (_tmp, data) = data_dir();
+    let shown = data.display().to_string();
+    for args in [
+        &["user", "list"][..],
+        &["user", "del", "quinn"][..],
+        &["session", "list"][..],
+        &["session", "revoke", "--user", "quinn"][..],
+        &["token", "list", "quinn"][..],
+    ] {
+        let err = fails(&data, args, None);
+        assert!(err.contains(&format!("{shown} does not exist")), "authd {args:?}: {err}");
+        assert!(!data.exists(), "authd {args:?} made the data dir");
+    }
+    let o = std::process::Command::new(BIN)
+        .args(["migrate", "--from", &shown, "--to", &format!("{shown}-copy")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{shown} does not exist")), "{}", stderr(&o));
+    assert!(!data.exists() && !Path::new(&format!("{shown}-copy")).exists());
+    // `user add` makes it, and the others then work on it.
+    ok(&data, &["user", "add", "quinn", "--password-stdin"], Some("a long enough password\n"));
+    assert_eq!(user_list(&data).len(), 1);
 }
 
 #[tokio::test]
