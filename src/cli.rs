@@ -612,32 +612,28 @@ impl Backend {
     /// an empty one.
     async fn open(place: &Place, creates: bool) -> Result<Backend, String> {
         let settings = AuthSettings::default();
-        if let Some(url) = &place.store {
-            // A server running on this data dir does it (its links carry its
-            // URL); else the shared store directly.
-            let dir = DataDir::new(&place.data);
+        let dir = DataDir::new(&place.data);
+        if place.store.is_none() && !creates {
+            existing_dir(&dir)?;
+        }
+        // A server running on this data dir does it (its links carry its
+        // URL), when it keeps its data in a shared store; one that keeps it
+        // in the data dir's database is found by the lock below, so a stale
+        // credential left by a killed server is never tried first.
+        if place.store.is_some() || !dir.db().exists() {
             if let Ok(client) = AdminClient::from_dir(&dir) {
                 if client.reachable().await {
                     return Ok(Backend::Remote(client));
                 }
             }
+        }
+        if let Some(url) = &place.store {
             let store = RedisStore::connect(url, &place.namespace).await.map_err(|e| e.to_string())?;
             return Ok(Backend::Local(Box::new(Auth::new(
                 Arc::new(store),
                 Arc::new(SystemClock),
                 &settings,
             ))));
-        }
-        let dir = DataDir::new(&place.data);
-        if !creates && !dir.root().exists() {
-            // A server on this data dir that keeps its data elsewhere
-            // (`--store`) still answers; else the dir is a mistake.
-            if let Ok(client) = AdminClient::from_dir(&dir) {
-                if client.reachable().await {
-                    return Ok(Backend::Remote(client));
-                }
-            }
-            existing_dir(&dir)?;
         }
         dir.prepare()?;
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {

@@ -506,6 +506,26 @@ async fn a_stopped_redis_is_503_with_retry_after_and_authd_recovers_when_it_cont
     assert_eq!(session_status(&s, &id).await, 200);
 }
 
+/// SPEC §2: a command given only the data dir of a server that keeps its
+/// data in a shared store goes through that server, not a new empty
+/// database in the dir.
+#[tokio::test]
+async fn the_cli_without_store_reaches_a_running_shared_store_server() {
+    if !have_redis("the_cli_without_store_reaches_a_running_shared_store_server") {
+        return;
+    }
+    let redis = Redis::start();
+    let s = Server::start(&["--store", &redis.url(), "--store-namespace", &namespace("dironly")]);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["user", "list", "--json", "--data"]).arg(&s.data).env_remove("AUTHD_STORE");
+    let out = run_command(cmd, None, Some(Duration::from_secs(30)));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = users.iter().filter_map(|u| u["name"].as_str()).collect();
+    assert_eq!(names, ["admin"]);
+    assert!(!s.data.join("authd.redb").exists(), "the CLI made a database beside a shared-store server");
+}
+
 /// SPEC §11 on a shared store: the namespace's `meta` hash carries the
 /// schema; an older one is migrated (with a log line, data kept), a newer one
 /// refused by name.
