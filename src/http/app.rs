@@ -313,8 +313,12 @@ impl App {
         // SPEC §3: every response names its user, so identify up front (forward
         // auth identifies itself, without remember-me logins).
         if !matches!(segments, ["rest", "authd", _, "verify"]) {
-            if let Err(e) = self.identify(ctx).await {
-                return (Route::Other, Err(e));
+            match self.identify(ctx).await {
+                Err(e) => return (Route::Other, Err(e)),
+                Ok(who) if rest_form_call(segments, ctx) && !self.xsrf_ok(ctx, who.as_ref(), None) => {
+                    return (Route::Other, Err(xsrf_failed()));
+                }
+                Ok(_) => {}
             }
         }
         // HEAD is routed as GET everywhere (`handle` drops the body; the
@@ -964,6 +968,19 @@ fn version(segment: &str, want: &str) -> bool {
 }
 
 /// 403 `XSRF check failed` (SPEC §7).
+/// Whether this is a state-changing call to authd's own REST API that a
+/// browser form could have sent in a session (SPEC §7; Jira's REST filter
+/// does the same): a form content type and a session cookie. Such a call
+/// must carry the XSRF token in a header, or `X-Atlassian-Token: no-check`.
+/// A login makes no use of the session it may carry and keeps its 415.
+fn rest_form_call(segments: &[&str], ctx: &Ctx) -> bool {
+    xsrf::is_unsafe(&ctx.method)
+        && ctx.media_type.as_deref().is_some_and(xsrf::is_form_type)
+        && matches!(segments, ["rest", ..])
+        && !(ctx.method == Method::POST && matches!(segments, ["rest", "auth", _, "session"]))
+        && matches!(&ctx.identity, Some(Some(Authenticated { session: Some(_), .. })))
+}
+
 pub fn xsrf_failed() -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "XSRF check failed")
 }

@@ -400,6 +400,79 @@ async fn json_api_calls_need_no_token_but_the_origin_rule_still_applies() {
     assert!(session_alive(&s, me.session.as_ref().unwrap()).await);
 }
 
+/// SPEC §7 on authd's own REST API, as Jira's REST filter does: a
+/// state-changing call with a form content type, made in a session, needs
+/// the XSRF token in a header or `X-Atlassian-Token: no-check`.
+#[tokio::test]
+async fn form_typed_rest_calls_in_a_session_need_the_token() {
+    let s = Server::start(&[]);
+    let pw = s.admin_pw();
+    let me = api_login(&s, "admin", &pw, false).await;
+    let id = me.session.clone().unwrap();
+    let token = me.xsrf.clone().unwrap();
+    let call = |method: reqwest::Method, path: &str, ct: &str, extra: Option<(&'static str, String)>| {
+        let mut b = s.bare_client().request(method, s.at(path)).header("cookie", me.header());
+        if !ct.is_empty() {
+            b = b.header("content-type", ct);
+        }
+        if let Some((k, v)) = extra {
+            b = b.header(k, v);
+        }
+        b.send()
+    };
+    let del = reqwest::Method::DELETE;
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        for (method, path) in [
+            (del.clone(), "/rest/auth/1/session"),
+            (del.clone(), "/rest/authd/1/sessions"),
+            (reqwest::Method::POST, "/rest/authd/1/admin/users/admin/unlock"),
+        ] {
+            let r = call(method.clone(), path, ct, None).await.unwrap();
+            assert_eq!(r.status(), 403, "{method} {path} as {ct}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert!(error_message(&body).contains("XSRF check failed"), "{body}");
+        }
+        // The cookie alone is no token.
+        let r = call(del.clone(), "/rest/auth/1/session", ct, Some(("x-atlassian-token", "nonsense".into())))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "a wrong header token as {ct}");
+    }
+    assert!(session_alive(&s, &id).await, "a refused call ended the session");
+    // The token in either header, or no-check, lets it through.
+    let r = call(
+        reqwest::Method::POST,
+        "/rest/authd/1/admin/users/admin/unlock",
+        "text/plain",
+        Some(("x-xsrf-token", token.clone())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "X-XSRF-Token");
+    let r = call(
+        reqwest::Method::POST,
+        "/rest/authd/1/admin/users/admin/unlock",
+        "text/plain",
+        Some(("x-atlassian-token", "no-check".into())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "no-check");
+    // Without a content type, or as JSON, nothing is asked (curl -X DELETE).
+    let r = call(reqwest::Method::POST, "/rest/authd/1/admin/users/admin/unlock", "", None).await.unwrap();
+    assert_eq!(r.status(), 200, "no content type");
+    // A login keeps its 415, session cookie or not.
+    let r = call(reqwest::Method::POST, "/rest/auth/1/session", "application/x-www-form-urlencoded", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = call(del.clone(), "/rest/auth/1/session", "text/plain", Some(("x-atlassian-token", token)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "a logout with the header token");
+    assert!(!session_alive(&s, &id).await);
+}
+
 #[tokio::test]
 async fn the_login_page_checks_the_anonymous_token_against_its_cookie() {
     let s = Server::start(&[]);
