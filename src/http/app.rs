@@ -773,6 +773,16 @@ impl App {
         if ctx.logged_out {
             // SPEC §3: every response that logs this browser out, whichever route.
             h.insert("x-seraph-loginreason", HeaderValue::from_static("OUT"));
+        } else if ctx.basic_failed
+            && ctx.user.is_none()
+            && !ctx.proxied
+            && !ctx.forward_auth
+            && !h.contains_key("x-seraph-loginreason")
+        {
+            // Credentials that failed on authd's route anyone may use
+            // (serverInfo): the answer is anonymous, and says why, as Jira's
+            // does. (Behind the proxy, Basic may be the app's own.)
+            h.insert("x-seraph-loginreason", HeaderValue::from_static("AUTHENTICATED_FAILED"));
         }
         if let Some(token) = ctx.xsrf_out.take() {
             ctx.set_cookies.push(cookies::set_cookie(

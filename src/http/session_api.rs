@@ -2,6 +2,7 @@
 //! `/rest/api/2/myself`, `/rest/api/2/user`, `/rest/api/2/serverInfo`.
 
 use super::request::RequestBody;
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -41,7 +42,10 @@ pub async fn login(app: &App, req: Request<RequestBody>, ctx: &mut Ctx) -> Resul
                 session: SessionRef { name: &app.cookie_names.session, value: &value },
                 login_info: LoginInfo::of(&done.user.logins),
             };
-            Ok(json(StatusCode::OK, &body))
+            let mut r = json(StatusCode::OK, &body);
+            // As the login page's answer, and Seraph's on a login.
+            r.headers_mut().insert("x-seraph-loginreason", HeaderValue::from_static("OK"));
+            Ok(r)
         }
         Err(e) => Err(login_error(e, app.base(ctx), app.auth.now())),
     }

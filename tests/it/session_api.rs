@@ -15,6 +15,7 @@ async fn login_get_logout_flow() {
     let r = s.login(&c, "admin", &s.admin_pw()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-ausername").as_deref(), Some("admin"));
+    assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("OK"));
     let cookie = set_cookie(&r, "JSESSIONID").expect("session cookie");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["session"]["name"], "JSESSIONID");
@@ -157,6 +158,7 @@ async fn server_info_is_public_and_jira_shaped() {
         let r = s.bare_client().get(s.at(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(header(&r, "x-ausername").as_deref(), Some("anonymous"));
+        assert!(header(&r, "x-seraph-loginreason").is_none());
         let info: Value = r.json().await.unwrap();
         assert_eq!(info["baseUrl"], s.url, "{info}");
         assert_eq!(info["deploymentType"], "Server");
@@ -167,6 +169,20 @@ async fn server_info_is_public_and_jira_shaped() {
         assert!(numbers.iter().all(Value::is_u64), "{info}");
         let joined: Vec<String> = numbers.iter().map(|n| n.to_string()).collect();
         assert!(version.starts_with(&joined.join(".")), "{version} vs {joined:?}");
+    }
+    // Wrong credentials still get the public answer, anonymous, saying the
+    // login failed as Jira does (JRA-41559), so a client can tell.
+    for auth in [("admin", "wrong password"), ("admin", "authd_0000")] {
+        let r = s
+            .bare_client()
+            .get(s.at("/rest/api/2/serverInfo"))
+            .basic_auth(auth.0, Some(auth.1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{auth:?}");
+        assert_eq!(header(&r, "x-ausername").as_deref(), Some("anonymous"));
+        assert_eq!(header(&r, "x-seraph-loginreason").as_deref(), Some("AUTHENTICATED_FAILED"), "{auth:?}");
     }
 }
 
