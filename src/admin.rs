@@ -212,8 +212,8 @@ impl Auth {
         self.store.user_by_name(name).await?.ok_or_else(|| AdminError::NoSuchUser(name.to_string()))
     }
 
-    /// Creates a user; an unverified address gets a verification link
-    /// (logged, and returned in the view).
+    /// Creates a user; an email address gets a verification link (logged,
+    /// and returned in the view).
     pub async fn add_user(&self, req: AddUser) -> Result<UserView, AdminError> {
         if !valid_name(&req.name) {
             return Err(AdminError::InvalidName(req.name));
@@ -244,10 +244,11 @@ impl Auth {
                 other => other.into(),
             })?;
         tracing::info!(user = %user.name, admin = user.admin, "user added");
+        // SPEC §3: an address always gets its link (the local mail sink);
+        // one added without --unverified already counts as verified, and
+        // its link just confirms it.
         let mut view = UserView::from(&user);
-        if !user.email_verified {
-            view.verification_link = self.new_verification(&user).await?;
-        }
+        view.verification_link = self.new_verification(&user).await?;
         Ok(view)
     }
 

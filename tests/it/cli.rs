@@ -224,7 +224,17 @@ async fn user_verify_turns_409_into_200() {
 #[tokio::test]
 async fn an_email_without_unverified_needs_no_verification() {
     let s = Server::start(&[]);
-    s.add_user("mia", "mia's long password", &["--email", "mia@example.com"]);
+    let o = ok(
+        &s.data,
+        &["user", "add", "mia", "--email", "mia@example.com", "--password-stdin"],
+        Some("mia's long password"),
+    );
+    s.login_ok(&s.client(), "mia", "mia's long password").await;
+    // SPEC §3: `user add --email` records a link all the same; it confirms.
+    let link = verification_link(&stdout(&o)).unwrap_or_else(|| panic!("no link: {}", stdout(&o)));
+    let r = s.client().get(&link).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{link}");
+    assert!(s.log_text().contains(&link), "the link is not in the server's log");
     s.login_ok(&s.client(), "mia", "mia's long password").await;
 }
 
