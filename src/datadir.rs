@@ -74,10 +74,15 @@ impl DataDir {
 }
 
 /// Creates `dir` with mode 0700, or checks that an existing one is private.
+/// An existing empty one (`mkdir db` before the first start) holds nothing
+/// yet and is made private.
 pub fn create_private_dir(dir: &Path) -> Result<(), String> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 && made_private_if_empty(dir, mode) {
+                return Ok(());
+            }
             if mode & 0o077 != 0 {
                 return Err(format!(
                     "{} is accessible to other users (mode {mode:03o}); run `chmod 700 {}`",
@@ -102,6 +107,20 @@ pub fn create_private_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Makes `dir` private if it is empty. The mode is narrowed first and the
+/// emptiness checked after, so nothing another user slips in meanwhile is
+/// taken for authd's; a dir that is not empty gets its `mode` back.
+fn made_private_if_empty(dir: &Path, mode: u32) -> bool {
+    if fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).is_err() {
+        return false;
+    }
+    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()) {
+        return true;
+    }
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+    false
+}
+
 /// Writes `bytes` to `path` with mode 0600, replacing it atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -121,9 +140,13 @@ mod tests {
     fn prepare_creates_private_dirs_and_refuses_open_ones() {
         let t = tempfile::tempdir().unwrap();
         let d = DataDir::new(t.path().join("db"));
+        // An empty one made beforehand is made private.
+        fs::create_dir(d.root()).unwrap();
+        fs::set_permissions(d.root(), fs::Permissions::from_mode(0o755)).unwrap();
         d.prepare().unwrap();
         let mode = fs::metadata(d.root()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+        // One with something in it (tls/ now) is refused.
         fs::set_permissions(d.root(), fs::Permissions::from_mode(0o755)).unwrap();
         let err = d.prepare().unwrap_err();
         assert!(err.contains("chmod 700"), "{err}");

@@ -264,12 +264,29 @@ fn a_data_dir_others_can_open_is_refused_with_the_chmod_to_run() {
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).unwrap();
         refuses(&data, &format!("data dir mode {mode:03o}"), &[&show(&data), "chmod 700"]);
     }
-    // A fresh data dir whose parent exists but which others could open.
+    // One that holds something that is not authd's.
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refuses(&other, "a non-empty data dir with mode 777", &[&show(&other), "chmod 700"]);
+    let mode = std::fs::metadata(&other).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o777, "a refused dir keeps its mode");
+}
+
+#[test]
+fn an_empty_data_dir_made_beforehand_is_made_private_and_used() {
+    // `mkdir db; authd --data db`: nothing in it yet, so it is the first start.
     let tmp = tempfile::tempdir().unwrap();
     let fresh = tmp.path().join("open");
     std::fs::create_dir(&fresh).unwrap();
-    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
-    refuses(&fresh, "a new data dir with mode 777", &[&show(&fresh), "chmod 700"]);
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Server::start_in(&fresh, &[]);
+    assert!(s.log_text().contains("password"), "no admin was made:\n{}", s.log_text());
+    assert!(s.stop().success());
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
 }
 
 #[test]
