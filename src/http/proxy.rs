@@ -200,7 +200,9 @@ pub async fn forward(
     }
     let body: Body = match (buffered, incoming) {
         (Some(bytes), _) => full(bytes),
-        (None, Some(stream)) => super::response::stream(stream.map_err(|e| -> BoxError { Box::new(e) })),
+        (None, Some(stream)) => {
+            super::response::stream(stream.map_err(|e| -> BoxError { Box::new(ClientBody(e)) }))
+        }
         (None, None) => full(bytes::Bytes::new()),
     };
     let (sent, on_sent) = tokio::sync::oneshot::channel::<()>();
@@ -220,8 +222,11 @@ pub async fn forward(
         }
     };
     let resp = answered.map_err(|e| {
-        if caused_by_limit(&e) {
+        if caused_by::<http_body_util::LengthLimitError>(&e) {
             return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+        }
+        if caused_by::<ClientBody>(&e) {
+            return ApiError::bad_request("The request body is malformed or was cut short.");
         }
         tracing::warn!("upstream request failed: {e}");
         ApiError::new(StatusCode::BAD_GATEWAY, "The app behind authd did not answer.")
@@ -282,16 +287,34 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
-/// Whether an upstream failure was the request body passing `--max-body`.
-fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an upstream failure was caused by an error of type `T`: the
+/// request body passing `--max-body`, or the client's body failing.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
+        if err.is::<T>() {
             return true;
         }
         cur = err.source();
     }
     false
+}
+
+/// The client's request body failed while it was passed on (malformed
+/// chunks, a connection cut short): the client's fault, not the app's.
+#[derive(Debug)]
+struct ClientBody(hyper::Error);
+
+impl std::fmt::Display for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client's request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBody {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// The answer to an anonymous request when `--require-login` is set:

@@ -949,6 +949,31 @@ async fn max_body_is_enforced_for_declared_and_chunked_bodies() {
 }
 
 #[tokio::test]
+async fn a_malformed_chunked_body_through_the_proxy_is_the_clients_400() {
+    // SPEC §10: malformed input gets a clear 4xx; the app is not to blame (502).
+    let (_app, s) = start_pair(&[]);
+    for (what, body) in [
+        ("a chunk size that is no number", &b"zz\r\nabc\r\n0\r\n\r\n"[..]),
+        ("a good chunk, then a bad size", &b"5\r\nabcde\r\nzz\r\n"[..]),
+    ] {
+        let mut t = tls_h1(s.port, &s.cert_pem()).await;
+        let mut req = format!(
+            "POST /upload/bad HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            s.port
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        let _ = t.write_all(&req).await;
+        let _ = t.flush().await;
+        let r =
+            tokio::time::timeout(Duration::from_secs(10), read_response(&mut t)).await.expect("no answer");
+        assert_eq!(r.status, 400, "{what}: {}", String::from_utf8_lossy(&r.body));
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_jira_error(&body);
+    }
+}
+
+#[tokio::test]
 async fn an_app_answer_carrying_authds_cookies_is_never_cacheable() {
     // SPEC §3: authentication responses carry Cache-Control: no-store, also
     // when the answer is the app's and the app called it public.
