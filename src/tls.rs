@@ -25,13 +25,18 @@ pub struct Tls {
 pub const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// Whether the data dir's self-signed pair must be made (again) for these
-/// names: it is missing, or was made for other names. Reads only.
+/// names: it is missing, or lacks one of them. A start that names fewer
+/// (`--tls-san` left off) keeps it, so clients that trust its fingerprint
+/// go on doing so. Reads only.
 pub fn self_signed_due(dir: &DataDir, extra_names: &[String]) -> bool {
     if !dir.has_tls_pair() {
         return true;
     }
     match std::fs::read_to_string(dir.cert_names()) {
-        Ok(previous) => previous.trim() != wanted_names(extra_names).join("\n"),
+        Ok(previous) => {
+            let covered: Vec<&str> = previous.lines().map(str::trim).collect();
+            !wanted_names(extra_names).iter().all(|n| covered.contains(&n.as_str()))
+        }
         Err(_) => false, // made by hand or by an older authd: keep it
     }
 }
@@ -171,7 +176,9 @@ fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
         return Ok(());
     }
     if dir.has_tls_pair() {
-        tracing::warn!("the certificate names changed (--tls-san); making a new self-signed certificate");
+        tracing::warn!(
+            "the certificate lacks a name given by --tls-san; making a new self-signed certificate"
+        );
     }
     let names = wanted_names(extra);
     let listed = names.join("\n");
@@ -205,6 +212,11 @@ mod tests {
         let c = load(&dir, &["auth.example".to_string()], None).unwrap();
         assert_ne!(a.fingerprint, c.fingerprint, "a new name must give a new certificate");
         assert_eq!(c.config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        // Fewer names (the flag left off) keep it; another new one does not.
+        let d = load(&dir, &[], None).unwrap();
+        assert_eq!(c.fingerprint, d.fingerprint, "leaving --tls-san off replaced the certificate");
+        let e = load(&dir, &["other.example".to_string()], None).unwrap();
+        assert_ne!(d.fingerprint, e.fingerprint);
     }
 
     #[test]

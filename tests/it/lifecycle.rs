@@ -169,6 +169,25 @@ async fn acknowledged_logouts_survive_kill_9() {
     }
 }
 
+#[test]
+fn the_certificate_is_kept_unless_a_start_names_one_it_lacks() {
+    // SPEC §1: later starts reuse the certificate; only a new --tls-san name
+    // needs a new one.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let cert = || std::fs::read(data.join("tls/cert.pem")).unwrap();
+    assert!(Server::start_in(&data, &["--tls-san", "app.example"]).stop().success());
+    let first = cert();
+    assert!(Server::start_in(&data, &[]).stop().success());
+    assert!(cert() == first, "a start without --tls-san replaced the certificate");
+    assert!(Server::start_in(&data, &["--tls-san", "app.example"]).stop().success());
+    assert!(cert() == first, "the same --tls-san replaced the certificate");
+    let s = Server::start_in(&data, &["--tls-san", "new.example"]);
+    assert!(s.log_text().contains("--tls-san"), "no log line for the new certificate:\n{}", s.log_text());
+    assert!(s.stop().success());
+    assert!(cert() != first, "a new --tls-san name kept the old certificate");
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_fails_clearly() {
     if redb_only("a_second_server_on_the_same_data_dir_fails_clearly") {
