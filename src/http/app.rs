@@ -590,9 +590,13 @@ impl App {
             Credential::Token(name, token) => (name, token),
         };
         let found = self.auth.store.token(token.hash()).await?.map(|(_, user)| user);
-        // Basic names the token's owner too.
+        // Basic names the token's owner too: by name, or by email address as
+        // Jira Cloud's clients send it.
         let found = found.filter(|u| {
-            name.as_deref().is_none_or(|n| crate::store::name_key(&u.name) == crate::store::name_key(n))
+            name.as_deref().is_none_or(|n| {
+                crate::store::name_key(&u.name) == crate::store::name_key(n)
+                    || u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(n))
+            })
         });
         Ok(found.map_or(Basic::Unknown, Basic::User))
     }

@@ -1517,8 +1517,8 @@ async fn api_tokens_from_the_cli_authenticate_one_request_without_a_session() {
     let data = keep.path().join("db");
     let app = EchoApp::start();
     let s = Server::start_in(&data, &["--upstream", &app.url]);
-    s.add_user("bob", "bob-password-1", &[]);
-    s.add_user("carol", "carol-password-1", &[]);
+    s.add_user("bob", "bob-password-1", &["--email", "Bob@Example.com"]);
+    s.add_user("carol", "carol-password-1", &["--email", "carol@example.com"]);
     // Made through the running server's admin API: shown once, on the last line.
     let (id, token) = cli_token(&s, "bob", "deploy script");
     let listed = cli_tokens(&s, "bob");
@@ -1542,6 +1542,10 @@ async fn api_tokens_from_the_cli_authenticate_one_request_without_a_session() {
         assert_eq!(header(&r, "x-ausername").as_deref(), Some("bob"), "{path}");
     }
     assert_eq!(app.last_at("/app/with-token").one("x-authd-user").as_deref(), Some("bob"));
+    // Jira Cloud's clients (jira.js) send the owner's email address as the name.
+    let r = call(&s, "GET", "/rest/api/2/myself", As::Basic("bob@example.com", &token), None).await;
+    assert_eq!(r.status(), 200, "email:token");
+    assert_eq!(header(&r, "x-ausername").as_deref(), Some("bob"));
     let r = call(&s, "GET", "/rest/authd/1/sessions", As::Basic("bob", &token), None).await;
     assert_eq!(json_of(r, 200, "sessions").await, json!([]), "a token request left a session");
     // A form post by token carries no session cookie, so it needs no XSRF token.
@@ -1562,6 +1566,7 @@ async fn api_tokens_from_the_cli_authenticate_one_request_without_a_session() {
         ("wrong token", "bob", forged.as_str()),
         ("the password instead of a token", "bob", "bob-password-1"),
         ("bob's token under carol's name", "carol", token.as_str()),
+        ("bob's token under carol's email", "carol@example.com", token.as_str()),
         ("unknown user", "nobody", token.as_str()),
         ("empty", "bob", ""),
     ] {
