@@ -981,7 +981,6 @@ fn version(segment: &str, want: &str) -> bool {
     segment == want || segment == "latest"
 }
 
-/// 403 `XSRF check failed` (SPEC §7).
 /// Whether this is a state-changing call to authd's own REST API that a
 /// browser form could have sent in a session (SPEC §7; Jira's REST filter
 /// does the same): a form content type and a session cookie. Such a call
@@ -995,6 +994,7 @@ fn rest_form_call(segments: &[&str], ctx: &Ctx) -> bool {
         && matches!(&ctx.identity, Some(Some(Authenticated { session: Some(_), .. })))
 }
 
+/// 403 `XSRF check failed` (SPEC §7).
 pub fn xsrf_failed() -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "XSRF check failed")
 }
