@@ -401,6 +401,9 @@ impl App {
                         Box::pin(pages::account_action(self, req, ctx, &action)).await
                     }
                     (_, []) => Err(not_allowed("GET, HEAD")),
+                    (_, [action]) | (_, ["sessions", action]) if pages::ACCOUNT_ACTIONS.contains(action) => {
+                        Err(not_allowed("POST"))
+                    }
                     _ => Err(ApiError::not_found()),
                 };
                 (Route::Pages, r)

@@ -63,6 +63,14 @@ pub async fn login_submit(
     let dest = field(&form, "os_destination").and_then(safe_destination);
     let remember = field(&form, "os_cookie").is_some_and(|v| !v.is_empty() && v != "false");
     if !app.xsrf_ok(ctx, who.as_ref(), submitted.as_deref()) {
+        // A second tab's login form, stale since the first tab logged in (its
+        // anonymous token went with the login): for the user already logged
+        // in, go on as a fresh login would, changing nothing.
+        if let Some(Authenticated { user, session: Some(_) }) = &who {
+            if crate::store::name_key(&user.name) == crate::store::name_key(&username) {
+                return Ok(redirect(dest.as_deref().unwrap_or("/account")));
+            }
+        }
         let token = app.page_xsrf(ctx, who.as_ref());
         let page = LoginPage {
             token: &token,
@@ -270,13 +278,16 @@ pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
 }
 
 /// `POST /account/...`: log out this, one, all other, or all sessions.
+/// The account page's buttons, each a `POST /account/[sessions/]ACTION`.
+pub const ACCOUNT_ACTIONS: [&str; 4] = ["logout", "revoke", "revoke-others", "revoke-all"];
+
 pub async fn account_action(
     app: &App,
     req: Request<RequestBody>,
     ctx: &mut Ctx,
     action: &str,
 ) -> Result<Response<Body>, ApiError> {
-    if !matches!(action, "logout" | "revoke" | "revoke-others" | "revoke-all") {
+    if !ACCOUNT_ACTIONS.contains(&action) {
         return Err(ApiError::not_found());
     }
     let form = read_form(app, req, ctx, FORM_LIMIT).await?;

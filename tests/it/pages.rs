@@ -493,3 +493,61 @@ async fn the_account_page_clears_a_dead_session_cookie_on_its_way_to_the_login_p
     assert_eq!(r.status(), 303);
     assert!(last_set_cookie(&r, SESSION).is_none(), "{:?}", set_cookies(&r));
 }
+
+/// Two tabs on the login page; the first logs in, which replaces the
+/// browser's anonymous XSRF token. The second tab's stale form, for the same
+/// user, goes on as a login would (nothing else changes); for another user
+/// it is refused as a forgery would be.
+#[tokio::test]
+async fn a_second_tabs_stale_login_form_goes_on_for_the_user_already_logged_in() {
+    let s = Server::start(&[]);
+    let pw = s.admin_pw();
+    s.add_user("bea", "bea's long password", &[]);
+    let mut jar = Jar::default();
+    let (first, _) = open_login(&s, &mut jar, "").await;
+    let (second, _) = open_login(&s, &mut jar, "?os_destination=%2Fapp%2Fx").await;
+    let form = [("os_username", "admin"), ("os_password", pw.as_str()), ("atl_token", first.as_str())];
+    let r = post_form(&s, "/login.jsp", &jar.header(), &form, &[]).await;
+    assert_eq!(r.status(), 303);
+    jar.apply(&r);
+    let id = jar.session.clone().unwrap();
+    // The stale tab, same user (no password is checked; nothing changes).
+    let form = [
+        ("os_username", "ADMIN"),
+        ("os_password", "not checked"),
+        ("atl_token", second.as_str()),
+        ("os_destination", "/app/x"),
+    ];
+    let r = post_form(&s, "/login.jsp", &jar.header(), &form, &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location").as_deref(), Some("/app/x"));
+    assert!(set_value(&r, SESSION).is_none(), "the stale form logged in anew");
+    assert!(session_alive(&s, &id).await);
+    // Another user: refused.
+    let form =
+        [("os_username", "bea"), ("os_password", "bea's long password"), ("atl_token", second.as_str())];
+    let r = post_form(&s, "/login.jsp", &jar.header(), &form, &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("XSRF check failed"));
+    assert!(session_alive(&s, &id).await);
+}
+
+/// The account page's buttons are POSTs; any other method on them is 405.
+#[tokio::test]
+async fn the_account_pages_actions_answer_other_methods_with_405() {
+    let s = Server::start(&[]);
+    let (jar, _) = page_login_as(&s, "admin", &s.admin_pw(), false, FIREFOX).await;
+    for path in [
+        "/account/logout",
+        "/account/sessions/revoke",
+        "/account/sessions/revoke-all",
+        "/account/revoke-others",
+    ] {
+        let r = get_with(&s, path, &jar.header()).await;
+        assert_eq!(r.status(), 405, "{path}");
+        assert_eq!(header(&r, "allow").as_deref(), Some("POST"), "{path}");
+    }
+    let r = get_with(&s, "/account/nothing", &jar.header()).await;
+    assert_eq!(r.status(), 404);
+    assert!(session_alive(&s, jar.session.as_ref().unwrap()).await);
+}
