@@ -159,7 +159,7 @@ pub async fn forward(
     let mut buffered = None;
     if xsrf::is_unsafe(&parts.method) {
         if !app.origin_ok(ctx) {
-            return Err(xsrf_failed());
+            return xsrf_refused(&parts.headers);
         }
         let carries_session = !ctx.cookies.session.is_empty() || !ctx.cookies.remember.is_empty();
         if carries_session && xsrf::needs_token(&parts.method, ctx.media_type.as_deref()) {
@@ -178,7 +178,7 @@ pub async fn forward(
                 if who.is_none() {
                     app.expire_dead_session_cookie(ctx);
                 }
-                return Err(xsrf_failed());
+                return xsrf_refused(&parts.headers);
             }
         }
     }
@@ -323,14 +323,7 @@ impl std::error::Error for ClientBody {
 /// it is navigating (`Sec-Fetch-Mode: navigate`); a script's `fetch` asking
 /// for JSON and curl's `Accept: */*` are API clients.
 fn login_required(headers: &HeaderMap, uri: &Uri, refusal: ApiError) -> Response<Body> {
-    let accepts_html = headers
-        .get_all(hyper::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/html"));
-    let navigating = headers.get("sec-fetch-mode").is_some_and(|v| v.as_bytes() == b"navigate");
-    if accepts_html || navigating {
+    if is_browser(headers) {
         let dest = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut r = super::response::empty(StatusCode::SEE_OTHER);
         if let Ok(v) = HeaderValue::from_str(&super::pages::login_url_for(dest)) {
@@ -339,6 +332,28 @@ fn login_required(headers: &HeaderMap, uri: &Uri, refusal: ApiError) -> Response
         r
     } else {
         refusal.into_response()
+    }
+}
+
+/// Whether a request comes from a browser showing the answer as a page: it
+/// asks for HTML or says it is navigating (see [`login_required`]).
+fn is_browser(headers: &HeaderMap) -> bool {
+    let accepts_html = headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/html"));
+    accepts_html || headers.get("sec-fetch-mode").is_some_and(|v| v.as_bytes() == b"navigate")
+}
+
+/// 403 `XSRF check failed` for the app's form: a page for a browser (as
+/// authd's own forms answer), Jira's JSON error for any other client.
+fn xsrf_refused(headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    if is_browser(headers) {
+        Ok(super::pages::xsrf_refused("/", "Back to the start page"))
+    } else {
+        Err(xsrf_failed())
     }
 }
 

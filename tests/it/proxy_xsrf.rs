@@ -698,3 +698,39 @@ async fn monday_morning_does_not_adopt_another_users_token() {
     let r = send(&s, "POST", "/app/m3", &cookie, Some(FORM), body.as_bytes(), &[]).await;
     assert_refused(&app, r, "/app/m3", "a token the browser no longer holds").await;
 }
+
+/// A browser whose form through the proxy is refused sees a page saying so,
+/// as on authd's own forms; other clients get Jira's JSON error.
+#[tokio::test]
+async fn a_browser_sees_the_proxys_xsrf_refusal_as_a_page() {
+    let (app, s) = start_pair(&[]);
+    let jar = api_login(&s, "admin", &s.admin_pw(), false).await;
+    let post = |headers: Vec<(&'static str, &'static str)>| {
+        let mut b = s
+            .bare_client()
+            .post(s.at("/app/form"))
+            .header("cookie", jar.header())
+            .header("content-type", FORM)
+            .body("summary=hello");
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        b.send()
+    };
+    let browser = vec![("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")];
+    for (what, headers) in [
+        ("no token", browser.clone()),
+        ("foreign origin", [browser.clone(), vec![("origin", "https://evil.example")]].concat()),
+        ("navigating", vec![("sec-fetch-mode", "navigate")]),
+    ] {
+        let r = post(headers).await.unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        assert!(header(&r, "content-type").unwrap_or_default().starts_with("text/html"), "{what}");
+        assert!(r.text().await.unwrap().contains("XSRF check failed"), "{what}");
+    }
+    let r = post(vec![("accept", "application/json")]).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(error_message(&body).contains("XSRF check failed"), "{body}");
+    assert!(app.seen_at("/app/form").is_empty(), "a refused form reached the app");
+}
