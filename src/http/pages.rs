@@ -42,9 +42,17 @@ pub async fn login_form(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Result
         )
     });
     let logged_out = who.is_none() && field(&pairs, "logged_out").is_some();
-    let notice = notice.or_else(|| {
-        logged_out.then(|| "<p class=\"note\" id=\"logged-out\">You are now logged out.</p>".to_string())
-    });
+    let expired = who.is_none() && field(&pairs, "session_expired").is_some();
+    let notice = notice
+        .or_else(|| {
+            logged_out.then(|| "<p class=\"note\" id=\"logged-out\">You are now logged out.</p>".to_string())
+        })
+        .or_else(|| {
+            expired.then(|| {
+                "<p class=\"note\" id=\"session-expired\">Your session has expired or was ended. Please log in again.</p>"
+                    .to_string()
+            })
+        });
     let page =
         LoginPage { token: &token, dest: dest.as_deref(), notice: notice.as_deref(), ..LoginPage::default() };
     Ok(html(StatusCode::OK, page.render(), None))
@@ -227,8 +235,7 @@ pub async fn verify_email(app: &App, query: Option<&str>, ctx: &mut Ctx) -> Resu
 /// `GET /account`: who you are and your sessions.
 pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let Some(who) = app.identify(ctx).await? else {
-        app.expire_dead_session_cookie(ctx);
-        return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
+        return Ok(back_to_login(app, ctx));
     };
     let token = app.page_xsrf(ctx, Some(&who));
     let sessions = app.auth.store.sessions_of(who.user.id).await?;
@@ -292,8 +299,7 @@ pub async fn account_action(
     }
     let form = read_form(app, req, ctx, FORM_LIMIT).await?;
     let Some(who) = app.identify(ctx).await? else {
-        app.expire_dead_session_cookie(ctx);
-        return Ok(redirect("/login.jsp?os_destination=%2Faccount"));
+        return Ok(back_to_login(app, ctx));
     };
     if !app.xsrf_ok(ctx, Some(&who), field(&form, "atl_token").as_deref()) {
         return Ok(xsrf_refused("/account", "Back to your account"));
@@ -563,6 +569,19 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// Sends a browser the account page does not know to the login page. A
+/// session cookie that logs nobody in is cleared on the way, and the login
+/// page then says the session ended.
+fn back_to_login(app: &App, ctx: &mut Ctx) -> Response<Body> {
+    let stale = !ctx.cookies.session.is_empty() && !ctx.session_moved;
+    app.expire_dead_session_cookie(ctx);
+    redirect(if stale {
+        "/login.jsp?os_destination=%2Faccount&session_expired=1"
+    } else {
+        "/login.jsp?os_destination=%2Faccount"
+    })
 }
 
 /// Where the login page sends someone who must log in to see `path`.

@@ -486,12 +486,19 @@ async fn the_account_page_clears_a_dead_session_cookie_on_its_way_to_the_login_p
     let dead = format!("{SESSION}=c3RhbGUtc2Vzc2lvbi1pZC1ub3QtaW4tdGhlLWRhdGFiYXNlLXh4");
     let r = get_with(&s, "/account", &dead).await;
     assert_eq!(r.status(), 303);
-    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?os_destination=%2Faccount"));
+    let to = header(&r, "location").unwrap();
+    assert_eq!(to, "/login.jsp?os_destination=%2Faccount&session_expired=1");
     assert!(deletes(&r, SESSION), "{:?}", set_cookies(&r));
-    // No cookie, nothing to clear.
+    // The login page says why the browser is there.
+    let page = get_with(&s, &to, "").await.text().await.unwrap();
+    assert!(page.contains("Your session has expired"), "{page}");
+    // No cookie: nothing to clear or explain.
     let r = s.bare_client().get(s.at("/account")).send().await.unwrap();
     assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location").as_deref(), Some("/login.jsp?os_destination=%2Faccount"));
     assert!(last_set_cookie(&r, SESSION).is_none(), "{:?}", set_cookies(&r));
+    let page = get_with(&s, "/login.jsp?os_destination=%2Faccount", "").await.text().await.unwrap();
+    assert!(!page.contains("Your session has expired"), "{page}");
 }
 
 /// Two tabs on the login page; the first logs in, which replaces the
