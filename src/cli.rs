@@ -635,6 +635,16 @@ impl Backend {
                 &settings,
             ))));
         }
+        if !creates && !dir.db().exists() {
+            // No server answered for this dir, and it holds no database:
+            // nothing to read, and none is made here (a shared-store server
+            // that is down would find it in its way).
+            return Err(format!(
+                "{} does not exist: no database in {} (start authd on it, add a user with `authd user add`, or give --store for a shared store)",
+                dir.db().display(),
+                dir.root().display()
+            ));
+        }
         dir.prepare()?;
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
             Ok(store) => {

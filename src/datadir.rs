@@ -80,7 +80,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), String> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 && made_private_if_empty(dir, mode) {
+            if mode & 0o077 != 0 && made_private_if_empty(dir, meta.permissions().mode() & 0o7777) {
                 return Ok(());
             }
             if mode & 0o077 != 0 {
@@ -107,14 +107,16 @@ pub fn create_private_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Makes `dir` private if it is empty. The mode is narrowed first and the
-/// emptiness checked after, so nothing another user slips in meanwhile is
-/// taken for authd's; a dir that is not empty gets its `mode` back.
+/// Makes `dir` private if it is empty; a dir with anything in it is never
+/// touched. Emptiness is checked again once the mode is narrowed, so nothing
+/// another user slipped in meanwhile is taken for authd's: the dir then gets
+/// its whole `mode` back (special bits too) and is refused.
 fn made_private_if_empty(dir: &Path, mode: u32) -> bool {
-    if fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).is_err() {
+    let empty = || fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    if !empty() || fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).is_err() {
         return false;
     }
-    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()) {
+    if empty() {
         return true;
     }
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));

@@ -180,7 +180,16 @@ fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
             "the certificate lacks a name given by --tls-san; making a new self-signed certificate"
         );
     }
-    let names = wanted_names(extra);
+    // The names the certificate had stay on it, so starts that alternate
+    // between --tls-san values do not keep replacing it.
+    let mut names = wanted_names(extra);
+    if let Ok(previous) = std::fs::read_to_string(dir.cert_names()) {
+        for n in previous.lines().map(str::trim).filter(|n| !n.is_empty()) {
+            if !names.iter().any(|have| have == n) {
+                names.push(n.to_string());
+            }
+        }
+    }
     let listed = names.join("\n");
     let mut params = rcgen::CertificateParams::new(names)
         .map_err(|e| format!("cannot make a certificate for these names: {e}"))?;
@@ -217,6 +226,9 @@ mod tests {
         assert_eq!(c.fingerprint, d.fingerprint, "leaving --tls-san off replaced the certificate");
         let e = load(&dir, &["other.example".to_string()], None).unwrap();
         assert_ne!(d.fingerprint, e.fingerprint);
+        // It keeps the names it had: back to the first one, nothing is made.
+        let f = load(&dir, &["auth.example".to_string()], None).unwrap();
+        assert_eq!(e.fingerprint, f.fingerprint, "alternating --tls-san values replaced the certificate");
     }
 
     #[test]

@@ -986,7 +986,8 @@ fn version(segment: &str, want: &str) -> bool {
 
 /// Whether this is a state-changing call to authd's own REST API that a
 /// browser form could have sent in a session (SPEC §7; Jira's REST filter
-/// does the same): a form content type and a session cookie. Such a call
+/// does the same): a form content type, authenticated by a session or
+/// remember-me cookie (not an API token). Such a call
 /// must carry the XSRF token in a header, or `X-Atlassian-Token: no-check`.
 /// A login makes no use of the session it may carry and keeps its 415.
 fn rest_form_call(segments: &[&str], ctx: &Ctx) -> bool {
@@ -994,7 +995,8 @@ fn rest_form_call(segments: &[&str], ctx: &Ctx) -> bool {
         && ctx.media_type.as_deref().is_some_and(xsrf::is_form_type)
         && matches!(segments, ["rest", ..])
         && !(ctx.method == Method::POST && matches!(segments, ["rest", "auth", _, "session"]))
-        && matches!(&ctx.identity, Some(Some(Authenticated { session: Some(_), .. })))
+        && matches!(&ctx.identity, Some(Some(_)))
+        && !ctx.via_token
 }
 
 /// 403 `XSRF check failed` (SPEC §7).

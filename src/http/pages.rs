@@ -284,10 +284,10 @@ pub async fn account(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
     Ok(html(StatusCode::OK, layout("Your account", &body), None))
 }
 
-/// `POST /account/...`: log out this, one, all other, or all sessions.
 /// The account page's buttons, each a `POST /account/[sessions/]ACTION`.
 pub const ACCOUNT_ACTIONS: [&str; 4] = ["logout", "revoke", "revoke-others", "revoke-all"];
 
+/// `POST /account/...`: log out this, one, all other, or all sessions.
 pub async fn account_action(
     app: &App,
     req: Request<RequestBody>,

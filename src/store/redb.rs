@@ -1336,10 +1336,15 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
 /// Opens the file, mapping every failure (including a panic inside redb on a
 /// damaged file) to an [`OpenError`] that names it.
 fn open_database(path: &Path) -> Result<Database, OpenError> {
-    let io = |detail: String| OpenError::Io { path: path.to_path_buf(), detail };
-    if !path.exists() {
-        return create_database(path);
+    if path.exists() {
+        open_existing(path)
+    } else {
+        create_database(path)
     }
+}
+
+fn open_existing(path: &Path) -> Result<Database, OpenError> {
+    let io = |detail: String| OpenError::Io { path: path.to_path_buf(), detail };
     // Opening for writing rewrites the file's header, so whatever makes
     // authd refuse an existing file is found first: read-only, then by a
     // trial whose writes stay in memory. An empty file is no database
@@ -1348,7 +1353,12 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
         return Err(OpenError::Corrupt { path: path.to_path_buf(), detail: "the file is empty".into() });
     }
     check_read_only(path)?;
-    trial_open(path)?;
+    if let Err(e) = trial_open(path) {
+        // The trial reads without redb's lock: a failure may be another
+        // authd writing the file since the check above, which its lock says.
+        check_read_only(path)?;
+        return Err(e);
+    }
     match contain(|| builder().create(path)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(open_error(path, e)),
@@ -1356,24 +1366,41 @@ fn open_database(path: &Path) -> Result<Database, OpenError> {
     }
 }
 
-/// Makes a new database at `path` under another name first, so a crash
-/// during a first start leaves no half-made `authd.redb` behind (an empty
-/// one is refused).
+/// Makes a new database under a name of this process's own and links it in
+/// place only once redb has written it, so a crash during a first start
+/// leaves no half-made `authd.redb` behind (an empty one is refused), and
+/// of two first starts at once, the second finds the first's database
+/// (held: a clear error) instead of replacing it.
 fn create_database(path: &Path) -> Result<Database, OpenError> {
     let io = |e: std::io::Error| OpenError::Io { path: path.to_path_buf(), detail: e.to_string() };
-    let fresh = path.with_extension("redb.new");
-    // Left by a crash during an earlier first start.
-    let _ = std::fs::remove_file(&fresh);
+    let fresh = path.with_extension(format!("redb.new.{}", std::process::id()));
+    let _ = std::fs::remove_file(&fresh); // this pid's, from a crash long ago
     create_private_file(&fresh).map_err(io)?;
     let made = match contain(|| builder().create(&fresh)) {
-        Ok(Ok(db)) => std::fs::rename(&fresh, path).map(|()| db).map_err(io),
+        Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(open_error(path, e)),
         Err(detail) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) }),
     };
-    if made.is_err() {
-        let _ = std::fs::remove_file(&fresh);
+    let placed = made.and_then(|db| match std::fs::hard_link(&fresh, path) {
+        Ok(()) => sync_parent(path).map(|()| Some(db)).map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io(e)),
+    });
+    let _ = std::fs::remove_file(&fresh);
+    match placed? {
+        Some(db) => Ok(db),
+        // Another start made it first.
+        None => open_existing(path),
     }
-    made
+}
+
+/// Makes a new name in `path`'s directory durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => std::fs::File::open(".")?.sync_all(),
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// redb's settings for authd's file.

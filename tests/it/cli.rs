@@ -389,10 +389,13 @@ fn data_may_be_given_before_the_command() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("cannot be used with"), "{}", stderr(&o));
     for args in [
         &["--data", d, "cert"][..],
+        &["--data", d, "user", "add", "quinn", "--password-stdin"][..],
         &["--data", d, "user", "list"][..],
         &["--data", d, "session", "list"][..],
     ] {
-        let o = std::process::Command::new(BIN).args(args).output().unwrap();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args);
+        let o = run_command(cmd, Some("quinn's long password\n"), Some(Duration::from_secs(30)));
         assert!(o.status.success(), "authd {args:?}: {}", stderr(&o));
     }
 }
@@ -424,6 +427,11 @@ fn a_data_dir_that_is_not_there_is_named_and_not_made() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains(&format!("{shown} does not exist")), "{}", stderr(&o));
     assert!(!data.exists() && !Path::new(&format!("{shown}-copy")).exists());
+    // Nor does a data dir without a database (`authd cert` made only tls/).
+    ok(&data, &["cert"], None);
+    let err = fails(&data, &["user", "list"], None);
+    assert!(err.contains("authd.redb does not exist"), "{err}");
+    assert!(!data.join("authd.redb").exists(), "user list made a database");
     // `user add` makes it, and the others then work on it.
     ok(&data, &["user", "add", "quinn", "--password-stdin"], Some("a long enough password\n"));
     assert_eq!(user_list(&data).len(), 1);

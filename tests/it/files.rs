@@ -269,10 +269,11 @@ fn a_data_dir_others_can_open_is_refused_with_the_chmod_to_run() {
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "mine").unwrap();
-    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o777)).unwrap();
-    refuses(&other, "a non-empty data dir with mode 777", &[&show(&other), "chmod 700"]);
-    let mode = std::fs::metadata(&other).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o777, "a refused dir keeps its mode");
+    // (Sticky, as /tmp is: a dir that is not authd's keeps every mode bit.)
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    refuses(&other, "a non-empty data dir with mode 1777", &[&show(&other), "chmod 700"]);
+    let mode = std::fs::metadata(&other).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "a refused dir keeps its mode");
 }
 
 #[test]

@@ -188,6 +188,46 @@ fn the_certificate_is_kept_unless_a_start_names_one_it_lacks() {
     assert!(cert() != first, "a new --tls-san name kept the old certificate");
 }
 
+/// Two first starts at once on one new data dir: one runs, the other says
+/// the dir is in use, and what the one that runs writes is in the file the
+/// next start opens (the other never replaced it).
+#[tokio::test]
+async fn two_first_starts_at_once_leave_one_database() {
+    if redb_only("two_first_starts_at_once_leave_one_database") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let starts: Vec<_> = (0..2)
+        .map(|_| {
+            let data = data.clone();
+            std::thread::spawn(move || Server::try_start_in(&data, &[]))
+        })
+        .collect();
+    let mut running = Vec::new();
+    for start in starts {
+        match start.join().unwrap() {
+            Ok(s) => running.push(s),
+            Err((status, log)) => {
+                assert!(status.is_some_and(|s| !s.success() && s.code() != Some(101)), "{status:?}: {log}");
+                assert!(log.contains("in use"), "the loser does not say the dir is in use: {log}");
+            }
+        }
+    }
+    assert_eq!(running.len(), 1, "both or neither started");
+    let s = running.pop().unwrap();
+    let pw = s.admin_pw();
+    s.login_ok(&s.client(), "admin", &pw).await;
+    assert!(tokio::task::spawn_blocking(move || s.stop()).await.unwrap().success());
+    let names: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        !names.iter().any(|n| n.to_string_lossy().contains(".new")),
+        "a half-made database was left: {names:?}"
+    );
+    let s = Server::start_in(&data, &[]);
+    s.login_ok(&s.client(), "admin", &pw).await;
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_fails_clearly() {
     if redb_only("a_second_server_on_the_same_data_dir_fails_clearly") {
