@@ -499,6 +499,10 @@ fn bad_value(flag: &str, value: &dyn std::fmt::Display, reason: &str) -> Failure
 async fn serve(cfg: Config, log: &str) -> Result<(), Failure> {
     check_serve_flags(&cfg).await?;
     init_logging(log).map_err(Failure::Other)?;
+    if cfg.require_login && cfg.upstream.is_none() {
+        // Not an error: forward auth answers 401 for anonymous requests anyway.
+        tracing::warn!("--require-login does nothing without --upstream (forward auth always answers 401 when no one is logged in)");
+    }
     crate::server::run(cfg, shutdown_signal()).await.map_err(|e| Failure::Other(e.to_string()))
 }
 

@@ -776,3 +776,11 @@ fn a_duplicate_user_is_named_once() {
     assert_eq!(err.trim_end(), "error: user 'Bob' already exists", "running");
     assert_eq!(s.stop().code(), Some(0));
 }
+
+#[test]
+fn require_login_without_upstream_starts_with_a_warning() {
+    // Nothing to send to the login page without an app behind authd; not an
+    // error (forward auth already answers 401), but not silent either.
+    let s = Server::start(&["--require-login"]);
+    assert!(s.log_text().contains("--require-login does nothing without --upstream"), "{}", s.log_text());
+}
