@@ -652,6 +652,16 @@ impl Backend {
         dir.prepare()?;
         match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
             Ok(store) => {
+                // A server on this dir that keeps its data in a shared store
+                // does not hold this file: if it answers to this dir's
+                // credential, the file is a leftover (from before `authd
+                // migrate`), not the data.
+                if let Ok(client) = AdminClient::from_dir(&dir) {
+                    if client.reachable().await && client.answers().await {
+                        drop(store);
+                        return Ok(Backend::Remote(client));
+                    }
+                }
                 Ok(Backend::Local(Box::new(Auth::new(Arc::new(store), Arc::new(SystemClock), &settings))))
             }
             Err(OpenError::Locked(_)) => AdminClient::from_dir(&dir).map(Backend::Remote),

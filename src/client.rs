@@ -69,6 +69,15 @@ impl AdminClient {
         matches!(tokio::time::timeout(std::time::Duration::from_secs(2), connect).await, Ok(Ok(_)))
     }
 
+    /// Whether the server this credential names answers it: its pinned
+    /// certificate and the credential both pass (a killed server's file,
+    /// with something else on its port now, says no).
+    pub async fn answers(&self) -> bool {
+        self.send(Method::GET, "/rest/authd/1/admin/users", None)
+            .await
+            .is_ok_and(|(status, _)| status.is_success())
+    }
+
     /// Sends one request; returns the status and the body.
     pub async fn send(
         &self,

@@ -524,6 +524,22 @@ async fn the_cli_without_store_reaches_a_running_shared_store_server() {
     let names: Vec<&str> = users.iter().filter_map(|u| u["name"].as_str()).collect();
     assert_eq!(names, ["admin"]);
     assert!(!s.data.join("authd.redb").exists(), "the CLI made a database beside a shared-store server");
+
+    // A leftover authd.redb in the dir (as `authd migrate` to Redis leaves
+    // it): the running server still answers, not the old file.
+    let leftover = tempfile::tempdir().unwrap();
+    let old = leftover.path().join("db");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["user", "add", "zed", "--password-stdin", "--data"]).arg(&old).env_remove("AUTHD_STORE");
+    assert!(run_command(cmd, Some("zed's long password\n"), Some(Duration::from_secs(30))).status.success());
+    std::fs::copy(old.join("authd.redb"), s.data.join("authd.redb")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["user", "list", "--json", "--data"]).arg(&s.data).env_remove("AUTHD_STORE");
+    let out = run_command(cmd, None, Some(Duration::from_secs(30)));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = users.iter().filter_map(|u| u["name"].as_str()).collect();
+    assert_eq!(names, ["admin"], "the leftover file answered instead of the running server");
 }
 
 /// SPEC §11 on a shared store: the namespace's `meta` hash carries the
