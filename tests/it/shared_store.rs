@@ -506,9 +506,25 @@ async fn a_stopped_redis_is_503_with_retry_after_and_authd_recovers_when_it_cont
     assert_eq!(session_status(&s, &id).await, 200);
 }
 
+/// Runs `authd ARGS --data DATA` without any store in the environment.
+fn cli_data_only(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--data").arg(data).env_remove("AUTHD_STORE");
+    let out = run_command(cmd, stdin, Some(Duration::from_secs(30)));
+    assert!(out.status.success(), "authd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// `authd user list --json --data DATA`'s names, without a store.
+fn user_names_data_only(data: &Path) -> Vec<String> {
+    let out = cli_data_only(data, &["user", "list", "--json"], None);
+    let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    users.iter().filter_map(|u| u["name"].as_str().map(str::to_string)).collect()
+}
+
 /// SPEC §2: a command given only the data dir of a server that keeps its
 /// data in a shared store goes through that server, not a new empty
-/// database in the dir.
+/// database in the dir, nor an old one left there.
 #[tokio::test]
 async fn the_cli_without_store_reaches_a_running_shared_store_server() {
     if !have_redis("the_cli_without_store_reaches_a_running_shared_store_server") {
@@ -516,30 +532,16 @@ async fn the_cli_without_store_reaches_a_running_shared_store_server() {
     }
     let redis = Redis::start();
     let s = Server::start(&["--store", &redis.url(), "--store-namespace", &namespace("dironly")]);
-    let mut cmd = Command::new(BIN);
-    cmd.args(["user", "list", "--json", "--data"]).arg(&s.data).env_remove("AUTHD_STORE");
-    let out = run_command(cmd, None, Some(Duration::from_secs(30)));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = users.iter().filter_map(|u| u["name"].as_str()).collect();
-    assert_eq!(names, ["admin"]);
+    assert_eq!(user_names_data_only(&s.data), ["admin"]);
     assert!(!s.data.join("authd.redb").exists(), "the CLI made a database beside a shared-store server");
 
     // A leftover authd.redb in the dir (as `authd migrate` to Redis leaves
     // it): the running server still answers, not the old file.
     let leftover = tempfile::tempdir().unwrap();
     let old = leftover.path().join("db");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["user", "add", "zed", "--password-stdin", "--data"]).arg(&old).env_remove("AUTHD_STORE");
-    assert!(run_command(cmd, Some("zed's long password\n"), Some(Duration::from_secs(30))).status.success());
+    cli_data_only(&old, &["user", "add", "zed", "--password-stdin"], Some("zed's long password\n"));
     std::fs::copy(old.join("authd.redb"), s.data.join("authd.redb")).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["user", "list", "--json", "--data"]).arg(&s.data).env_remove("AUTHD_STORE");
-    let out = run_command(cmd, None, Some(Duration::from_secs(30)));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = users.iter().filter_map(|u| u["name"].as_str()).collect();
-    assert_eq!(names, ["admin"], "the leftover file answered instead of the running server");
+    assert_eq!(user_names_data_only(&s.data), ["admin"], "the leftover file answered instead of the server");
 }
 
 /// SPEC §11 on a shared store: the namespace's `meta` hash carries the
