@@ -519,12 +519,11 @@ async fn check_serve_flags(cfg: &Config) -> Result<(), Failure> {
     if let Err(e) = probe_bind(cfg.listen) {
         // A server already running on this data dir (and holding this port):
         // the server's own "data dir in use" message is the one to give.
-        if e.kind() == std::io::ErrorKind::AddrInUse && cfg.store.is_none() {
-            if let Ok(client) = AdminClient::from_dir(&DataDir::new(&cfg.data_dir)) {
-                if client.reachable().await {
-                    return Ok(());
-                }
-            }
+        if e.kind() == std::io::ErrorKind::AddrInUse
+            && cfg.store.is_none()
+            && AdminClient::running(&DataDir::new(&cfg.data_dir)).await.is_some()
+        {
+            return Ok(());
         }
         return Err(bad_value("--listen", &cfg.listen, &format!("cannot listen there: {e}")));
     }
@@ -580,9 +579,9 @@ async fn shutdown_signal() {
 /// one, made only if there is none yet. An existing one is only read.
 async fn cert(data: &std::path::Path) -> Result<(), String> {
     let dir = DataDir::new(data);
-    let path = match AdminClient::from_dir(&dir) {
-        Ok(client) if client.reachable().await => client.cert_path().to_path_buf(),
-        _ => {
+    let path = match AdminClient::running(&dir).await {
+        Some(client) => client.cert_path().to_path_buf(),
+        None => {
             if !dir.has_tls_pair() {
                 dir.prepare()?;
                 crate::tls::load(&dir, &[], None)?;
@@ -625,10 +624,8 @@ impl Backend {
         // in the data dir's database is found by the lock below, so a stale
         // credential left by a killed server is never tried first.
         if place.store.is_some() || !dir.db().exists() {
-            if let Ok(client) = AdminClient::from_dir(&dir) {
-                if client.reachable().await {
-                    return Ok(Backend::Remote(client));
-                }
+            if let Some(client) = AdminClient::running(&dir).await {
+                return Ok(Backend::Remote(client));
             }
         }
         if let Some(url) = &place.store {
@@ -656,8 +653,8 @@ impl Backend {
                 // does not hold this file: if it answers to this dir's
                 // credential, the file is a leftover (from before `authd
                 // migrate`), not the data.
-                if let Ok(client) = AdminClient::from_dir(&dir) {
-                    if client.reachable().await && client.answers().await {
+                if let Some(client) = AdminClient::running(&dir).await {
+                    if client.answers().await {
                         drop(store);
                         return Ok(Backend::Remote(client));
                     }

@@ -61,6 +61,13 @@ impl AdminClient {
         std::path::Path::new(&self.endpoint.cert)
     }
 
+    /// The server running on `dir`: its credential file is there and
+    /// something listens at its address (see [`reachable`](Self::reachable)).
+    pub async fn running(dir: &DataDir) -> Option<AdminClient> {
+        let client = AdminClient::from_dir(dir).ok()?;
+        client.reachable().await.then_some(client)
+    }
+
     /// Whether something listens at the server's address (a TCP connect,
     /// no request: a stale credential file from a killed server says no).
     pub async fn reachable(&self) -> bool {

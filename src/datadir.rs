@@ -80,10 +80,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), String> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 && made_private_if_empty(dir, meta.permissions().mode() & 0o7777) {
-                return Ok(());
-            }
-            if mode & 0o077 != 0 {
+            if mode & 0o077 != 0 && !made_private_if_empty(dir, meta.permissions().mode() & 0o7777) {
                 return Err(format!(
                     "{} is accessible to other users (mode {mode:03o}); run `chmod 700 {}`",
                     dir.display(),

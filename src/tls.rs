@@ -32,13 +32,17 @@ pub fn self_signed_due(dir: &DataDir, extra_names: &[String]) -> bool {
     if !dir.has_tls_pair() {
         return true;
     }
-    match std::fs::read_to_string(dir.cert_names()) {
-        Ok(previous) => {
-            let covered: Vec<&str> = previous.lines().map(str::trim).collect();
-            !wanted_names(extra_names).iter().all(|n| covered.contains(&n.as_str()))
-        }
-        Err(_) => false, // made by hand or by an older authd: keep it
+    match recorded_names(dir) {
+        Some(covered) => !wanted_names(extra_names).iter().all(|n| covered.contains(n)),
+        None => false, // made by hand or by an older authd: keep it
     }
+}
+
+/// The names the data dir's self-signed certificate was made for, if authd
+/// made it.
+fn recorded_names(dir: &DataDir) -> Option<Vec<String>> {
+    let listed = std::fs::read_to_string(dir.cert_names()).ok()?;
+    Some(listed.lines().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect())
 }
 
 /// Loads the operator's certificate, or the self-signed one (made if
@@ -163,12 +167,17 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 fn wanted_names(extra: &[String]) -> Vec<String> {
     let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
-    for n in extra {
+    add_names(&mut names, extra);
+    names
+}
+
+/// Appends each of `more` that `names` lacks.
+fn add_names(names: &mut Vec<String>, more: &[String]) {
+    for n in more {
         if !names.contains(n) {
             names.push(n.clone());
         }
     }
-    names
 }
 
 fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
@@ -183,13 +192,7 @@ fn ensure_self_signed(dir: &DataDir, extra: &[String]) -> Result<(), String> {
     // The names the certificate had stay on it, so starts that alternate
     // between --tls-san values do not keep replacing it.
     let mut names = wanted_names(extra);
-    if let Ok(previous) = std::fs::read_to_string(dir.cert_names()) {
-        for n in previous.lines().map(str::trim).filter(|n| !n.is_empty()) {
-            if !names.iter().any(|have| have == n) {
-                names.push(n.to_string());
-            }
-        }
-    }
+    add_names(&mut names, &recorded_names(dir).unwrap_or_default());
     let listed = names.join("\n");
     let mut params = rcgen::CertificateParams::new(names)
         .map_err(|e| format!("cannot make a certificate for these names: {e}"))?;

@@ -1359,7 +1359,13 @@ fn open_existing(path: &Path) -> Result<Database, OpenError> {
         check_read_only(path)?;
         return Err(e);
     }
-    match contain(|| builder().create(path)) {
+    create_at(path, path)
+}
+
+/// redb's writable open of `file`, its failures (a panic inside redb on a
+/// damaged file too) named as `path`'s.
+fn create_at(file: &Path, path: &Path) -> Result<Database, OpenError> {
+    match contain(|| builder().create(file)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(open_error(path, e)),
         Err(detail) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) }),
@@ -1376,12 +1382,7 @@ fn create_database(path: &Path) -> Result<Database, OpenError> {
     let fresh = path.with_extension(format!("redb.new.{}", std::process::id()));
     let _ = std::fs::remove_file(&fresh); // this pid's, from a crash long ago
     create_private_file(&fresh).map_err(io)?;
-    let made = match contain(|| builder().create(&fresh)) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(open_error(path, e)),
-        Err(detail) => Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) }),
-    };
-    let placed = made.and_then(|db| match std::fs::hard_link(&fresh, path) {
+    let placed = create_at(&fresh, path).and_then(|db| match std::fs::hard_link(&fresh, path) {
         Ok(()) => sync_parent(path).map(|()| Some(db)).map_err(io),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(io(e)),
