@@ -415,7 +415,7 @@ async fn a_damaged_page_is_refused_at_start_or_harmless() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    assert!(tokio::task::spawn_blocking(move || s.stop()).await.unwrap().success());
+    assert!(s.stop_async().await.success());
     let pristine = std::fs::read(&db).unwrap();
     let (mut refused, mut harmless) = (0, 0);
     for page in 1..16usize {
@@ -439,9 +439,7 @@ async fn a_damaged_page_is_refused_at_start_or_harmless() {
                     let r = c.get(s.at(path)).send().await.unwrap();
                     assert_eq!(r.status(), 200, "{what}: {path}");
                 }
-                // Stopped off this runtime, which keeps the client's
-                // connection answering the server's goodbye meanwhile.
-                let stopped = tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+                let stopped = s.stop_async().await;
                 assert!(stopped.success(), "{what}: unclean stop");
                 harmless += 1;
             }

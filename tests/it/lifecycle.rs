@@ -218,7 +218,7 @@ async fn two_first_starts_at_once_leave_one_database() {
     let s = running.pop().unwrap();
     let pw = s.admin_pw();
     s.login_ok(&s.client(), "admin", &pw).await;
-    assert!(tokio::task::spawn_blocking(move || s.stop()).await.unwrap().success());
+    assert!(s.stop_async().await.success());
     let names: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(
         !names.iter().any(|n| n.to_string_lossy().contains(".new")),

@@ -206,6 +206,14 @@ impl Server {
         self.signal_and_wait("TERM")
     }
 
+    /// SIGTERM from an async test: waits off the runtime, which goes on
+    /// running the test's client connections, so they answer the server's
+    /// goodbye (an HTTP/2 GOAWAY's ping) instead of holding the stop for its
+    /// 10 s of grace.
+    pub async fn stop_async(self) -> ExitStatus {
+        tokio::task::spawn_blocking(move || self.stop()).await.unwrap()
+    }
+
     /// SIGINT; waits for exit and returns the status.
     pub fn interrupt(mut self) -> ExitStatus {
         self.signal_and_wait("INT")
