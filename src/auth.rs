@@ -23,7 +23,7 @@ use crate::config::Timeouts;
 use crate::lockout::LockoutPolicy;
 use crate::metrics::{LoginOutcome, Metrics};
 use crate::password::{PasswordPool, PoolBusy};
-use crate::pow::Pow;
+use crate::pow::{Demand, Pow};
 use crate::remember::{self, Verdict as RememberVerdict};
 use crate::session::{SessionPolicy, Verdict};
 use crate::store::{
@@ -69,6 +69,33 @@ pub struct Auth {
 
 /// Most phantom lockout records kept.
 const MAX_PHANTOMS: usize = 10_000;
+
+/// Records a failed login for an unknown name's phantom lockout. When the
+/// table is full the least telling record goes: expired ones, then one not
+/// demanding a challenge, lowest level, oldest event first, so unknown
+/// names with one failure each cannot cheaply push out a locked phantom
+/// (whose loss would tell it from a user's record).
+fn remember_phantom(
+    phantoms: &mut HashMap<[u8; 16], Lockout>,
+    subject: [u8; 16],
+    policy: LockoutPolicy,
+    now: Timestamp,
+) {
+    if phantoms.len() >= MAX_PHANTOMS && !phantoms.contains_key(&subject) {
+        phantoms.retain(|_, l| now < policy.forget_at(l));
+        if phantoms.len() >= MAX_PHANTOMS {
+            let victim = phantoms
+                .iter()
+                .min_by_key(|(_, l)| (policy.challenged_until(Some(l), now).is_some(), l.level, l.last_event))
+                .map(|(k, _)| *k);
+            if let Some(v) = victim {
+                phantoms.remove(&v);
+            }
+        }
+    }
+    let next = policy.on_failure(phantoms.get(&subject).copied(), now);
+    phantoms.insert(subject, next);
+}
 
 /// Remember-me settings.
 #[derive(Clone, Copy, Debug)]
@@ -180,8 +207,8 @@ pub enum LoginError {
     Denied {
         /// When the demand lapses.
         until: Timestamp,
-        /// Whom a proof-of-work challenge must be issued for.
-        subject: [u8; 16],
+        /// The proof-of-work challenge the login page must issue.
+        demand: Demand,
     },
     /// Too many failed logins from this address; nothing was checked.
     Throttled {
@@ -310,17 +337,15 @@ impl Auth {
         }
         let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
         let subject = Pow::subject(name);
-        let lock = match &user {
-            Some(u) => self.store.lockout(u.id).await?,
-            None => self.phantoms.lock().unwrap_or_else(|p| p.into_inner()).get(&subject).copied(),
-        };
+        let lock = self.lockout_of(user.as_ref(), subject).await?;
         if let Some(until) = self.lockout.challenged_until(lock.as_ref(), now) {
+            let demand = self.pow.demand(subject, lock.map_or(1, |l| l.level));
             let solved =
-                ctx.challenge.as_ref().is_some_and(|(c, s)| self.pow.verify(c, s, subject, now).is_ok());
+                ctx.challenge.as_ref().is_some_and(|(c, s)| self.pow.verify(c, s, demand, now).is_ok());
             if !solved {
                 self.metrics.login(LoginOutcome::Denied);
                 tracing::info!("login refused: the account demands a challenge");
-                return Err(LoginError::Denied { until, subject });
+                return Err(LoginError::Denied { until, demand });
             }
         }
         let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -406,20 +431,12 @@ impl Auth {
                 self.store.login_failed(u.id, now, step).await?;
             }
             None => {
-                {
-                    let mut phantoms = self.phantoms.lock().unwrap_or_else(|p| p.into_inner());
-                    if phantoms.len() >= MAX_PHANTOMS && !phantoms.contains_key(&subject) {
-                        phantoms.retain(|_, l| now < policy.forget_at(l));
-                        if phantoms.len() >= MAX_PHANTOMS {
-                            let victim = phantoms.keys().next().copied();
-                            if let Some(v) = victim {
-                                phantoms.remove(&v);
-                            }
-                        }
-                    }
-                    let next = policy.on_failure(phantoms.get(&subject).copied(), now);
-                    phantoms.insert(subject, next);
-                }
+                remember_phantom(
+                    &mut self.phantoms.lock().unwrap_or_else(|p| p.into_inner()),
+                    subject,
+                    policy,
+                    now,
+                );
                 self.store.flush().await?;
             }
         }
@@ -718,17 +735,26 @@ impl Auth {
         Ok(())
     }
 
-    /// The challenge subject of `name` if that account (or phantom) demands a
-    /// challenge right now.
-    pub async fn challenge_subject(&self, name: &str) -> Result<Option<[u8; 16]>, StoreError> {
-        let now = self.now();
+    /// The challenge the account `name` (or a phantom of that name) demands
+    /// right now, if any.
+    pub async fn challenge_for(&self, name: &str) -> Result<Option<Demand>, StoreError> {
         let subject = Pow::subject(name);
         let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
-        let lock = match user {
-            Some(u) => self.store.lockout(u.id).await?,
-            None => self.phantoms.lock().unwrap_or_else(|p| p.into_inner()).get(&subject).copied(),
-        };
-        Ok(self.lockout.challenged_until(lock.as_ref(), now).map(|_| subject))
+        let lock = self.lockout_of(user.as_ref(), subject).await?;
+        let demanded = self.lockout.challenged_until(lock.as_ref(), self.now()).is_some();
+        Ok(lock.filter(|_| demanded).map(|l| self.pow.demand(subject, l.level)))
+    }
+
+    /// The lockout record of a user, or of the phantom for an unknown name.
+    async fn lockout_of(
+        &self,
+        user: Option<&User>,
+        subject: [u8; 16],
+    ) -> Result<Option<Lockout>, StoreError> {
+        match user {
+            Some(u) => self.store.lockout(u.id).await,
+            None => Ok(self.phantoms.lock().unwrap_or_else(|p| p.into_inner()).get(&subject).copied()),
+        }
     }
 
     /// Makes an email-verification link for `user`'s address (valid seven days)
@@ -793,5 +819,29 @@ mod tests {
         for bad in ["", "a b", "a:b", "a/b", "a\nb", "a\u{0}", &"x".repeat(65), "<script>"] {
             assert!(!valid_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_full_phantom_table_forgets_an_unlocked_name_before_a_locked_one() {
+        let policy = LockoutPolicy::new(3, Duration::from_secs(300));
+        let now = Timestamp(1_000_000);
+        let subject = |i: usize| {
+            let mut s = [0u8; 16];
+            s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            s
+        };
+        let mut phantoms = HashMap::new();
+        // One locked name, first in, then a full table of names with one failure.
+        for _ in 0..3 {
+            remember_phantom(&mut phantoms, subject(0), policy, now);
+        }
+        assert!(policy.challenged_until(phantoms.get(&subject(0)), now).is_some());
+        for i in 1..MAX_PHANTOMS + 50 {
+            remember_phantom(&mut phantoms, subject(i), policy, Timestamp(now.0 + i as u64));
+        }
+        assert_eq!(phantoms.len(), MAX_PHANTOMS);
+        assert!(phantoms.contains_key(&subject(0)), "the locked phantom was pushed out");
+        assert!(phantoms.contains_key(&subject(MAX_PHANTOMS + 49)), "the newest name is kept");
+        assert!(!phantoms.contains_key(&subject(1)), "the oldest unlocked name should go first");
     }
 }
