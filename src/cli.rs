@@ -293,6 +293,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", default_value = "75s",
           allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_secs(1), Duration::from_secs(3600)))]
     pub keep_alive_timeout: Duration,
+    /// How long a connection may leave a response it was given untaken (a
+    /// client that stops reading, or keeps its HTTP/2 window shut) before
+    /// authd closes it.
+    #[arg(long, env = "AUTHD_SEND_TIMEOUT", value_name = "DURATION", default_value = "30s",
+          allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_secs(1), Duration::from_secs(3600)))]
+    pub send_timeout: Duration,
     /// The app behind authd: every path that is not authd's own is forwarded there.
     #[arg(long, env = "AUTHD_UPSTREAM", value_name = "URL", value_parser = parse_upstream)]
     pub upstream: Option<String>,
@@ -349,6 +355,7 @@ impl ServeArgs {
             cookie_prefix: self.cookie_prefix.clone(),
             max_conns: usize::try_from(self.max_conns).unwrap_or(usize::MAX),
             keep_alive_timeout: self.keep_alive_timeout,
+            send_timeout: self.send_timeout,
             hash_workers: cores,
             hash_queue: 64,
             upstream: self.upstream.clone(),

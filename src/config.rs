@@ -36,6 +36,8 @@ pub struct Config {
     pub max_conns: usize,
     /// How long an idle keep-alive connection stays open.
     pub keep_alive_timeout: std::time::Duration,
+    /// How long a connection may leave its waiting responses untaken.
+    pub send_timeout: std::time::Duration,
     /// Worker threads for password hashing (default: number of cores).
     pub hash_workers: usize,
     /// Hash jobs that may wait for a worker before logins get 503.

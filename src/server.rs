@@ -115,8 +115,12 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(sweeper::run(Arc::clone(&auth), cfg.timeouts.sweep_interval, stop_rx));
-    let limits =
-        Limits { max_conns: cfg.max_conns, idle_timeout: cfg.keep_alive_timeout, ..Limits::default() };
+    let limits = Limits {
+        max_conns: cfg.max_conns,
+        idle_timeout: cfg.keep_alive_timeout,
+        send_timeout: cfg.send_timeout,
+        ..Limits::default()
+    };
     http::serve(listener, tls.config, app, limits, stop).await;
 
     tracing::info!("stopping");

@@ -12,7 +12,19 @@
 //!   many bytes trickle in (a slow or silent client);
 //! - afterwards, with nothing in flight: `idle` after the last byte moved;
 //! - with a request in flight: none (a long download or a quiet WebSocket
-//!   is not idle).
+//!   is not idle), unless a response is stalled: it has something to send
+//!   and the connection has not taken any of it, nor of any other response,
+//!   for `send` (an HTTP/2 client that keeps its flow-control window shut,
+//!   a client that stops reading). A response waiting for its own data (a
+//!   slow app, a quiet event stream) is not stalled.
+//!
+//! A response is "waiting for the connection" from when the handler
+//! returns it until hyper first asks its body for data, and again after
+//! each piece of data it gives, until hyper asks for more; hyper asks only
+//! when it can send. The connection task cannot see inside hyper, so it
+//! counts events instead (a request begun, a body asked for data) and
+//! calls a connection stalled when responses wait and no event has come
+//! for `send`.
 
 use std::io;
 use std::pin::Pin;
@@ -36,13 +48,44 @@ pub struct Activity {
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
     any_request: AtomicBool,
+    /// Responses waiting for the connection to take their data.
+    waiting: AtomicUsize,
+    /// Requests begun and response bodies asked for data, so far.
+    events: AtomicU64,
+}
+
+/// What the connection task saw at its last look, to tell a stall.
+#[derive(Debug)]
+pub struct Watch {
+    events: u64,
+    since: Instant,
+}
+
+impl Watch {
+    /// Nothing seen yet, at `now`.
+    pub fn new(now: Instant) -> Watch {
+        Watch { events: 0, since: now }
+    }
+}
+
+/// The connection's timeouts, as [`Activity::due`] applies them.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// For the first request to arrive after the TLS handshake.
+    pub first_request: Duration,
+    /// With nothing running and no bytes moving.
+    pub idle: Duration,
+    /// With responses waiting and none of them taken.
+    pub send: Duration,
 }
 
 /// When the connection task should look again, or that it should close now.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Due {
-    /// Close the connection.
+    /// Close the connection: idle, or silent since the handshake.
     Now,
+    /// Close the connection: its responses have not moved for the send timeout.
+    Stalled,
     /// Nothing to do before this instant.
     At(Instant),
 }
@@ -55,6 +98,8 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             any_request: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            events: AtomicU64::new(0),
         })
     }
 
@@ -67,21 +112,39 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.any_request.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        self.event();
+        InFlight { activity: Arc::clone(self), waiting: false }
     }
 
-    /// Applies the rules in the module comment at `now`.
-    pub fn due(&self, now: Instant, first_request: Duration, idle: Duration) -> Due {
+    fn event(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Applies the rules in the module comment at `now`; `watch` is the
+    /// connection task's own memory of its last look.
+    pub fn due(&self, now: Instant, t: Timeouts, watch: &mut Watch) -> Due {
+        let Timeouts { first_request, idle, send } = t;
         let at = if !self.any_request.load(Ordering::Relaxed) {
             let window_ends = self.born + first_request;
             if now >= window_ends {
                 return Due::Now;
             }
-            // Look again within `idle` too: a request may come and go before
-            // the window ends, and a short idle timeout then runs from it.
-            return Due::At(window_ends.min(now + idle));
+            // Look again within `idle` and `send` too: a request may come
+            // (and go) before the window ends, and a short idle or send
+            // timeout then runs from it.
+            return Due::At(window_ends.min(now + idle.min(send)));
         } else if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Due::At(now + idle);
+            let events = self.events.load(Ordering::Relaxed);
+            let waiting = self.waiting.load(Ordering::Relaxed) > 0;
+            if events != watch.events || !waiting {
+                *watch = Watch { events, since: now };
+            }
+            if !waiting {
+                // Look again within `send`: a response may start waiting.
+                return Due::At(now + idle.min(send));
+            }
+            let stalled_at = watch.since + send;
+            return if now >= stalled_at { Due::Stalled } else { Due::At(stalled_at) };
         } else {
             self.born + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
         };
@@ -95,12 +158,30 @@ impl Activity {
 
 /// Marks one request as running.
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    /// Whether its response waits for the connection (counted in `waiting`).
+    waiting: bool,
+}
+
+impl InFlight {
+    fn set_waiting(&mut self, waiting: bool) {
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            if waiting {
+                self.activity.waiting.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.activity.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.stamp();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.set_waiting(false);
+        self.activity.stamp();
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -111,8 +192,10 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    /// Wraps `inner`; `guard` is released at its end.
-    pub fn new(inner: Body, guard: InFlight) -> Guarded {
+    /// Wraps `inner`; `guard` is released at its end. The response now
+    /// waits for the connection to send it.
+    pub fn new(inner: Body, mut guard: InFlight) -> Guarded {
+        guard.set_waiting(true);
         Guarded { inner, guard: Some(guard) }
     }
 }
@@ -126,8 +209,15 @@ impl HttpBody for Guarded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.guard = None;
+        match &polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.guard = None,
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {
+                if let Some(guard) = self.guard.as_mut() {
+                    guard.activity.event();
+                    // Data given waits for the connection; none to give waits for its source.
+                    guard.set_waiting(polled.is_ready());
+                }
+            }
         }
         polled
     }
@@ -209,64 +299,163 @@ mod tests {
 
     const FIRST: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(75);
+    const SEND: Duration = Duration::from_secs(30);
+    const T: Timeouts = Timeouts { first_request: FIRST, idle: IDLE, send: SEND };
+
+    /// A connection and its task's watch.
+    struct Conn {
+        a: Arc<Activity>,
+        watch: Watch,
+    }
+
+    impl Conn {
+        fn new() -> Conn {
+            Conn { a: Activity::new(), watch: Watch::new(Instant::now()) }
+        }
+
+        fn due(&mut self, t: Timeouts) -> Due {
+            self.a.due(Instant::now(), t, &mut self.watch)
+        }
+    }
+
+    fn body() -> Body {
+        super::super::response::full(Bytes::from_static(b"answer"))
+    }
+
+    fn poll(g: &mut Guarded) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(g).poll_frame(&mut cx)
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_without_a_request_is_due_when_the_first_request_window_ends() {
-        let a = Activity::new();
+        let mut c = Conn::new();
         let born = Instant::now();
-        assert_eq!(a.due(born, FIRST, IDLE), Due::At(born + FIRST));
+        assert_eq!(c.due(T), Due::At(born + FIRST));
         // Bytes trickling in do not extend the window.
         tokio::time::advance(Duration::from_secs(9)).await;
-        a.stamp();
-        assert_eq!(a.due(Instant::now(), FIRST, IDLE), Due::At(born + FIRST));
+        c.a.stamp();
+        assert_eq!(c.due(T), Due::At(born + FIRST));
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(a.due(Instant::now(), FIRST, IDLE), Due::Now);
+        assert_eq!(c.due(T), Due::Now);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_is_never_idle_and_its_end_starts_the_idle_clock() {
-        let a = Activity::new();
-        let guard = a.begin();
+        let mut c = Conn::new();
+        let guard = c.a.begin();
         tokio::time::advance(Duration::from_secs(500)).await;
         let now = Instant::now();
-        assert_eq!(a.due(now, FIRST, IDLE), Due::At(now + IDLE));
+        assert_eq!(c.due(T), Due::At(now + SEND), "looked at again within the send timeout");
         drop(guard);
-        assert_eq!(a.due(now, FIRST, IDLE), Due::At(now + IDLE));
+        assert_eq!(c.due(T), Due::At(now + IDLE));
         tokio::time::advance(Duration::from_secs(74)).await;
-        a.stamp(); // bytes moved: the idle clock starts again
+        c.a.stamp(); // bytes moved: the idle clock starts again
         let later = Instant::now();
-        assert_eq!(a.due(later, FIRST, IDLE), Due::At(later + IDLE));
+        assert_eq!(c.due(T), Due::At(later + IDLE));
         tokio::time::advance(IDLE).await;
-        assert_eq!(a.due(Instant::now(), FIRST, IDLE), Due::Now);
+        assert_eq!(c.due(T), Due::Now);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_short_idle_timeout_runs_from_a_request_that_came_and_went_early() {
-        let idle = Duration::from_secs(3);
-        let a = Activity::new();
+        let t = Timeouts { idle: Duration::from_secs(3), ..T };
+        let mut c = Conn::new();
         let born = Instant::now();
         // Looked at before any request: the next look is within `idle`.
-        assert_eq!(a.due(born, FIRST, idle), Due::At(born + idle));
+        assert_eq!(c.due(t), Due::At(born + t.idle));
         tokio::time::advance(Duration::from_millis(100)).await;
-        drop(a.begin());
+        drop(c.a.begin());
         let ended = Instant::now();
-        tokio::time::advance(idle - Duration::from_millis(100)).await;
-        assert_eq!(a.due(Instant::now(), FIRST, idle), Due::At(ended + idle));
+        tokio::time::advance(t.idle - Duration::from_millis(100)).await;
+        assert_eq!(c.due(t), Due::At(ended + t.idle));
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert_eq!(a.due(Instant::now(), FIRST, idle), Due::Now);
+        assert_eq!(c.due(t), Due::Now);
     }
 
     #[tokio::test(start_paused = true)]
     async fn two_requests_in_flight_count_until_both_end() {
-        let a = Activity::new();
-        let one = a.begin();
-        let two = a.begin();
+        let mut c = Conn::new();
+        let one = c.a.begin();
+        let two = c.a.begin();
         drop(one);
         tokio::time::advance(IDLE * 2).await;
-        let now = Instant::now();
-        assert_eq!(a.due(now, FIRST, IDLE), Due::At(now + IDLE));
+        assert!(matches!(c.due(T), Due::At(_)));
         drop(two);
         tokio::time::advance(IDLE).await;
-        assert_eq!(a.due(Instant::now(), FIRST, IDLE), Due::Now);
+        assert_eq!(c.due(T), Due::Now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_the_connection_never_takes_is_stalled_after_the_send_timeout() {
+        let mut c = Conn::new();
+        let mut g = Guarded::new(body(), c.a.begin());
+        let start = Instant::now();
+        assert_eq!(c.due(T), Due::At(start + SEND));
+        // Reads and pings move bytes, but the response does not move.
+        tokio::time::advance(SEND - Duration::from_secs(1)).await;
+        c.a.stamp();
+        assert_eq!(c.due(T), Due::At(start + SEND));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(c.due(T), Due::Stalled);
+        // Taken at last: it goes out and ends, nothing is stalled.
+        assert!(matches!(poll(&mut g), Poll::Ready(Some(Ok(_)))));
+        assert!(matches!(poll(&mut g), Poll::Ready(None)));
+        assert_eq!(c.due(T), Due::At(Instant::now() + IDLE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_waiting_for_its_own_data_is_not_stalled() {
+        // A slow app or a quiet event stream: the body has nothing to give.
+        let mut c = Conn::new();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut g = Guarded::new(super::super::response::stream(Channel(rx)), c.a.begin());
+        assert!(poll(&mut g).is_pending());
+        for _ in 0..10 {
+            tokio::time::advance(SEND).await;
+            assert!(matches!(c.due(T), Due::At(_)), "a response with nothing to send was called stalled");
+        }
+        // It gives data that the connection then does not take: stalled in time.
+        tx.send(Bytes::from_static(b"event")).await.unwrap();
+        assert!(matches!(poll(&mut g), Poll::Ready(Some(Ok(_)))));
+        let mut looks = 0;
+        while c.due(T) != Due::Stalled {
+            looks += 1;
+            assert!(looks <= 3, "a response the connection does not take was never called stalled");
+            tokio::time::advance(SEND).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_moving_response_keeps_a_connection_with_a_waiting_one_open() {
+        // HTTP/2: one stream's data moves, another's waits its turn.
+        let mut c = Conn::new();
+        let _waiting = Guarded::new(body(), c.a.begin());
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut moving = Guarded::new(super::super::response::stream(Channel(rx)), c.a.begin());
+        for _ in 0..5 {
+            tokio::time::advance(SEND - Duration::from_secs(1)).await;
+            tx.send(Bytes::from_static(b"chunk")).await.unwrap();
+            assert!(matches!(poll(&mut moving), Poll::Ready(Some(Ok(_)))));
+            assert!(matches!(c.due(T), Due::At(_)));
+        }
+        drop(moving);
+        tokio::time::advance(SEND).await;
+        assert_eq!(c.due(T), Due::Stalled, "the waiting one alone is stalled");
+    }
+
+    /// A body whose data comes when the test sends it.
+    struct Channel(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for Channel {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
+        }
     }
 }

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use conn::{Activity, Due, Guarded, Tracked};
+use conn::{Activity, Due, Guarded, Timeouts, Tracked, Watch};
 
 pub use app::App;
 
@@ -45,6 +45,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// How long a connection with nothing running and no bytes moving stays open.
     pub idle_timeout: Duration,
+    /// How long a connection may leave every waiting response untaken
+    /// (see [`conn`]) before it is closed.
+    pub send_timeout: Duration,
     /// Largest request head (request line and headers).
     pub max_header_bytes: usize,
     /// How long in-flight requests may run after a stop signal.
@@ -58,6 +61,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             drain_timeout: Duration::from_secs(10),
         }
@@ -170,6 +174,12 @@ async fn drive<C: GracefulConnection>(
 ) -> Result<(), C::Error> {
     tokio::pin!(conn);
     let mut next = tokio::time::Instant::now();
+    let mut watch = Watch::new(next);
+    let timeouts = Timeouts {
+        first_request: limits.header_timeout,
+        idle: limits.idle_timeout,
+        send: limits.send_timeout,
+    };
     loop {
         // How long the connection may take to finish once asked to: running
         // requests when stopping; only the goodbye (HTTP/2 GOAWAY) when idle,
@@ -177,12 +187,13 @@ async fn drive<C: GracefulConnection>(
         let (reason, grace) = tokio::select! {
             done = conn.as_mut() => return done,
             () = tokio::time::sleep_until(next) => {
-                match activity.due(tokio::time::Instant::now(), limits.header_timeout, limits.idle_timeout) {
+                match activity.due(tokio::time::Instant::now(), timeouts, &mut watch) {
                     Due::At(at) => {
                         next = at;
                         continue;
                     }
                     Due::Now => ("idle", IDLE_GOODBYE),
+                    Due::Stalled => ("its responses stalled", IDLE_GOODBYE),
                 }
             }
             _ = stop.wait_for(|stopping| *stopping) => ("stopping", limits.drain_timeout),

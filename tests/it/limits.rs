@@ -908,6 +908,7 @@ const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
+const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const END_STREAM: u8 = 1;
 const END_HEADERS: u8 = 4;
@@ -964,11 +965,16 @@ impl RawH2 {
     /// Connects, sends the preface and empty SETTINGS, acknowledges the
     /// server's SETTINGS; returns the server's MAX_CONCURRENT_STREAMS.
     async fn connect(s: &Server) -> (RawH2, Option<u32>) {
+        RawH2::connect_with(s, &[]).await
+    }
+
+    /// The same, sending `settings` (the SETTINGS frame's payload).
+    async fn connect_with(s: &Server, settings: &[u8]) -> (RawH2, Option<u32>) {
         let io = tls(s, &[b"h2"]).await;
         assert_eq!(io.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         let mut h = RawH2 { io, buf: Vec::new() };
         let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        hello.extend(frame(SETTINGS, 0, 0, &[]));
+        hello.extend(frame(SETTINGS, 0, 0, settings));
         h.send(&hello).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -1122,4 +1128,45 @@ async fn http2_streams_over_256_at_once_are_refused_and_the_connection_keeps_ser
         assert_ne!(f.kind, GOAWAY, "{f:?}");
         assert_ne!(f.kind, RST_STREAM, "{f:?}");
     }
+}
+
+#[tokio::test]
+async fn an_http2_client_that_keeps_its_window_shut_is_closed_after_the_send_timeout() {
+    // A client that never lets the answer out (SETTINGS_INITIAL_WINDOW_SIZE
+    // 0) holds a request in flight, which no idle rule cuts; the send
+    // timeout does, though the client keeps pinging.
+    let send_timeout = Duration::from_secs(2);
+    let s = Server::start(&["--send-timeout", "2s", "--max-conns", "2"]);
+    let (mut h, _) = RawH2::connect_with(&s, &[0, 4, 0, 0, 0, 0]).await;
+    let authority = format!("127.0.0.1:{}", s.port);
+    let health =
+        hpack(&[(":method", "GET"), (":scheme", "https"), (":path", "/healthz"), (":authority", &authority)]);
+    h.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &health)).await;
+    let started = Instant::now();
+    let mut goaways = Vec::new();
+    assert_eq!(h.response_on(1, &mut goaways).await, Ok(0x88), "the answer's head goes out");
+    // Ping every half second; the server answers, but that is not the answer moving.
+    let closed = loop {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let _ = h.io.write_all(&frame(PING, 0, 0, &[7; 8])).await;
+        let mut ended = false;
+        while let Some(f) = h.next(deadline).await {
+            assert_ne!(f.kind, DATA, "the server sent data past a shut window");
+            if f.kind == GOAWAY {
+                goaways.push(f);
+            }
+        }
+        if Instant::now() < deadline {
+            ended = true; // the read ended before the deadline: the connection is gone
+        }
+        if ended || started.elapsed() > Duration::from_secs(20) {
+            break started.elapsed();
+        }
+    };
+    assert!(closed >= send_timeout, "closed after only {closed:?}");
+    assert!(closed <= send_timeout * 2 + Duration::from_secs(2), "still open after {closed:?}");
+    assert!(!goaways.is_empty(), "the server closed without a GOAWAY");
+    // Its slot is free again: with --max-conns 2, two clients are served.
+    let (a, b) = tokio::join!(healthz(&s), healthz(&s));
+    assert_eq!((a, b), (200, 200));
 }
