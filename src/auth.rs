@@ -616,6 +616,12 @@ impl Auth {
                 })
                 .await?
                 .clone();
+            // The same cell records a login that replaced this ID, which may
+            // be another user's (a planted cookie): only a move of this
+            // session's own user is taken.
+            if session.record.user != record.user {
+                return Ok(Lookup::Missing);
+            }
             return Ok(Lookup::Found(SessionUse { user, session, new_id: Some(new_id) }));
         }
         if let Some(deadline) = touch {

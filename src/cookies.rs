@@ -6,14 +6,23 @@
 //! the pair they are in. Nothing here can panic or fail a request: the
 //! worst a malformed header can do is carry no usable cookie.
 //!
-//! A name may appear more than once (browsers send one per matching path);
-//! the first few values of each of authd's cookies are kept, in order, and
-//! the caller uses the first that is valid.
+//! A name may appear more than once (browsers send one per matching path,
+//! other apps on the host may use the same name); the first few well-formed
+//! values of each of authd's cookies are kept, in order, and the caller uses
+//! the first that is valid. Values that cannot be authd's (another app's
+//! `JSESSIONID`, junk) do not count against that limit: of them only the
+//! first is kept, to tell that such a cookie came. A request whose
+//! well-formed values went past the limit is marked [`truncated`]: a valid
+//! one may be among those not looked at, so its cookies are not expired.
+//!
+//! [`truncated`]: RequestCookies::truncated
 
 use cookie::{Cookie, SameSite};
 
-/// Most values kept per cookie name; more duplicates than this are junk.
-pub const MAX_DUPLICATES: usize = 4;
+use crate::token::{RememberToken, SessionId};
+
+/// Most well-formed values kept per cookie name.
+pub const MAX_DUPLICATES: usize = 8;
 
 /// The names of authd's three cookies, with the configured prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,29 +55,43 @@ pub struct RequestCookies {
     pub remember: Vec<String>,
     /// Values of the XSRF cookie.
     pub xsrf: Vec<String>,
+    /// More well-formed session or remember-me values came than were kept.
+    pub truncated: bool,
 }
 
 impl RequestCookies {
     /// Collects authd's cookies from every `Cookie` header of a request.
     pub fn parse<'h>(headers: impl IntoIterator<Item = &'h [u8]>, names: &CookieNames) -> Self {
         let mut out = RequestCookies::default();
+        // Well-formed values kept of each.
+        let (mut sessions, mut remembers, mut xsrfs) = (0usize, 0usize, 0usize);
         for header in headers {
             // Almost always valid UTF-8: checked quickly, borrowed, not copied.
             let text = std::str::from_utf8(header)
                 .map(std::borrow::Cow::Borrowed)
                 .unwrap_or_else(|_| String::from_utf8_lossy(header));
             for (name, value) in pair_iter(&text) {
-                let slot = if name == names.session {
-                    &mut out.session
+                let (slot, kept, well_formed, secret) = if name == names.session {
+                    (&mut out.session, &mut sessions, SessionId::parse(value).is_some(), true)
                 } else if name == names.remember {
-                    &mut out.remember
+                    (&mut out.remember, &mut remembers, RememberToken::parse(value).is_some(), true)
                 } else if name == names.xsrf {
-                    &mut out.xsrf
+                    (&mut out.xsrf, &mut xsrfs, true, false)
                 } else {
                     continue;
                 };
-                if slot.len() < MAX_DUPLICATES && !value.is_empty() {
+                if value.is_empty() {
+                    continue;
+                }
+                if !well_formed {
+                    if slot.is_empty() {
+                        slot.push(value.to_string());
+                    }
+                } else if *kept < MAX_DUPLICATES {
+                    *kept += 1;
                     slot.push(value.to_string());
+                } else if secret {
+                    out.truncated = true;
                 }
             }
         }
@@ -163,30 +186,54 @@ mod tests {
         assert_eq!(c.xsrf, ["X_y_lin"]);
     }
 
-    #[test]
-    fn tolerates_spacing_quotes_duplicates_and_junk() {
-        let c = parse(" ;; junk ; =x; JSESSIONID = \"abc\" ;JSESSIONID=def;b=;\u{1}=2; JSESSIONID=ghi");
-        assert_eq!(c.session, ["abc", "def", "ghi"]);
+    /// A well-formed session ID: 43 base64url characters.
+    fn id(c: char) -> String {
+        std::iter::repeat_n(c, 42).chain(['A']).collect()
     }
 
     #[test]
-    fn caps_duplicates() {
-        let h = "JSESSIONID=1; ".repeat(50);
-        assert_eq!(parse(&h).session.len(), MAX_DUPLICATES);
+    fn tolerates_spacing_quotes_duplicates_and_junk() {
+        let (a, b, c) = (id('a'), id('b'), id('c'));
+        let h = format!(" ;; junk ; =x; JSESSIONID = \"{a}\" ;JSESSIONID={b};b=;\u{1}=2; JSESSIONID={c}");
+        assert_eq!(parse(&h).session, [a, b, c]);
+    }
+
+    #[test]
+    fn caps_well_formed_duplicates_and_marks_the_request() {
+        let h = (0..50).map(|i| format!("JSESSIONID={}", id(char::from(b'a' + i % 26)))).collect::<Vec<_>>();
+        let c = parse(&h.join("; "));
+        assert_eq!(c.session.len(), MAX_DUPLICATES);
+        assert!(c.truncated);
+        let c = parse(&h[..MAX_DUPLICATES].join("; "));
+        assert!(!c.truncated, "nothing was left out");
+    }
+
+    #[test]
+    fn values_that_cannot_be_authds_do_not_hide_one_that_can() {
+        // Another app's JSESSIONID (Tomcat's 32 hex digits) on longer paths,
+        // sent first, many times.
+        let tomcat = "JSESSIONID=0123456789ABCDEF0123456789ABCDEF; ".repeat(20);
+        let c = parse(&format!("{tomcat}JSESSIONID={}", id('z')));
+        assert_eq!(c.session, ["0123456789ABCDEF0123456789ABCDEF".to_string(), id('z')]);
+        assert!(!c.truncated);
+        // Junk alone is still seen as a cookie that came (and is stale).
+        assert_eq!(parse("JSESSIONID=junk; JSESSIONID=more").session, ["junk"]);
     }
 
     #[test]
     fn invalid_utf8_spoils_only_its_own_pair() {
-        let mut h = b"x=\xff\xfe; JSESSIONID=ok".to_vec();
+        let mut h = b"x=\xff\xfe; JSESSIONID=".to_vec();
+        h.extend_from_slice(id('o').as_bytes());
         h.extend_from_slice(b"; y=\xc3");
         let c = RequestCookies::parse([h.as_slice()], &names());
-        assert_eq!(c.session, ["ok"]);
+        assert_eq!(c.session, [id('o')]);
     }
 
     #[test]
     fn several_headers_are_merged_in_order() {
-        let c = RequestCookies::parse([&b"JSESSIONID=a"[..], &b"JSESSIONID=b"[..]], &names());
-        assert_eq!(c.session, ["a", "b"]);
+        let (a, b) = (format!("JSESSIONID={}", id('a')), format!("JSESSIONID={}", id('b')));
+        let c = RequestCookies::parse([a.as_bytes(), b.as_bytes()], &names());
+        assert_eq!(c.session, [id('a'), id('b')]);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! An input is raw bytes holding one or more header values separated by
 //! `\n`, a byte no real header value can carry. For every input:
 //! - `RequestCookies::parse` returns, for each of authd's names, the first
-//!   `MAX_DUPLICATES` non-empty values that `pairs` sees across the headers,
-//!   in order (so never more, never an empty one, never a panic);
+//!   `MAX_DUPLICATES` well-formed values that `pairs` sees across the
+//!   headers, in order, with the first value that is not well-formed (not
+//!   authd's format; never an empty one) if it came before any of them,
+//!   and marks the request `truncated` exactly when a well-formed session
+//!   or remember-me value was left out (never a panic);
 //! - every pair `pairs` returns has a non-empty, trimmed name without `;`
 //!   or `=`, and a value without `;`;
 //! - for a header that is UTF-8, `pairs` → `render` → `pairs` gives the same
@@ -17,6 +20,7 @@
 //! depends on.
 
 use authd::cookies::{pairs, render, CookieNames, RequestCookies, MAX_DUPLICATES};
+use authd::token::{RememberToken, SessionId};
 
 /// Panics if any property above fails for `data`.
 pub fn check(data: &[u8]) {
@@ -38,18 +42,30 @@ pub fn check(data: &[u8]) {
 /// `seen` holds every pair of every header, in order.
 fn check_request_cookies(headers: &[&[u8]], seen: &[(&str, &str)], names: &CookieNames) {
     let got = RequestCookies::parse(headers.iter().copied(), names);
-    for (name, values) in
-        [(&names.session, &got.session), (&names.remember, &got.remember), (&names.xsrf, &got.xsrf)]
-    {
-        assert!(values.len() <= MAX_DUPLICATES, "{name}: {} values kept", values.len());
-        let first: Vec<&str> = seen
-            .iter()
-            .filter(|(n, v)| n == name && !v.is_empty())
-            .map(|(_, v)| *v)
-            .take(MAX_DUPLICATES)
-            .collect();
-        assert_eq!(values, &first, "{name}: kept values are not the first non-empty ones");
+    let mut truncated = false;
+    for (name, values, well_formed) in [
+        (&names.session, &got.session, (|v| SessionId::parse(v).is_some()) as fn(&str) -> bool),
+        (&names.remember, &got.remember, |v| RememberToken::parse(v).is_some()),
+        (&names.xsrf, &got.xsrf, |_| true),
+    ] {
+        let mut want: Vec<&str> = Vec::new();
+        let mut kept = 0;
+        for (_, v) in seen.iter().filter(|(n, v)| n == name && !v.is_empty()) {
+            if !well_formed(v) {
+                if want.is_empty() {
+                    want.push(v);
+                }
+            } else if kept < MAX_DUPLICATES {
+                kept += 1;
+                want.push(v);
+            } else if name != &names.xsrf {
+                truncated = true;
+            }
+        }
+        assert!(values.len() <= MAX_DUPLICATES + 1, "{name}: {} values kept", values.len());
+        assert_eq!(values, &want, "{name}: kept values are not the first well-formed ones");
     }
+    assert_eq!(got.truncated, truncated, "truncated");
 }
 
 fn check_pairs_shape(seen: &[(&str, &str)]) {

@@ -105,6 +105,12 @@ pub struct Ctx {
 }
 
 /// A header value as text; `None` if it is not visible ASCII.
+/// Whether a peer at `peer` is this machine: a loopback address, or the
+/// address authd listens on (`listen`, as `IP:PORT`).
+fn same_host(peer: std::net::IpAddr, listen: &str) -> bool {
+    peer.is_loopback() || listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip() == peer)
+}
+
 fn text(v: &Option<HeaderValue>) -> Option<&str> {
     v.as_ref().and_then(|v| v.to_str().ok())
 }
@@ -228,8 +234,20 @@ impl App {
                 "host" if ctx.authority.is_none() => &mut ctx.authority,
                 "user-agent" => &mut ctx.user_agent,
                 "authorization" => &mut ctx.authorization,
-                "origin" => &mut ctx.origin,
-                "sec-fetch-site" => &mut ctx.sec_fetch_site,
+                // Sent twice with different values (no browser does): the
+                // request is taken as foreign, not by whichever came last.
+                "origin" | "sec-fetch-site" => {
+                    let (slot, foreign) = if name == "origin" {
+                        (&mut ctx.origin, "null")
+                    } else {
+                        (&mut ctx.sec_fetch_site, "cross-site")
+                    };
+                    *slot = match slot.take() {
+                        Some(first) if first != value => Some(HeaderValue::from_static(foreign)),
+                        _ => Some(value.clone()),
+                    };
+                    continue;
+                }
                 "x-atlassian-token" => &mut ctx.x_atlassian_token,
                 "x-xsrf-token" => &mut ctx.x_xsrf_token,
                 "content-type" => {
@@ -547,7 +565,7 @@ impl App {
             return Ok(None);
         }
         let Some(token) = ctx.cookies.remember.iter().find_map(|v| RememberToken::parse(v)) else {
-            if !ctx.cookies.remember.is_empty() {
+            if !ctx.cookies.remember.is_empty() && !ctx.cookies.truncated {
                 ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.remember, true));
             }
             return Ok(None);
@@ -740,19 +758,23 @@ impl App {
 
     /// For a request that [`identify`](Self::identify) found anonymous:
     /// expires the session cookie it carried, which logs nobody in (unless
-    /// the session just moved to a new ID that the browser is being sent).
+    /// the session just moved to a new ID that the browser is being sent,
+    /// or more session cookies came than were looked at).
     pub fn expire_dead_session_cookie(&self, ctx: &mut Ctx) {
-        if !ctx.cookies.session.is_empty() && !ctx.session_moved {
+        if !ctx.cookies.session.is_empty() && !ctx.session_moved && !ctx.cookies.truncated {
             ctx.set_cookies.push(cookies::expire_cookie(&self.cookie_names.session, true));
         }
     }
 
-    /// Whether the request carries the local CLI's admin credential.
+    /// Whether the request carries the local CLI's admin credential, from
+    /// this machine (the CLI connects to the address in `admin.json`: a
+    /// loopback one, or the one authd listens on).
     pub fn is_local_admin(&self, ctx: &Ctx) -> bool {
         let Some(token) = ctx.authorization().and_then(|a| a.strip_prefix("Bearer ")) else {
             return false;
         };
-        AdminCredential::parse(token).is_some_and(|c| ct_eq(&c.hash(), &self.admin_credential))
+        same_host(ctx.peer.ip(), &self.listen_authority)
+            && AdminCredential::parse(token).is_some_and(|c| ct_eq(&c.hash(), &self.admin_credential))
     }
 
     fn finish(&self, ctx: &mut Ctx, resp: &mut Response<Body>) {
@@ -1030,6 +1052,17 @@ pub fn no_content() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cli_credential_counts_only_from_this_machine() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(same_host(ip("127.0.0.1"), "127.0.0.1:8443"));
+        assert!(same_host(ip("::1"), "[::1]:8443"));
+        assert!(same_host(ip("127.0.0.2"), "10.0.0.5:8443"), "all of 127/8 is loopback");
+        assert!(same_host(ip("10.0.0.5"), "10.0.0.5:8443"), "the CLI dials the listen address");
+        assert!(!same_host(ip("10.0.0.6"), "10.0.0.5:8443"));
+        assert!(!same_host(ip("192.0.2.1"), "127.0.0.1:8443"));
+    }
 
     #[test]
     fn authorization_headers_are_read_before_any_lookup() {

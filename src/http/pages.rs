@@ -354,7 +354,24 @@ pub fn safe_destination(d: String) -> Option<String> {
         && !d.contains('\\')
         && d.len() <= 2048
         && !d.chars().any(|c| c.is_control() || c.is_whitespace());
-    ok.then_some(d)
+    ok.then(|| percent_encode_non_ascii(d))
+}
+
+/// A path with every byte outside ASCII percent-encoded (as a browser
+/// sends it), so that it can stand in a `Location` header.
+fn percent_encode_non_ascii(d: String) -> String {
+    if d.is_ascii() {
+        return d;
+    }
+    let mut out = String::with_capacity(d.len() * 2);
+    for b in d.bytes() {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A page's form, in any encoding an HTML form can send (url-encoded,
@@ -611,6 +628,8 @@ mod tests {
         ] {
             assert_eq!(safe_destination(bad.into()), None, "{bad:?}");
         }
+        // Fit for a Location header: bytes outside ASCII are percent-encoded.
+        assert_eq!(safe_destination("/caf\u{e9}?q=\u{fc}".into()).as_deref(), Some("/caf%C3%A9?q=%C3%BC"));
     }
 
     #[test]

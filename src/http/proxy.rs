@@ -11,8 +11,12 @@
 //!   from a foreign origin is refused, and one with a form content type that
 //!   carries a session cookie must show its token;
 //! - bodies stream both ways, except a form body that must be searched for
-//!   its `atl_token`, which is buffered up to `--max-body`.
+//!   its `atl_token`, which is buffered up to `--max-body`; a client body
+//!   that stalls for [`BODY_IDLE`] is abandoned with 408.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::request::RequestBody;
@@ -24,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::app::{xsrf_failed, App, Ctx};
-use super::request::read_body;
+use super::request::{read_body, BODY_IDLE};
 use super::response::{full, ApiError, Body, BoxError};
 use crate::auth::Authenticated;
 use crate::xsrf;
@@ -113,8 +117,29 @@ const HOP_BY_HOP: [&str; 9] = [
     "transfer-encoding",
 ];
 
-/// Identity headers only authd may set.
-const IDENTITY: [&str; 4] = ["x-authd-user", "x-ausername", "x-authd-roles", "x-authd-xsrf-token"];
+/// Identity headers only authd may set: its own, and those other auth
+/// gateways set (Authelia's `Remote-*`, oauth2-proxy's `X-Forwarded-User`
+/// and `X-Auth-Request-*`, Apache's `X-Remote-User`), which a client's
+/// copies must not reach an app set up for one of them either.
+const IDENTITY: [&str; 17] = [
+    "x-authd-user",
+    "x-ausername",
+    "x-authd-roles",
+    "x-authd-xsrf-token",
+    "remote-user",
+    "remote-groups",
+    "remote-name",
+    "remote-email",
+    "x-remote-user",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+];
 
 const X_AUTHD_USER: HeaderName = HeaderName::from_static("x-authd-user");
 const X_AUTHD_ROLES: HeaderName = HeaderName::from_static("x-authd-roles");
@@ -200,9 +225,7 @@ pub async fn forward(
     }
     let body: Body = match (buffered, incoming) {
         (Some(bytes), _) => full(bytes),
-        (None, Some(stream)) => {
-            super::response::stream(stream.map_err(|e| -> BoxError { Box::new(ClientBody(e)) }))
-        }
+        (None, Some(stream)) => super::response::stream(Streamed::new(stream)),
         (None, None) => full(bytes::Bytes::new()),
     };
     let (sent, on_sent) = tokio::sync::oneshot::channel::<()>();
@@ -224,6 +247,12 @@ pub async fn forward(
     let resp = answered.map_err(|e| {
         if caused_by::<http_body_util::LengthLimitError>(&e) {
             return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+        }
+        if caused_by::<BodyStalled>(&e) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("The request body stalled: nothing came for {} s.", BODY_IDLE.as_secs()),
+            );
         }
         if caused_by::<ClientBody>(&e) {
             return ApiError::bad_request("The request body is malformed or was cut short.");
@@ -317,6 +346,71 @@ impl std::error::Error for ClientBody {
     }
 }
 
+/// The client's request body stopped coming for [`BODY_IDLE`] while it was
+/// passed on: the upload is abandoned (408), as authd's own routes do, so a
+/// stalled client holds neither its connection nor one to the app.
+#[derive(Debug)]
+struct BodyStalled;
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client's request body stalled")
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+/// The client's body on its way to the app: its errors are the client's
+/// ([`ClientBody`]), and a silence of [`BODY_IDLE`] while the app waits
+/// for more ends it ([`BodyStalled`]). The clock runs only while the app
+/// asks for the next frame and the client has none to give.
+struct Streamed<B> {
+    inner: B,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> Streamed<B> {
+    fn new(inner: B) -> Self {
+        Streamed { inner, idle: None }
+    }
+}
+
+impl<B> hyper::body::Body for Streamed<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBody(e))))),
+            Poll::Ready(other) => {
+                self.idle = None;
+                Poll::Ready(other.map(|frame| frame.map_err(|e| -> BoxError { Box::new(ClientBody(e)) })))
+            }
+            Poll::Pending => {
+                let idle = self.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(BODY_IDLE)));
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The answer to an anonymous request when `--require-login` is set:
 /// browsers go to the login page, API clients get `refusal` (a 401). A browser is a client
 /// that asks for HTML (`Accept: text/html`, as every page load does) or says
@@ -378,16 +472,22 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
     h.remove(COOKIE);
     // HTTP/2 clients send each cookie as its own field; the app gets one
     // `Cookie` header, as RFC 9113 §8.2.3 asks of a proxy to HTTP/1.1.
+    // The other pairs go on byte for byte (quotes, bytes outside ASCII and
+    // all): the app reads its cookies as it would without authd.
     let names = &app.cookie_names;
-    let kept: Vec<String> = client
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(crate::cookies::pairs)
-        .filter(|(n, _)| *n != names.session && *n != names.remember)
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+    let mut kept: Vec<u8> = Vec::new();
+    for pair in client.get_all(COOKIE).iter().flat_map(|v| v.as_bytes().split(|b| *b == b';')) {
+        let pair = pair.trim_ascii();
+        let name = pair.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
+        if pair.is_empty() || name == names.session.as_bytes() || name == names.remember.as_bytes() {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&kept) {
         if !kept.is_empty() {
             h.insert(COOKIE, v);
         }

@@ -203,8 +203,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             "The body is not valid JSON"
         };
-        ApiError::bad_request(format!("{what}: {e}"))
+        ApiError::bad_request(format!("{what}: {}", without_quoted_values(&e.to_string())))
     })
+}
+
+/// serde's message with each quoted value it cites left out (`string "…"`):
+/// a password typed into the wrong field is not sent back.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            out.push_str("…\"");
+            // Skip to the closing quote; the value is escaped as in Rust.
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => drop(chars.next()),
+                    '"' => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Decodes `application/x-www-form-urlencoded` strictly: bad percent
@@ -524,6 +546,21 @@ mod tests {
         ] {
             assert!(parse_json::<Login>(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct WithFlag {
+        remember_me: bool,
+    }
+
+    #[test]
+    fn a_json_error_does_not_repeat_the_values_it_cites() {
+        let e = parse_json::<WithFlag>(br#"{"remember_me":"Secret \"quoted\" pw"}"#).unwrap_err();
+        assert!(!e.message.contains("Secret") && !e.message.contains("pw"), "{}", e.message);
+        assert!(e.message.contains("invalid type: string \"…\", expected a boolean"), "{}", e.message);
+        let e = parse_json::<WithFlag>(b"{}").unwrap_err();
+        assert!(e.message.contains("missing field `remember_me`"), "{}", e.message);
     }
 
     use super::*;

@@ -200,6 +200,35 @@ async fn sloppy_cookie_headers_still_carry_the_session() {
 }
 
 #[tokio::test]
+async fn many_duplicates_in_front_neither_hide_the_session_nor_clear_it() {
+    // Browsers send longer-path cookies first: another app's JSESSIONIDs
+    // (or planted ones) may come before authd's, many times over.
+    let s = Server::start(&[]);
+    let id = login_id(&s, "admin", &s.admin_pw()).await;
+    let dead = |i: usize| format!("{:A<43}", format!("dead{i}"));
+    let tomcat = "JSESSIONID=0123456789ABCDEF0123456789ABCDEF; ".repeat(30);
+    let seven_dead: String = (0..7).map(|i| format!("JSESSIONID={}; ", dead(i))).collect();
+    let r = get_with_cookies(&s, &[format!("{tomcat}{seven_dead}JSESSIONID={id}").as_bytes()]).await;
+    assert_eq!(r.status(), 200, "the session behind 30 foreign and 7 dead values was not found");
+    assert_eq!(header(&r, "x-ausername").as_deref(), Some("admin"));
+    // Past the eight tried, the live one is not reached; the answer is a
+    // 401, but the cookie (which may be the live one) is left alone.
+    let twenty_dead: String = (0..20).map(|i| format!("JSESSIONID={}; ", dead(i))).collect();
+    let r = get_with_cookies(&s, &[format!("{twenty_dead}JSESSIONID={id}").as_bytes()]).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        set_cookies(&r).iter().all(|c| !c.starts_with("JSESSIONID=")),
+        "a cookie that may be the live one was cleared: {:?}",
+        set_cookies(&r)
+    );
+    // A lone dead one is still cleared.
+    let r = get_with_cookies(&s, &[format!("JSESSIONID={}", dead(0)).as_bytes()]).await;
+    assert_eq!(r.status(), 401);
+    assert!(set_cookies(&r).iter().any(|c| c.starts_with("JSESSIONID=;")), "{:?}", set_cookies(&r));
+    assert_eq!(session_status(&s, &id).await, 200, "the session itself is untouched");
+}
+
+#[tokio::test]
 async fn session_cookie_name_must_match_exactly() {
     let s = Server::start(&[]);
     let id = login_id(&s, "admin", &s.admin_pw()).await;

@@ -974,6 +974,33 @@ async fn a_malformed_chunked_body_through_the_proxy_is_the_clients_400() {
 }
 
 #[tokio::test]
+async fn a_stalled_upload_through_the_proxy_is_a_408_within_the_body_timeout() {
+    // SPEC §10: a slow client is refused, and holds neither its connection
+    // nor one to the app: after 10 s of silence the upload is abandoned.
+    let (app, s) = start_pair(&[]);
+    let mut t = tls_h1(s.port, &s.cert_pem()).await;
+    let head = format!(
+        "POST /upload/stalled HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n",
+        s.port
+    );
+    t.write_all(head.as_bytes()).await.unwrap();
+    t.write_all(&[b'x'; 1000]).await.unwrap();
+    t.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), read_response(&mut t))
+        .await
+        .expect("a stalled upload was held for 20 s");
+    let took = started.elapsed();
+    assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&r.body));
+    assert!(took >= Duration::from_secs(9), "answered after {took:?}, before the body timeout");
+    assert_jira_error(&serde_json::from_slice(&r.body).unwrap());
+    wait_for(5, "the app to see the upload end", || {
+        app.seen_at("/upload/stalled").iter().any(|seen| !seen.complete && seen.body.len() == 1000)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_app_answer_carrying_authds_cookies_is_never_cacheable() {
     // SPEC §3: authentication responses carry Cache-Control: no-store, also
     // when the answer is the app's and the app called it public.
@@ -1184,6 +1211,13 @@ async fn identity_headers_are_set_by_authd_and_client_copies_stripped() {
         ("X_Authd_User", "admin"),
         ("x_ausername", "admin"),
         ("X-Authd_Roles", "admin"),
+        // Other gateways' names for the user, which an app may trust.
+        ("Remote-User", "admin"),
+        ("Remote-Groups", "admins"),
+        ("X-Forwarded-User", "admin"),
+        ("X-Remote-User", "admin"),
+        ("X-Auth-Request-Email", "admin@example.com"),
+        ("Remote_User", "admin"),
     ];
     // Anonymous: none of them reaches the app.
     let r = spoofed(&s, "/id/anon", As::Anonymous, &spoof).await;
@@ -1198,6 +1232,12 @@ async fn identity_headers_are_set_by_authd_and_client_copies_stripped() {
         "x_authd_user",
         "x_ausername",
         "x-authd_roles",
+        "remote-user",
+        "remote-groups",
+        "x-forwarded-user",
+        "x-remote-user",
+        "x-auth-request-email",
+        "remote_user",
     ] {
         assert!(seen.all(name).is_empty(), "the client's {name} reached the app: {:?}", seen.all(name));
     }
@@ -1324,6 +1364,28 @@ async fn authds_secret_cookies_never_reach_the_app_other_cookies_do() {
             }
         }
     }
+}
+
+/// The app's own cookies reach it as the browser sent them: bytes outside
+/// ASCII (which browsers send as UTF-8) and quotes included, whatever
+/// authd takes out.
+#[tokio::test]
+async fn the_apps_cookies_reach_it_byte_for_byte() {
+    let (app, s) = start_pair(&[]);
+    let jar = api_login(&s, "admin", &s.admin_pw(), false).await;
+    let session = jar.session.as_ref().unwrap();
+    let cookie = format!("name=Jos\u{e9}; {SESSION}={session}; quoted=\"a b\"; plain=1");
+    let mut t = tls_h1(s.port, &s.cert_pem()).await;
+    let req = format!(
+        "GET /c/bytes HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+        s.port
+    );
+    t.write_all(req.as_bytes()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut t)).await.expect("no answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ausername"), Some("admin"), "the session cookie beside them was not read");
+    let seen = app.last_at("/c/bytes");
+    assert_eq!(seen.all("cookie"), ["name=Jos\u{e9}; quoted=\"a b\"; plain=1"]);
 }
 
 /// Browsers speaking HTTP/2 send each cookie as a header field of its own

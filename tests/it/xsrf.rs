@@ -368,6 +368,19 @@ async fn json_api_calls_need_no_token_but_the_origin_rule_still_applies() {
         ("foreign Origin", vec![("origin", "https://evil.example".to_string())]),
         ("Origin null", vec![("origin", "null".to_string())]),
         ("cross-site", vec![("sec-fetch-site", "cross-site".to_string())]),
+        // Sent twice (no browser does): neither copy wins.
+        (
+            "a foreign Origin, then its own",
+            vec![("origin", "https://evil.example".into()), ("origin", s.url.clone())],
+        ),
+        (
+            "its own Origin, then a foreign one",
+            vec![("origin", s.url.clone()), ("origin", "https://evil.example".into())],
+        ),
+        (
+            "cross-site, then same-origin",
+            vec![("sec-fetch-site", "cross-site".into()), ("sec-fetch-site", "same-origin".into())],
+        ),
     ] {
         let r = login(headers).await.unwrap();
         assert_eq!(r.status(), 403, "{what}");
@@ -379,6 +392,7 @@ async fn json_api_calls_need_no_token_but_the_origin_rule_still_applies() {
     for (what, headers) in [
         ("own Origin", vec![("origin", s.url.clone()), ("sec-fetch-site", "same-origin".to_string())]),
         ("allowed CORS origin", vec![("origin", "https://app.example".to_string())]),
+        ("its own Origin twice", vec![("origin", s.url.clone()), ("origin", s.url.clone())]),
         ("no browser headers", vec![]),
     ] {
         let r = login(headers).await.unwrap();
