@@ -16,8 +16,9 @@
 //! - the same fields written as `multipart/form-data` (with a file part
 //!   among them) and as `text/plain` are read back exactly by `form_fields`,
 //!   and the raw input under either type is fields or a 400, never a panic;
-//! - `safe_destination` returns an accepted destination unchanged, and an
-//!   accepted destination is at most 2048 bytes, a valid `Location` header
+//! - `safe_destination` returns an accepted destination unchanged but for
+//!   its bytes outside ASCII, percent-encoded; an accepted destination is
+//!   at most 2048 bytes, and the result is ASCII, a valid `Location` header
 //!   value, escapes to HTML without a raw quote or angle bracket, and,
 //!   resolved by a WHATWG URL parser (the `url` crate, as a browser would)
 //!   against login page URLs of several origins, never leaves that origin:
@@ -178,11 +179,20 @@ fn check_other_encodings(data: &[u8], values: &[String]) {
 /// An accepted destination stays on the login page's origin.
 fn check_destination(d: &str) {
     if let Some(accepted) = safe_destination(d.to_string()) {
-        assert_eq!(accepted, d, "safe_destination changed the destination");
+        let encoded: String = d
+            .bytes()
+            .map(|b| if b.is_ascii() { char::from(b).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        assert_eq!(accepted, encoded, "safe_destination changed more than the bytes outside ASCII");
         assert!(d.len() <= 2048);
-        assert!(HeaderValue::from_str(d).is_ok(), "{d:?} is not a valid Location value");
-        assert!(!esc(d).contains(['"', '\'', '<', '>']), "{d:?} escapes to {:?}", esc(d));
-        same_origin(d);
+        assert!(accepted.is_ascii());
+        assert!(HeaderValue::from_str(&accepted).is_ok(), "{accepted:?} is not a valid Location value");
+        assert!(
+            !esc(&accepted).contains(['"', '\'', '<', '>']),
+            "{accepted:?} escapes to {:?}",
+            esc(&accepted)
+        );
+        same_origin(&accepted);
     }
     let url = login_url_for(d);
     assert!(HeaderValue::from_str(&url).is_ok(), "{url:?}");
