@@ -23,7 +23,7 @@ use crate::config::Timeouts;
 use crate::lockout::LockoutPolicy;
 use crate::metrics::{LoginOutcome, Metrics};
 use crate::password::{PasswordPool, PoolBusy};
-use crate::pow::{Demand, Pow};
+use crate::pow::Pow;
 use crate::remember::{self, Verdict as RememberVerdict};
 use crate::session::{SessionPolicy, Verdict};
 use crate::store::{
@@ -207,8 +207,8 @@ pub enum LoginError {
     Denied {
         /// When the demand lapses.
         until: Timestamp,
-        /// The proof-of-work challenge the login page must issue.
-        demand: Demand,
+        /// Whom a proof-of-work challenge must be issued for.
+        subject: [u8; 16],
     },
     /// Too many failed logins from this address; nothing was checked.
     Throttled {
@@ -339,13 +339,12 @@ impl Auth {
         let subject = Pow::subject(name);
         let lock = self.lockout_of(user.as_ref(), subject).await?;
         if let Some(until) = self.lockout.challenged_until(lock.as_ref(), now) {
-            let demand = self.pow.demand(subject, lock.map_or(1, |l| l.level));
             let solved =
-                ctx.challenge.as_ref().is_some_and(|(c, s)| self.pow.verify(c, s, demand, now).is_ok());
+                ctx.challenge.as_ref().is_some_and(|(c, s)| self.pow.verify(c, s, subject, now).is_ok());
             if !solved {
                 self.metrics.login(LoginOutcome::Denied);
                 tracing::info!("login refused: the account demands a challenge");
-                return Err(LoginError::Denied { until, demand });
+                return Err(LoginError::Denied { until, subject });
             }
         }
         let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -741,14 +740,13 @@ impl Auth {
         Ok(())
     }
 
-    /// The challenge the account `name` (or a phantom of that name) demands
-    /// right now, if any.
-    pub async fn challenge_for(&self, name: &str) -> Result<Option<Demand>, StoreError> {
+    /// The challenge subject of `name` if that account (or phantom) demands a
+    /// challenge right now.
+    pub async fn challenge_subject(&self, name: &str) -> Result<Option<[u8; 16]>, StoreError> {
         let subject = Pow::subject(name);
         let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
         let lock = self.lockout_of(user.as_ref(), subject).await?;
-        let demanded = self.lockout.challenged_until(lock.as_ref(), self.now()).is_some();
-        Ok(lock.filter(|_| demanded).map(|l| self.pow.demand(subject, l.level)))
+        Ok(self.lockout.challenged_until(lock.as_ref(), self.now()).map(|_| subject))
     }
 
     /// The lockout record of a user, or of the phantom for an unknown name.

@@ -8,12 +8,6 @@
 //! `difficulty` zero bits; the page's script finds it with WebCrypto in
 //! about a second, the server checks it with one hash. Each challenge is
 //! accepted once: used ones are remembered until they expire.
-//!
-//! The puzzle hardens as the lockout does: each time an account's demand is
-//! triggered again (a wrong password after a solved puzzle, or failures
-//! after a lapse), one more bit doubles the work, up to
-//! [`MAX_EXTRA_BITS`] more, so a script that solves puzzles cannot keep
-//! guessing at the rate of the first one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,10 +20,6 @@ use crate::token::{b64, b64_exact, ct_eq, random};
 const USED_SWEEP_AT: usize = 4096;
 /// Most used challenges remembered (each is at most ten minutes old).
 const USED_MAX: usize = 200_000;
-
-/// The most bits a repeated lockout adds to `--challenge-difficulty`
-/// (16 x the work: about 16 s in a browser at the default 16 bits).
-pub const MAX_EXTRA_BITS: u32 = 4;
 
 /// Bytes in a challenge: nonce 16, subject 16, expiry 8, difficulty 1, MAC 16.
 const LEN: usize = 16 + 16 + 8 + 1 + 16;
@@ -47,17 +37,6 @@ pub enum PowError {
     Unsolved,
     /// Already used.
     Replayed,
-    /// Issued with fewer bits than the account now demands.
-    TooEasy,
-}
-
-/// A challenge an account demands: for whom, and how hard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Demand {
-    /// The [`Pow::subject`] of the user name.
-    pub subject: [u8; 16],
-    /// Leading zero bits required.
-    pub bits: u8,
 }
 
 /// Issues and checks challenges.
@@ -84,39 +63,28 @@ impl Pow {
         out
     }
 
-    /// What an account whose lockout is at `level` (1 for the first
-    /// trigger) demands: `difficulty` bits, one more per later trigger.
-    pub fn demand(&self, subject: [u8; 16], level: u32) -> Demand {
-        let extra = level.saturating_sub(1).min(MAX_EXTRA_BITS);
-        let bits = (u32::from(self.difficulty) + extra).min(32);
-        Demand { subject, bits: u8::try_from(bits).unwrap_or(32) }
-    }
-
-    /// A new challenge meeting `demand`.
-    pub fn issue(&self, demand: Demand, now: Timestamp) -> String {
-        let Demand { subject, bits } = demand;
+    /// A new challenge for `subject`.
+    pub fn issue(&self, subject: [u8; 16], now: Timestamp) -> String {
         let nonce: [u8; 16] = random();
         let expires = now.plus(self.ttl).0.to_le_bytes();
         let mut raw = Vec::with_capacity(LEN);
         raw.extend_from_slice(&nonce);
         raw.extend_from_slice(&subject);
         raw.extend_from_slice(&expires);
-        raw.push(bits);
+        raw.push(self.difficulty);
         let mac = self.mac(&raw);
         raw.extend_from_slice(&mac);
         b64(&raw)
     }
 
-    /// Checks `solution` for `challenge` against what the account demands
-    /// now; consumes the challenge.
+    /// Checks `solution` for `challenge` and `subject`; consumes the challenge.
     pub fn verify(
         &self,
         challenge: &str,
         solution: &str,
-        demand: Demand,
+        subject: [u8; 16],
         now: Timestamp,
     ) -> Result<(), PowError> {
-        let Demand { subject, bits } = demand;
         let raw: [u8; LEN] = b64_exact(challenge).ok_or(PowError::Malformed)?;
         let (body, mac) = raw.split_at(LEN - 16);
         if !ct_eq(mac, &self.mac(body)) {
@@ -133,10 +101,6 @@ impl Pow {
             return Err(PowError::Expired);
         }
         let difficulty = *field(40, 41)?.first().ok_or(PowError::Malformed)?;
-        // One fetched before the demand hardened does not count.
-        if difficulty < bits {
-            return Err(PowError::TooEasy);
-        }
         if solution.len() > 20 || !solution.bytes().all(|b| b.is_ascii_digit()) || solution.is_empty() {
             return Err(PowError::Unsolved);
         }
@@ -198,64 +162,35 @@ mod tests {
         Pow::new([4; 32], 8, Duration::from_secs(120))
     }
 
-    fn first(name: &str) -> Demand {
-        pow().demand(Pow::subject(name), 1)
-    }
-
     #[test]
     fn a_solved_challenge_passes_once() {
         let p = pow();
-        let c = p.issue(first("Alice"), Timestamp(1000));
+        let subject = Pow::subject("Alice");
+        let c = p.issue(subject, Timestamp(1000));
         let s = solve(&c, 8);
-        assert_eq!(p.verify(&c, &s, first("alice"), Timestamp(2000)), Ok(()));
-        assert_eq!(p.verify(&c, &s, first("Alice"), Timestamp(2000)), Err(PowError::Replayed));
+        assert_eq!(p.verify(&c, &s, Pow::subject("alice"), Timestamp(2000)), Ok(()));
+        assert_eq!(p.verify(&c, &s, subject, Timestamp(2000)), Err(PowError::Replayed));
     }
 
     #[test]
     fn wrong_subject_expiry_solution_and_forgery_fail() {
         let p = pow();
-        let c = p.issue(first("alice"), Timestamp(1000));
+        let c = p.issue(Pow::subject("alice"), Timestamp(1000));
         let s = solve(&c, 8);
-        assert_eq!(p.verify(&c, &s, first("bob"), Timestamp(2000)), Err(PowError::WrongSubject));
-        assert_eq!(p.verify(&c, &s, first("alice"), Timestamp(121_000)), Err(PowError::Expired));
+        assert_eq!(p.verify(&c, &s, Pow::subject("bob"), Timestamp(2000)), Err(PowError::WrongSubject));
+        assert_eq!(p.verify(&c, &s, Pow::subject("alice"), Timestamp(121_000)), Err(PowError::Expired));
         let bad = (0u64..).map(|i| i.to_string()).find(|x| {
             let d = ring::digest::digest(&ring::digest::SHA256, format!("{c}:{x}").as_bytes());
             leading_zero_bits(d.as_ref()) < 8
         });
-        assert_eq!(p.verify(&c, &bad.unwrap(), first("alice"), Timestamp(2000)), Err(PowError::Unsolved));
-        assert_eq!(p.verify(&c, "12a", first("alice"), Timestamp(2000)), Err(PowError::Unsolved));
+        assert_eq!(
+            p.verify(&c, &bad.unwrap(), Pow::subject("alice"), Timestamp(2000)),
+            Err(PowError::Unsolved)
+        );
+        assert_eq!(p.verify(&c, "12a", Pow::subject("alice"), Timestamp(2000)), Err(PowError::Unsolved));
         let other = Pow::new([5; 32], 8, Duration::from_secs(120));
-        assert_eq!(other.verify(&c, &s, first("alice"), Timestamp(2000)), Err(PowError::Malformed));
-        assert_eq!(p.verify("junk", &s, first("alice"), Timestamp(2000)), Err(PowError::Malformed));
-    }
-
-    #[test]
-    fn each_later_trigger_adds_a_bit_up_to_the_cap() {
-        let p = pow();
-        let subject = Pow::subject("alice");
-        let bits: Vec<u8> = (0..=8).map(|level| p.demand(subject, level).bits).collect();
-        assert_eq!(bits, [8, 8, 9, 10, 11, 12, 12, 12, 12]);
-        assert_eq!(
-            Pow::new([4; 32], 31, Duration::from_secs(1)).demand(subject, 9).bits,
-            32,
-            "never past 32"
-        );
-    }
-
-    #[test]
-    fn a_challenge_issued_before_the_demand_hardened_is_refused() {
-        let p = pow();
-        let subject = Pow::subject("alice");
-        let easy = p.issue(p.demand(subject, 1), Timestamp(1000));
-        let solution = solve(&easy, 8);
-        assert_eq!(p.verify(&easy, &solution, p.demand(subject, 2), Timestamp(2000)), Err(PowError::TooEasy));
-        let hard = p.issue(p.demand(subject, 3), Timestamp(1000));
-        let solution = solve(&hard, 10);
-        assert_eq!(
-            p.verify(&hard, &solution, p.demand(subject, 2), Timestamp(2000)),
-            Ok(()),
-            "harder is fine"
-        );
+        assert_eq!(other.verify(&c, &s, Pow::subject("alice"), Timestamp(2000)), Err(PowError::Malformed));
+        assert_eq!(p.verify("junk", &s, Pow::subject("alice"), Timestamp(2000)), Err(PowError::Malformed));
     }
 
     #[test]

@@ -106,12 +106,12 @@ pub async fn login_submit(
     let now = app.auth.now();
     let failure = Failure::of(&e, now);
     // An account that demands a challenge gets a fresh puzzle with the page.
-    let demand = match &e {
-        LoginError::Denied { demand, .. } => Some(*demand),
-        LoginError::BadCredentials => app.auth.challenge_for(&username).await?,
+    let subject = match &e {
+        LoginError::Denied { subject, .. } => Some(*subject),
+        LoginError::BadCredentials => app.auth.challenge_subject(&username).await?,
         _ => None,
     };
-    let challenge = demand.map(|d| (app.auth.pow.issue(d, now), d.bits));
+    let challenge = subject.map(|s| app.auth.pow.issue(s, now));
     let script_nonce = challenge.as_ref().map(|_| crate::token::b64(&crate::token::random::<16>()));
     let token = app.page_xsrf(ctx, who.as_ref());
     let page = LoginPage {
@@ -120,7 +120,7 @@ pub async fn login_submit(
         username: &username,
         remember,
         error: Some(&failure.message),
-        challenge: challenge.as_ref().map(|(c, bits)| (c.as_str(), *bits)),
+        challenge: challenge.as_deref().map(|c| (c, app.auth.pow.difficulty)),
         script_nonce: script_nonce.as_deref(),
         ..LoginPage::default()
     };

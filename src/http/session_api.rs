@@ -72,7 +72,13 @@ pub fn login_context(ctx: &Ctx, remember: bool) -> LoginContext {
 /// The API answer for a failed login (SPEC §3).
 pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
     match e {
-        LoginError::Denied { until, .. } => denied(until, base, now),
+        LoginError::Denied { until, .. } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Login denied: too many failed logins. Log in through the login page, or try again later.",
+        )
+        .header("x-seraph-loginreason", "AUTHENTICATION_DENIED")
+        .header("x-authentication-denied-reason", &format!("CAPTCHA_CHALLENGE; login-url={base}/login.jsp"))
+        .header("retry-after", &retry_after(until, now).to_string()),
         LoginError::Throttled { until } => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed logins from your address; try again later.",
@@ -88,17 +94,6 @@ pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
         LoginError::Busy => ApiError::unavailable("Too many logins at once; try again shortly.", 1),
         LoginError::Store(e) => e.into(),
     }
-}
-
-/// The API's answer while the account demands a challenge (until `until`).
-fn denied(until: Timestamp, base: &str, now: Timestamp) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "Login denied: too many failed logins. Log in through the login page, or try again later.",
-    )
-    .header("x-seraph-loginreason", "AUTHENTICATION_DENIED")
-    .header("x-authentication-denied-reason", &format!("CAPTCHA_CHALLENGE; login-url={base}/login.jsp"))
-    .header("retry-after", &retry_after(until, now).to_string())
 }
 
 /// `GET /rest/auth/1/session`: who am I.
@@ -178,7 +173,10 @@ pub async fn change_password(
         change.password,
     );
     let rotated = match changed.await {
-        Err(AdminError::Challenged(until)) => return Err(denied(until, app.base(ctx), app.auth.now())),
+        Err(AdminError::Challenged(until)) => {
+            let subject = crate::pow::Pow::subject(&who.user.name);
+            return Err(login_error(LoginError::Denied { until, subject }, app.base(ctx), app.auth.now()));
+        }
         other => other?,
     };
     if let Some((id, session)) = rotated {
