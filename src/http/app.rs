@@ -104,13 +104,13 @@ pub struct Ctx {
     pub session_moved: bool,
 }
 
-/// A header value as text; `None` if it is not visible ASCII.
 /// Whether a peer at `peer` is this machine: a loopback address, or the
 /// address authd listens on (`listen`, as `IP:PORT`).
 fn same_host(peer: std::net::IpAddr, listen: &str) -> bool {
     peer.is_loopback() || listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip() == peer)
 }
 
+/// A header value as text; `None` if it is not visible ASCII.
 fn text(v: &Option<HeaderValue>) -> Option<&str> {
     v.as_ref().and_then(|v| v.to_str().ok())
 }

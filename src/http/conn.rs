@@ -13,18 +13,25 @@
 //! - afterwards, with nothing in flight: `idle` after the last byte moved;
 //! - with a request in flight: none (a long download or a quiet WebSocket
 //!   is not idle), unless a response is stalled: it has something to send
-//!   and the connection has not taken any of it, nor of any other response,
-//!   for `send` (an HTTP/2 client that keeps its flow-control window shut,
-//!   a client that stops reading). A response waiting for its own data (a
-//!   slow app, a quiet event stream) is not stalled.
+//!   and nothing moved for `send` (an HTTP/2 client that keeps its
+//!   flow-control window shut, a client that stops reading). A response
+//!   waiting for its own data (a slow app, a quiet event stream) is not
+//!   stalled.
 //!
 //! A response is "waiting for the connection" from when the handler
 //! returns it until hyper first asks its body for data, and again after
 //! each piece of data it gives, until hyper asks for more; hyper asks only
 //! when it can send. The connection task cannot see inside hyper, so it
-//! counts events instead (a request begun, a body asked for data) and
-//! calls a connection stalled when responses wait and no event has come
-//! for `send`.
+//! counts events instead (a request begun, a response handed over, a body
+//! asked for data), and asks the kernel how many bytes the client has
+//! acknowledged: a slow reader drains the socket's send buffer long before
+//! hyper writes again (the buffer wakes the writer only once a good part
+//! of it is free), and that counts as moving once it comes to
+//! [`MIN_ACKED`]. A connection is stalled when responses wait (or bytes
+//! already written wait in the kernel for the client's TCP window: a
+//! proxied answer whose last poll found no data stays "waiting for its own
+//! data" while hyper cannot write) and neither has moved for `send`. The few bytes of HTTP/2 control frames (a PING's
+//! answer) stay under that, so pinging does not hold a stalled connection.
 
 use std::io;
 use std::pin::Pin;
@@ -54,18 +61,61 @@ pub struct Activity {
     events: AtomicU64,
 }
 
+/// Bytes the client must acknowledge between two looks for a connection
+/// with waiting answers to count as moving (a PING's answer is 17).
+pub const MIN_ACKED: u64 = 4096;
+
 /// What the connection task saw at its last look, to tell a stall.
 #[derive(Debug)]
 pub struct Watch {
     events: u64,
+    acked: u64,
     since: Instant,
 }
 
 impl Watch {
     /// Nothing seen yet, at `now`.
     pub fn new(now: Instant) -> Watch {
-        Watch { events: 0, since: now }
+        Watch { events: 0, acked: 0, since: now }
     }
+}
+
+/// What the kernel says of a connection's socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Socket {
+    /// Bytes the client has acknowledged so far.
+    pub acked: u64,
+    /// Bytes written to the socket and not yet sent (the client's TCP
+    /// window is shut or too small for them).
+    pub unsent: u32,
+}
+
+/// [`Socket`] for the connection on `fd` (`TCP_INFO`); `None` where the
+/// kernel cannot tell.
+#[cfg(target_os = "linux")]
+pub fn socket_info(fd: std::os::fd::RawFd) -> Option<Socket> {
+    // SAFETY: `tcp_info` is plain data; getsockopt writes at most `len`
+    // bytes into it and reports how many it wrote.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::tcp_info>()).ok()?;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + 4;
+    (rc == 0 && usize::try_from(len).is_ok_and(|l| l >= needed))
+        .then_some(Socket { acked: info.tcpi_bytes_acked, unsent: info.tcpi_notsent_bytes })
+}
+
+/// Elsewhere the kernel is not asked: only events count.
+#[cfg(not(target_os = "linux"))]
+pub fn socket_info(_fd: std::os::fd::RawFd) -> Option<Socket> {
+    None
 }
 
 /// The connection's timeouts, as [`Activity::due`] applies them.
@@ -120,9 +170,10 @@ impl Activity {
         self.events.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Applies the rules in the module comment at `now`; `watch` is the
-    /// connection task's own memory of its last look.
-    pub fn due(&self, now: Instant, t: Timeouts, watch: &mut Watch) -> Due {
+    /// Applies the rules in the module comment at `now`; `socket` is what
+    /// [`socket_info`] says now, `watch` the connection task's own memory
+    /// of its last look.
+    pub fn due(&self, now: Instant, t: Timeouts, socket: Option<Socket>, watch: &mut Watch) -> Due {
         let Timeouts { first_request, idle, send } = t;
         let at = if !self.any_request.load(Ordering::Relaxed) {
             let window_ends = self.born + first_request;
@@ -135,9 +186,13 @@ impl Activity {
             return Due::At(window_ends.min(now + idle.min(send)));
         } else if self.in_flight.load(Ordering::Relaxed) > 0 {
             let events = self.events.load(Ordering::Relaxed);
-            let waiting = self.waiting.load(Ordering::Relaxed) > 0;
-            if events != watch.events || !waiting {
-                *watch = Watch { events, since: now };
+            // Answers wait for the connection, or bytes already written wait
+            // in the kernel for the client's TCP window to open.
+            let waiting = self.waiting.load(Ordering::Relaxed) > 0 || socket.is_some_and(|s| s.unsent > 0);
+            let acked = socket.map(|s| s.acked);
+            let acked_more = acked.is_some_and(|a| a >= watch.acked.saturating_add(MIN_ACKED));
+            if events != watch.events || acked_more || !waiting {
+                *watch = Watch { events, acked: acked.unwrap_or(watch.acked), since: now };
             }
             if !waiting {
                 // Look again within `send`: a response may start waiting.
@@ -195,6 +250,7 @@ impl Guarded {
     /// Wraps `inner`; `guard` is released at its end. The response now
     /// waits for the connection to send it.
     pub fn new(inner: Body, mut guard: InFlight) -> Guarded {
+        guard.activity.event();
         guard.set_waiting(true);
         Guarded { inner, guard: Some(guard) }
     }
@@ -314,7 +370,15 @@ mod tests {
         }
 
         fn due(&mut self, t: Timeouts) -> Due {
-            self.a.due(Instant::now(), t, &mut self.watch)
+            self.a.due(Instant::now(), t, None, &mut self.watch)
+        }
+
+        fn due_acked(&mut self, t: Timeouts, acked: u64) -> Due {
+            self.a.due(Instant::now(), t, Some(Socket { acked, unsent: 0 }), &mut self.watch)
+        }
+
+        fn due_socket(&mut self, t: Timeouts, socket: Socket) -> Due {
+            self.a.due(Instant::now(), t, Some(socket), &mut self.watch)
         }
     }
 
@@ -442,6 +506,71 @@ mod tests {
         drop(moving);
         tokio::time::advance(SEND).await;
         assert_eq!(c.due(T), Due::Stalled, "the waiting one alone is stalled");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_draining_the_socket_is_not_stalled_but_pings_are_not_enough() {
+        let mut c = Conn::new();
+        let _g = Guarded::new(body(), c.a.begin());
+        // The kernel's send buffer drains slowly: no event, but acknowledgements.
+        let mut acked = 10_000;
+        assert!(matches!(c.due_acked(T, acked), Due::At(_)));
+        for _ in 0..10 {
+            tokio::time::advance(SEND - Duration::from_secs(1)).await;
+            acked += MIN_ACKED;
+            assert!(matches!(c.due_acked(T, acked), Due::At(_)), "a draining connection was called stalled");
+        }
+        // Then only PING answers move: a few bytes a look.
+        let mut looks = 0;
+        loop {
+            tokio::time::advance(SEND / 2).await;
+            acked += 17 * 10;
+            if c.due_acked(T, acked) == Due::Stalled {
+                break;
+            }
+            looks += 1;
+            assert!(looks <= 4, "pings kept a stalled connection open");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_handed_over_just_before_a_look_gets_the_whole_send_timeout() {
+        let mut c = Conn::new();
+        let guard = c.a.begin();
+        tokio::time::advance(SEND - Duration::from_millis(100)).await;
+        let _ = c.due(T); // a look while the handler runs: nothing waits
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let _g = Guarded::new(body(), guard);
+        let handed = Instant::now();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(c.due(T), Due::At(Instant::now() + SEND), "counted from before it was handed over");
+        tokio::time::advance(SEND).await;
+        assert_eq!(c.due(T), Due::Stalled);
+        assert!(Instant::now() >= handed + SEND);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_stuck_in_the_kernel_stall_a_connection_whose_answers_wait_for_data() {
+        // A proxied answer between two pieces of data (its body has nothing
+        // to give) while the client has stopped reading: the kernel holds
+        // unsent bytes and nothing is acknowledged.
+        let mut c = Conn::new();
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut g = Guarded::new(super::super::response::stream(Channel(rx)), c.a.begin());
+        assert!(poll(&mut g).is_pending());
+        let stuck = Socket { acked: 50_000, unsent: 200_000 };
+        assert!(matches!(c.due_socket(T, stuck), Due::At(_)));
+        tokio::time::advance(SEND).await;
+        assert_eq!(c.due_socket(T, stuck), Due::Stalled);
+        // With the kernel's queue empty it is a quiet stream, not a stall.
+        let mut c = Conn::new();
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut g = Guarded::new(super::super::response::stream(Channel(rx)), c.a.begin());
+        assert!(poll(&mut g).is_pending());
+        for _ in 0..5 {
+            tokio::time::advance(SEND).await;
+            assert!(matches!(c.due_socket(T, Socket { acked: 50_000, unsent: 0 }), Due::At(_)));
+        }
     }
 
     /// A body whose data comes when the test sends it.

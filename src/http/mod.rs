@@ -3,8 +3,9 @@
 //! Limits applied here, per connection: at most `max_conns` at once (more
 //! are closed on accept), a TLS handshake timeout, a header read timeout
 //! that also bounds the wait for the first request (slow or silent clients
-//! are dropped), an idle keep-alive timeout (see [`conn`]), a header size
-//! cap (431), and an HTTP/2 stream cap.
+//! are dropped), an idle keep-alive timeout and a send timeout for answers
+//! the client does not take (see [`conn`]), a header size cap (431), and
+//! an HTTP/2 stream cap.
 
 pub mod admin_api;
 pub mod app;
@@ -129,6 +130,7 @@ pub async fn serve(
                     return;
                 }
             };
+            let fd = std::os::fd::AsRawFd::as_raw_fd(tls.get_ref().0);
             let activity = Activity::new();
             let io = TokioIo::new(Tracked::new(tls, Arc::clone(&activity)));
             let act = Arc::clone(&activity);
@@ -146,7 +148,7 @@ pub async fn serve(
                 })
             });
             let conn = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = drive(conn, &activity, limits, stop_rx).await {
+            if let Err(e) = drive(conn, &activity, fd, limits, stop_rx).await {
                 tracing::debug!(%peer, "connection ended with an error: {e}");
             }
         });
@@ -169,6 +171,7 @@ const IDLE_GOODBYE: Duration = Duration::from_millis(500);
 async fn drive<C: GracefulConnection>(
     conn: C,
     activity: &Activity,
+    fd: std::os::fd::RawFd,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), C::Error> {
@@ -187,7 +190,9 @@ async fn drive<C: GracefulConnection>(
         let (reason, grace) = tokio::select! {
             done = conn.as_mut() => return done,
             () = tokio::time::sleep_until(next) => {
-                match activity.due(tokio::time::Instant::now(), timeouts, &mut watch) {
+                // `fd` is the connection's socket, open while `conn` is.
+                let socket = conn::socket_info(fd);
+                match activity.due(tokio::time::Instant::now(), timeouts, socket, &mut watch) {
                     Due::At(at) => {
                         next = at;
                         continue;

@@ -478,8 +478,12 @@ fn upstream_headers(app: &App, client: &HeaderMap, ctx: &Ctx, who: Option<&Authe
     let mut kept: Vec<u8> = Vec::new();
     for pair in client.get_all(COOKIE).iter().flat_map(|v| v.as_bytes().split(|b| *b == b';')) {
         let pair = pair.trim_ascii();
-        let name = pair.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
-        if pair.is_empty() || name == names.session.as_bytes() || name == names.remember.as_bytes() {
+        // The name as authd's own parser reads it (lossy UTF-8, Unicode
+        // space trimmed), so what logged the request in never passes.
+        let raw_name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        let name = String::from_utf8_lossy(raw_name);
+        let name = name.trim();
+        if pair.is_empty() || name == names.session || name == names.remember {
             continue;
         }
         if !kept.is_empty() {

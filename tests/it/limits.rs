@@ -809,7 +809,18 @@ async fn a_request_that_runs_longer_than_the_keep_alive_timeout_is_not_cut_off()
 
 /// A TLS connection that has been served `GET /healthz` and stays open, idle.
 async fn served_conn(s: &Server) -> TlsStream<TcpStream> {
-    let mut t = tls(s, &[b"http/1.1"]).await;
+    // A connection just dropped (a probe's) may hold its slot a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut t = loop {
+        match try_tls(s, &[b"http/1.1"]).await {
+            Ok(t) => break t,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("handshake refused ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no connection was served within 5 s: {e}"),
+        }
+    };
     let req = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", s.port);
     t.write_all(req.as_bytes()).await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut t)).await.expect("no answer");
@@ -1169,4 +1180,53 @@ async fn an_http2_client_that_keeps_its_window_shut_is_closed_after_the_send_tim
     // Its slot is free again: with --max-conns 2, two clients are served.
     let (a, b) = tokio::join!(healthz(&s), healthz(&s));
     assert_eq!((a, b), (200, 200));
+}
+
+/// Reads the body of an HTTP/1.1 answer to a download of `n` bytes, `rate`
+/// bytes a second at most; the bytes read before the connection ended.
+async fn read_slowly(t: &mut TlsStream<TcpStream>, n: usize, rate: usize) -> usize {
+    let (status, _, rest) = crate::gateway::read_head(t).await;
+    assert_eq!(status, 200);
+    let mut got = rest.len();
+    let mut buf = vec![0u8; 16 * KIB];
+    let started = Instant::now();
+    while got < n {
+        // Keep to `rate`: wait until the bytes so far are due.
+        let due = Duration::from_secs_f64(got as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        match tokio::time::timeout(Duration::from_secs(20), t.read(&mut buf)).await {
+            Ok(Ok(k)) if k > 0 => got += k,
+            _ => break,
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_slow_reader_gets_its_whole_download_and_one_that_stops_reading_is_closed() {
+    // --send-timeout counts what the client acknowledges, not only what
+    // hyper writes: a slow but steady reader is never cut.
+    let (_app, s) = start_pair(&["--send-timeout", "2s"]);
+    let get = |n: usize| {
+        format!("GET /download?n={n} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", s.port)
+    };
+    let n = 3 * KIB * KIB;
+    let mut t = tls(&s, &[b"http/1.1"]).await;
+    t.write_all(get(n).as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let got = read_slowly(&mut t, n, 256 * KIB).await;
+    assert_eq!(got, n, "a slow reader was cut off after {:?}", started.elapsed());
+    assert!(started.elapsed() > Duration::from_secs(8), "the download was not slow: {:?}", started.elapsed());
+
+    // A client that stops reading (its TCP window shuts) is closed: what
+    // the kernels buffered still arrives, then the end, long before all of it.
+    let n = 64 * KIB * KIB;
+    let mut t = tls(&s, &[b"http/1.1"]).await;
+    t.write_all(get(n).as_bytes()).await.unwrap();
+    // (The app takes a second or two to make the download.)
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let got = read_slowly(&mut t, n, usize::MAX).await;
+    assert!(got < n / 4, "a client that stopped reading was never closed ({got} of {n} bytes came)");
 }
