@@ -30,8 +30,9 @@
 //! [`MIN_ACKED`]. A connection is stalled when responses wait (or bytes
 //! already written wait in the kernel for the client's TCP window: a
 //! proxied answer whose last poll found no data stays "waiting for its own
-//! data" while hyper cannot write) and neither has moved for `send`. The few bytes of HTTP/2 control frames (a PING's
-//! answer) stay under that, so pinging does not hold a stalled connection.
+//! data" while hyper cannot write) and neither has moved for `send`. The
+//! few bytes of HTTP/2 control frames (a PING's answer) stay under that,
+//! so pinging does not hold a stalled connection.
 
 use std::io;
 use std::pin::Pin;
@@ -57,7 +58,8 @@ pub struct Activity {
     any_request: AtomicBool,
     /// Responses waiting for the connection to take their data.
     waiting: AtomicUsize,
-    /// Requests begun and response bodies asked for data, so far.
+    /// Requests begun, responses handed over and response bodies asked
+    /// for data, so far.
     events: AtomicU64,
 }
 
@@ -373,10 +375,6 @@ mod tests {
             self.a.due(Instant::now(), t, None, &mut self.watch)
         }
 
-        fn due_acked(&mut self, t: Timeouts, acked: u64) -> Due {
-            self.a.due(Instant::now(), t, Some(Socket { acked, unsent: 0 }), &mut self.watch)
-        }
-
         fn due_socket(&mut self, t: Timeouts, socket: Socket) -> Due {
             self.a.due(Instant::now(), t, Some(socket), &mut self.watch)
         }
@@ -514,18 +512,21 @@ mod tests {
         let _g = Guarded::new(body(), c.a.begin());
         // The kernel's send buffer drains slowly: no event, but acknowledgements.
         let mut acked = 10_000;
-        assert!(matches!(c.due_acked(T, acked), Due::At(_)));
+        assert!(matches!(c.due_socket(T, Socket { acked, unsent: 0 }), Due::At(_)));
         for _ in 0..10 {
             tokio::time::advance(SEND - Duration::from_secs(1)).await;
             acked += MIN_ACKED;
-            assert!(matches!(c.due_acked(T, acked), Due::At(_)), "a draining connection was called stalled");
+            assert!(
+                matches!(c.due_socket(T, Socket { acked, unsent: 0 }), Due::At(_)),
+                "a draining connection was called stalled"
+            );
         }
         // Then only PING answers move: a few bytes a look.
         let mut looks = 0;
         loop {
             tokio::time::advance(SEND / 2).await;
             acked += 17 * 10;
-            if c.due_acked(T, acked) == Due::Stalled {
+            if c.due_socket(T, Socket { acked, unsent: 0 }) == Due::Stalled {
                 break;
             }
             looks += 1;

@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::app::{xsrf_failed, App, Ctx};
-use super::request::{read_body, BODY_IDLE};
+use super::request::{body_stalled, read_body, BODY_IDLE};
 use super::response::{full, ApiError, Body, BoxError};
 use crate::auth::Authenticated;
 use crate::xsrf;
@@ -249,10 +249,7 @@ pub async fn forward(
             return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
         }
         if caused_by::<BodyStalled>(&e) {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("The request body stalled: nothing came for {} s.", BODY_IDLE.as_secs()),
-            );
+            return body_stalled();
         }
         if caused_by::<ClientBody>(&e) {
             return ApiError::bad_request("The request body is malformed or was cut short.");
@@ -387,7 +384,6 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BoxError>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBody(e))))),
             Poll::Ready(other) => {
                 self.idle = None;
                 Poll::Ready(other.map(|frame| frame.map_err(|e| -> BoxError { Box::new(ClientBody(e)) })))

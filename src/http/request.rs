@@ -113,6 +113,14 @@ pub async fn drain<B: HttpBody<Data = Bytes> + Unpin>(mut body: B, limit: usize,
 /// The longest a body being read may stay silent (as the header read timeout).
 pub const BODY_IDLE: Duration = Duration::from_secs(10);
 
+/// The 408 for a body that stopped coming for [`BODY_IDLE`].
+pub fn body_stalled() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("The request body stalled: nothing came for {} s.", BODY_IDLE.as_secs()),
+    )
+}
+
 /// Reads a whole body, refusing one over `limit` bytes with 413 and one
 /// that stops coming for [`BODY_IDLE`] with 408 (a stalled upload would
 /// otherwise hold its connection: a request in flight is never idle).
@@ -144,12 +152,7 @@ where
             Ok(body.frame().await)
         };
         let frame = match next {
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("The request body stalled: nothing came for {} s.", BODY_IDLE.as_secs()),
-                ))
-            }
+            Err(_) => return Err(body_stalled()),
             Ok(None) => return Ok(read.freeze()),
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(_))) => return Err(ApiError::bad_request("The request body could not be read.")),
