@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use conn::{Activity, Due, Guarded, Timeouts, Tracked, Watch};
@@ -118,7 +118,7 @@ pub async fn serve(
         let builder = builder.clone();
         let stop_rx = stop_rx.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let slot = Arc::new(slot);
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -134,9 +134,13 @@ pub async fn serve(
             let activity = Activity::new();
             let io = TokioIo::new(Tracked::new(tls, Arc::clone(&activity)));
             let act = Arc::clone(&activity);
+            let handover = Handover { _slot: slot, stopping: stop_rx.clone() };
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let guard = act.begin();
-                let (parts, body) = req.into_parts();
+                let (mut parts, body) = req.into_parts();
+                if parts.headers.contains_key(hyper::header::UPGRADE) {
+                    parts.extensions.insert(handover.clone());
+                }
                 let body = request::RequestBody::new(body, &parts.headers);
                 let handled = Arc::clone(&app).handle(hyper::Request::from_parts(parts, body), peer);
                 // Boxed: HTTP/2 runs each request as a task of its own, and
@@ -158,6 +162,23 @@ pub async fn serve(
     let all = u32::try_from(limits.max_conns).unwrap_or(u32::MAX);
     if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
         tracing::warn!("some requests were still running after {:?}; closing them", limits.drain_timeout);
+    }
+}
+
+/// What a connection that hyper hands over after a `101` (a proxied
+/// WebSocket) takes with it: its `--max-conns` slot, held until the
+/// WebSocket closes too, and word of authd stopping, which closes it.
+/// Put in the extensions of requests that ask for an upgrade.
+#[derive(Clone)]
+pub struct Handover {
+    _slot: Arc<OwnedSemaphorePermit>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Handover {
+    /// Resolves when authd starts to stop.
+    pub async fn stopping(mut self) {
+        let _ = self.stopping.wait_for(|stopping| *stopping).await;
     }
 }
 

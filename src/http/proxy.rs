@@ -30,6 +30,7 @@ use hyper_util::rt::TokioExecutor;
 use super::app::{xsrf_failed, App, Ctx};
 use super::request::{body_stalled, read_body, BODY_IDLE};
 use super::response::{full, ApiError, Body, BoxError};
+use super::Handover;
 use crate::auth::Authenticated;
 use crate::xsrf;
 
@@ -178,7 +179,8 @@ pub async fn forward(
     if upgrade.is_some() && !app.origin_ok(ctx) {
         return Err(xsrf_failed());
     }
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let client_upgrade =
+        upgrade.as_ref().map(|_| (hyper::upgrade::on(&mut req), req.extensions_mut().remove::<Handover>()));
     let (parts, incoming) = req.into_parts();
     let mut incoming = Some(incoming);
     let mut buffered = None;
@@ -259,9 +261,9 @@ pub async fn forward(
     })?;
     let mut resp = resp;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_side) = client_upgrade {
+        if let Some((client_side, handover)) = client_upgrade {
             let upstream_side = hyper::upgrade::on(&mut resp);
-            tokio::spawn(splice(client_side, upstream_side));
+            tokio::spawn(splice(client_side, upstream_side, handover));
             let (mut parts, _) = resp.into_parts();
             parts.extensions.insert(FromApp);
             return Ok(Response::from_parts(parts, full(bytes::Bytes::new())));
@@ -297,8 +299,14 @@ fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection
-/// (WebSockets), until either side closes.
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// (WebSockets), until either side closes or authd stops. The client
+/// connection's `--max-conns` slot stays taken meanwhile (`handover`; absent
+/// only for requests that did not come through [`super::serve`]).
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    handover: Option<Handover>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -308,8 +316,19 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = hyper_util::rt::TokioIo::new(client);
     let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!("upgraded connection ended: {e}");
+    let stopping = async {
+        match handover {
+            Some(h) => h.stopping().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = copied {
+                tracing::debug!("upgraded connection ended: {e}");
+            }
+        }
+        () = stopping => tracing::debug!("closing an upgraded connection: stopping"),
     }
 }
 

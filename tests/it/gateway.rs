@@ -1440,22 +1440,48 @@ async fn the_proxy_keeps_connections_to_the_app_alive() {
     );
 }
 
-#[tokio::test]
-async fn websocket_upgrade_passes_through_end_to_end() {
-    let (app, s) = start_pair(&[]);
-    let admin = login_id(&s, "admin", &s.admin_pw()).await;
-    let mut t = tls_h1(s.port, &s.cert_pem()).await;
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The sample `Sec-WebSocket-Key` of RFC 6455 §1.3.
+pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Sends a WebSocket handshake for `/ws/echo?room=1` through authd as the
+/// session `id` on a new HTTP/1.1 connection (retrying a refused handshake
+/// for up to 5 s); returns the connection and the
+/// answer's status, headers and any bytes read past its head.
+pub async fn websocket(
+    s: &Server,
+    id: &str,
+) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, u16, Vec<(String, String)>, Vec<u8>) {
+    // Under --max-conns, a connection just dropped may hold its slot a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut t = loop {
+        match try_tls_h1(s.port, &s.cert_pem()).await {
+            Ok(t) => break t,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("handshake refused ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no connection was served within 5 s: {e}"),
+        }
+    };
     let req = format!(
-        "GET /ws/echo?room=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {}\r\nCookie: {}\r\n\r\n",
+        "GET /ws/echo?room=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\nOrigin: {}\r\nCookie: {}\r\n\r\n",
         s.port,
         s.url,
-        sid(&admin)
+        sid(id)
     );
     t.write_all(req.as_bytes()).await.unwrap();
     t.flush().await.unwrap();
     let (status, headers, rest) =
         tokio::time::timeout(Duration::from_secs(10), read_head(&mut t)).await.expect("no handshake answer");
+    (t, status, headers, rest)
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through_end_to_end() {
+    let (app, s) = start_pair(&[]);
+    let admin = login_id(&s, "admin", &s.admin_pw()).await;
+    let (mut t, status, headers, rest) = websocket(&s, &admin).await;
+    let key = WS_KEY;
     let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     assert_eq!(status, 101, "{headers:?}");
     assert!(h("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")), "{headers:?}");

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::gateway::{read_response, start_pair};
+use crate::gateway::{read_frame, read_response, start_pair, websocket, ws_frame};
 use crate::support::*;
 
 const LOGIN: &str = "/rest/auth/1/session";
@@ -861,6 +861,50 @@ async fn served_again(s: &Server, what: &str) {
         assert!(Instant::now() < deadline, "{what}: no new connection was served within 5 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A proxied WebSocket keeps its connection's slot until it closes (hyper
+/// hands the connection over after the 101, and the WebSocket must not
+/// escape --max-conns), and authd stopping closes it without waiting.
+#[tokio::test]
+async fn a_websocket_holds_its_slot_until_it_closes_and_a_stop_closes_it() {
+    let (_app, s) = start_pair(&["--max-conns", "2"]);
+    let admin = login_id(&s, "admin", &s.admin_pw()).await;
+    served_again(&s, "after the login's connection").await;
+    let (mut ws, status, headers, _) = websocket(&s, &admin).await;
+    assert_eq!(status, 101, "{headers:?}");
+    ws.write_all(&ws_frame(0x1, b"ping", Some([1, 2, 3, 4]))).await.unwrap();
+    let (_, _, echoed) =
+        tokio::time::timeout(Duration::from_secs(10), read_frame(&mut ws)).await.unwrap().unwrap();
+    assert_eq!(echoed, b"ping");
+    let other = served_conn(&s).await;
+    refused(&s, "a WebSocket and an idle connection at --max-conns 2").await;
+    drop(other);
+    served_again(&s, "after the idle connection closed").await;
+    // The WebSocket closes: both slots are free.
+    ws.write_all(&ws_frame(0x8, &[0x03, 0xe8], Some([1, 2, 3, 4]))).await.unwrap();
+    let (opcode, _, _) =
+        tokio::time::timeout(Duration::from_secs(10), read_frame(&mut ws)).await.unwrap().unwrap();
+    assert_eq!(opcode, 0x8);
+    drop(ws);
+    let both = [served_conn(&s).await, served_conn(&s).await];
+    drop(both);
+
+    // A stop closes an open WebSocket at once instead of draining it.
+    served_again(&s, "before the stop").await;
+    let (mut ws, status, _, _) = websocket(&s, &admin).await;
+    assert_eq!(status, 101);
+    let started = Instant::now();
+    let exit = s.stop_async().await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the stop waited {:?} for a WebSocket",
+        started.elapsed()
+    );
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), ws.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the WebSocket stayed open after the stop: {read:?}");
 }
 
 #[tokio::test]

@@ -407,11 +407,19 @@ pub fn h1_client_for(cert_pem: &[u8]) -> reqwest::Client {
 
 /// A TLS connection to authd speaking HTTP/1.1 only.
 pub async fn tls_h1(port: u16, cert_pem: &[u8]) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    try_tls_h1(port, cert_pem).await.unwrap()
+}
+
+/// [`tls_h1`], or the connection's or handshake's error.
+pub async fn try_tls_h1(
+    port: u16,
+    cert_pem: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let tls = tls_client_config(cert_pem, &[b"http/1.1"]);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    connector.connect(name, tcp).await.unwrap()
+    connector.connect(name, tcp).await
 }
 
 /// Sends raw bytes over one HTTP/1.1 TLS connection to `s` and returns
