@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::request::RequestBody;
+use super::request::{self, read_body, RequestBody, LOGIN_BODY_LIMIT};
 use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -290,6 +290,24 @@ impl App {
         })
     }
 
+    /// SPEC §7 for a form posted to the REST API without a token in a
+    /// header (which Jira's REST filter wants): the form's `atl_token` field
+    /// counts too. No REST call reads a form, so the body is not passed on.
+    async fn rest_form_xsrf(
+        &self,
+        req: Request<RequestBody>,
+        ctx: &Ctx,
+        who: Option<&Authenticated>,
+    ) -> Result<Request<RequestBody>, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, LOGIN_BODY_LIMIT).await?;
+        let submitted = request::form_token(&parts.headers, &bytes);
+        if !self.xsrf_ok(ctx, who, submitted.as_deref()) {
+            return Err(xsrf_failed());
+        }
+        Ok(Request::from_parts(parts, RequestBody::empty()))
+    }
+
     /// Routes a request. Handlers that are not on the session-check path
     /// run boxed, so this future (moved on every request) stays small.
     async fn dispatch(
@@ -330,18 +348,21 @@ impl App {
         }
         // SPEC §3: every response names its user, so identify up front (forward
         // auth identifies itself, without remember-me logins).
+        let mut req = req;
         if !matches!(segments, ["rest", "authd", _, "verify"]) {
             match self.identify(ctx).await {
                 Err(e) => return (Route::Other, Err(e)),
                 Ok(who) if rest_form_call(segments, ctx) && !self.xsrf_ok(ctx, who.as_ref(), None) => {
-                    return (Route::Other, Err(xsrf_failed()));
+                    match Box::pin(self.rest_form_xsrf(req, ctx, who.as_ref())).await {
+                        Ok(emptied) => req = emptied,
+                        Err(e) => return (Route::Other, Err(e)),
+                    }
                 }
                 Ok(_) => {}
             }
         }
         // HEAD is routed as GET everywhere (`handle` drops the body; the
         // proxy above forwards it as it came).
-        let mut req = req;
         if req.method() == Method::HEAD {
             *req.method_mut() = Method::GET;
         }

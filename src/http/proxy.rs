@@ -21,14 +21,14 @@ use std::time::Duration;
 
 use super::request::RequestBody;
 use http_body_util::BodyExt;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE};
 use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::app::{xsrf_failed, App, Ctx};
-use super::request::{body_stalled, read_body, BODY_IDLE};
+use super::request::{body_stalled, form_token, read_body, BODY_IDLE};
 use super::response::{full, ApiError, Body, BoxError};
 use super::Handover;
 use crate::auth::Authenticated;
@@ -577,35 +577,9 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The `atl_token` field of a form body in any form encoding.
-pub fn form_token(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let fields = super::request::form_fields(ct, body, super::request::Utf8::Lossy)?.ok()?;
-    fields.into_iter().find(|(k, _)| k == "atl_token").map(|(_, v)| v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(ct: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, ct.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn tokens_are_found_in_every_form_encoding() {
-        let h = headers("application/x-www-form-urlencoded");
-        assert_eq!(form_token(&h, b"a=1&atl_token=T%5F1&b=2").as_deref(), Some("T_1"));
-        let h = headers("text/plain");
-        assert_eq!(form_token(&h, b"a=1\r\natl_token=T_2\r\n").as_deref(), Some("T_2"));
-        let h = headers("multipart/form-data; boundary=XyZ");
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ\r\nContent-Disposition: form-data; name=\"atl_token\"\r\n\r\nT_3\r\n--XyZ--\r\n";
-        assert_eq!(form_token(&h, body).as_deref(), Some("T_3"));
-        assert_eq!(form_token(&headers("application/json"), b"{\"atl_token\":\"x\"}"), None);
-        assert_eq!(form_token(&headers("multipart/form-data"), b"junk"), None);
-    }
 
     #[test]
     fn upstream_urls() {

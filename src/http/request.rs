@@ -44,10 +44,15 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
+    /// A body with nothing in it.
+    pub fn empty() -> RequestBody {
+        RequestBody { inner: None, awaiting_continue: false }
+    }
+
     /// Wraps the body of a request with these headers.
     pub fn new(inner: Incoming, headers: &HeaderMap) -> RequestBody {
         if inner.is_end_stream() {
-            return RequestBody { inner: None, awaiting_continue: false };
+            return RequestBody::empty();
         }
         let awaiting_continue =
             headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -394,6 +399,13 @@ fn multipart_part(part: &[u8], utf8: Utf8) -> Option<Option<Result<(String, Stri
     Some(Some(form_text(value, utf8).map(|v| (name, v))))
 }
 
+/// The `atl_token` field of a form body in any form encoding.
+pub fn form_token(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let fields = form_fields(ct, body, Utf8::Lossy)?.ok()?;
+    fields.into_iter().find(|(k, _)| k == "atl_token").map(|(_, v)| v)
+}
+
 /// The query string of a URI as pairs.
 pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     parse_urlencoded(query.unwrap_or("").as_bytes())
@@ -534,6 +546,25 @@ mod tests {
     #[derive(serde::Deserialize, Debug)]
     struct Login {
         username: String,
+    }
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, ct.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn tokens_are_found_in_every_form_encoding() {
+        let h = headers("application/x-www-form-urlencoded");
+        assert_eq!(form_token(&h, b"a=1&atl_token=T%5F1&b=2").as_deref(), Some("T_1"));
+        let h = headers("text/plain");
+        assert_eq!(form_token(&h, b"a=1\r\natl_token=T_2\r\n").as_deref(), Some("T_2"));
+        let h = headers("multipart/form-data; boundary=XyZ");
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ\r\nContent-Disposition: form-data; name=\"atl_token\"\r\n\r\nT_3\r\n--XyZ--\r\n";
+        assert_eq!(form_token(&h, body).as_deref(), Some("T_3"));
+        assert_eq!(form_token(&headers("application/json"), b"{\"atl_token\":\"x\"}"), None);
+        assert_eq!(form_token(&headers("multipart/form-data"), b"junk"), None);
     }
 
     #[test]

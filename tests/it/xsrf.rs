@@ -416,7 +416,8 @@ async fn json_api_calls_need_no_token_but_the_origin_rule_still_applies() {
 
 /// SPEC §7 on authd's own REST API, as Jira's REST filter does: a
 /// state-changing call with a form content type, made in a session, needs
-/// the XSRF token in a header or `X-Atlassian-Token: no-check`.
+/// the XSRF token in a header or `X-Atlassian-Token: no-check`, or (SPEC
+/// §7's form field) in the form's `atl_token`.
 #[tokio::test]
 async fn form_typed_rest_calls_in_a_session_need_the_token() {
     let s = Server::start(&[]);
@@ -480,11 +481,51 @@ async fn form_typed_rest_calls_in_a_session_need_the_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
-    let r = call(del.clone(), "/rest/auth/1/session", "text/plain", Some(("x-atlassian-token", token)))
-        .await
-        .unwrap();
+    let r =
+        call(del.clone(), "/rest/auth/1/session", "text/plain", Some(("x-atlassian-token", token.clone())))
+            .await
+            .unwrap();
     assert_eq!(r.status(), 204, "a logout with the header token");
     assert!(!session_alive(&s, &id).await);
+
+    // The token in the form's `atl_token` field, in each form encoding.
+    let me = api_login(&s, "admin", &pw, false).await;
+    let token = me.xsrf.clone().unwrap();
+    let form = |method: reqwest::Method, path: &str, ct: &str, body: String| {
+        s.bare_client()
+            .request(method, s.at(path))
+            .header("cookie", me.header())
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let unlock = "/rest/authd/1/admin/users/admin/unlock";
+    let forms = |t: &str| {
+        [
+            ("application/x-www-form-urlencoded", format!("a=1&atl_token={t}")),
+            ("text/plain", format!("a=1\r\natl_token={t}\r\n")),
+            (
+                "multipart/form-data; boundary=XyZ",
+                format!(
+                    "--XyZ\r\nContent-Disposition: form-data; name=\"atl_token\"\r\n\r\n{t}\r\n--XyZ--\r\n"
+                ),
+            ),
+        ]
+    };
+    for (ct, body) in forms("not-the-token") {
+        let r = form(reqwest::Method::POST, unlock, ct, body).await.unwrap();
+        assert_eq!(r.status(), 403, "a wrong atl_token as {ct}");
+    }
+    for (ct, body) in forms(&token) {
+        let r = form(reqwest::Method::POST, unlock, ct, body).await.unwrap();
+        assert_eq!(r.status(), 200, "the session's atl_token as {ct}");
+    }
+    let r =
+        form(del, "/rest/auth/1/session", "application/x-www-form-urlencoded", format!("atl_token={token}"))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 204, "a logout with the token in the form");
+    assert!(!session_alive(&s, me.session.as_ref().unwrap()).await);
 }
 
 #[tokio::test]
