@@ -129,7 +129,7 @@ fn authd_like() -> Response<Either<Empty<Bytes>, Full<Bytes>>> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(BODY.as_bytes()))));
     let h = r.headers_mut();
     for (name, value) in [
-        ("content-type", "application/json;charset=UTF-8"),
+        ("content-type", "application/json"),
         ("x-ausername", "alice"),
         ("x-asessionid", "cc2513d227cd"),
         ("x-authd-session-expires", "1796179078"),

@@ -82,7 +82,7 @@ pub async fn verify(
         return Err(e.header("x-authd-login-url", &login));
     };
     let body = verify_json(&a.user.name, roles(&a.user));
-    let mut r = with_body(StatusCode::OK, "application/json;charset=UTF-8", body);
+    let mut r = with_body(StatusCode::OK, "application/json", body);
     insert_identity(r.headers_mut(), &a.user);
     Ok(r)
 }

@@ -45,7 +45,7 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
-        Ok(bytes) => with_body(status, "application/json;charset=UTF-8", bytes),
+        Ok(bytes) => with_body(status, "application/json", bytes),
         Err(e) => ApiError::internal(format!("could not render JSON: {e}")).into_response(),
     }
 }

@@ -100,7 +100,7 @@ pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
 pub async fn current(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let a = app.require_session(ctx).await?;
     let body = current_json(app.base(ctx), &a.user);
-    Ok(with_body(StatusCode::OK, "application/json;charset=UTF-8", body))
+    Ok(with_body(StatusCode::OK, "application/json", body))
 }
 
 /// The answer to "who am I", written directly: this is the hottest answer

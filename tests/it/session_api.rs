@@ -64,8 +64,10 @@ async fn login_body_has_exactly_the_jira_shape() {
     let c = s.client();
     let r = s.login(&c, "admin", &s.admin_pw()).await;
     assert_eq!(r.status(), 200);
-    assert!(
-        header(&r, "content-type").is_some_and(|t| t.starts_with("application/json")),
+    // SPEC §3: `Content-Type: application/json`, to the letter.
+    assert_eq!(
+        header(&r, "content-type").as_deref(),
+        Some("application/json"),
         "{:?}",
         header(&r, "content-type")
     );
@@ -586,7 +588,7 @@ async fn not_found_and_method_not_allowed_are_jira_shaped() {
     for path in ["/nope", "/rest/auth/1/sessions", "/rest/api/2/nothing", "/rest"] {
         let r = c.get(s.at(path)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
-        assert!(header(&r, "content-type").is_some_and(|t| t.starts_with("application/json")));
+        assert_eq!(header(&r, "content-type").as_deref(), Some("application/json"));
         assert_jira_error(&r.json().await.unwrap());
     }
     for (m, path, allowed) in [
