@@ -214,6 +214,7 @@ async fn seed(opts: &Opts) -> String {
             max_per_user: u32::try_from(per_user).unwrap_or(u32::MAX),
             count_login: false,
             new_series,
+            password_checked: None,
         }));
         if pending.len() >= WINDOW || i + 1 == n {
             for f in pending.drain(..) {
@@ -394,6 +395,7 @@ fn new_session(session: Session, now: Timestamp) -> NewSession {
         max_per_user: 100,
         count_login: false,
         new_series: None,
+        password_checked: None,
     }
 }
 

@@ -31,6 +31,7 @@ use crate::store::{
 };
 use crate::throttle::Throttle;
 use crate::token::{RememberToken, Selector, SessionId, SessionKey, Validator};
+use crate::turns::Turns;
 use crate::xsrf::{State, Xsrf};
 
 /// The authentication service, shared by every request.
@@ -65,6 +66,8 @@ pub struct Auth {
     moved: Mutex<HashMap<SessionKey, Moved>>,
     /// The public base URL, for links made outside a request (verification).
     pub public_base: String,
+    /// Password logins of one name take turns (see [`crate::turns`]).
+    login_turns: Turns<[u8; 16]>,
 }
 
 /// Most phantom lockout records kept.
@@ -310,6 +313,7 @@ impl Auth {
             phantoms: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             public_base: s.public_base.clone(),
+            login_turns: Turns::default(),
             store,
             clock,
         }
@@ -335,8 +339,13 @@ impl Auth {
             self.metrics.login(LoginOutcome::Denied);
             return Err(LoginError::Throttled { until });
         }
-        let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
         let subject = Pow::subject(name);
+        // From reading the account to recording the outcome, one login of
+        // this name at a time: a burst of guesses then meets the lockout as
+        // the same guesses in a row would.
+        let _turn = self.login_turns.take(subject).await;
+        let now = self.now();
+        let user = if valid_name(name) { self.store.user_by_name(name).await? } else { None };
         let lock = self.lockout_of(user.as_ref(), subject).await?;
         if let Some(until) = self.lockout.challenged_until(lock.as_ref(), now) {
             let solved =
@@ -347,8 +356,8 @@ impl Auth {
                 return Err(LoginError::Denied { until, subject });
             }
         }
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = self.passwords.verify(password.to_string(), hash).await?;
+        let checked = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.passwords.verify(password.to_string(), checked.clone()).await?;
         let user = match user {
             Some(u) if ok => u,
             other => {
@@ -380,7 +389,8 @@ impl Auth {
         let record = Session { series: remember.as_ref().map(|(t, _)| t.selector), ..record };
         let deadline = self.policy.deadline_for_new(now);
         let replaced = ctx.replaces.clone();
-        self.store
+        let created = self
+            .store
             .create_session(NewSession {
                 key: id.key(),
                 session: record.clone(),
@@ -389,8 +399,20 @@ impl Auth {
                 max_per_user: self.max_sessions_per_user,
                 count_login: true,
                 new_series: remember.as_ref().map(|(t, s)| (t.selector, s.clone())),
+                password_checked: checked,
             })
-            .await?;
+            .await;
+        match created {
+            Ok(_) => {}
+            // The user was deleted, or the password changed, while this one
+            // was being checked: the password is no longer right.
+            Err(StoreError::NotFound) => {
+                self.metrics.login(LoginOutcome::Failed);
+                tracing::info!("login refused: the account changed while its password was checked");
+                return Err(LoginError::BadCredentials);
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.metrics.login(LoginOutcome::Ok);
         let mut user = user;
         user.logins = user.logins.succeeded(now);
@@ -518,6 +540,7 @@ impl Auth {
                         max_per_user: self.max_sessions_per_user,
                         count_login: false,
                         new_series: None,
+                        password_checked: None,
                     };
                     let grace_until = now.plus(self.remember.grace);
                     match self
@@ -674,6 +697,7 @@ impl Auth {
                 max_per_user: self.max_sessions_per_user,
                 count_login: false,
                 new_series: None,
+                password_checked: None,
             })
             .await?;
         let expires = deadline;
@@ -693,7 +717,9 @@ impl Auth {
         use crate::admin::AdminError;
         crate::password::check_new(&new_password).map_err(AdminError::InvalidPassword)?;
         // A wrong current password is a failed login: a stolen session or
-        // API token cannot be used to guess the password without limit.
+        // API token cannot be used to guess the password without limit (and
+        // takes its turn with the name's logins, see `login`).
+        let _turn = self.login_turns.take(Pow::subject(&user.name)).await;
         let lock = self.store.lockout(user.id).await?;
         if let Some(until) = self.lockout.challenged_until(lock.as_ref(), self.now()) {
             return Err(AdminError::Challenged(until));

@@ -31,4 +31,5 @@ pub mod sweeper;
 pub mod throttle;
 pub mod tls;
 pub mod token;
+pub mod turns;
 pub mod xsrf;

@@ -135,7 +135,7 @@ impl Run<'_> {
                     email: self.input.bool().then(|| self.input.pick_str(&EMAILS).to_string()),
                     email_verified: self.input.bool(),
                     admin: self.input.bool(),
-                    password_hash: format!("h{}", self.input.byte()),
+                    password_hash: format!("h{}", self.input.byte() % 4),
                     created: self.time(),
                 };
                 if let Ok(u) = both!(self, format!("create_user({new:?})"), |s| s.create_user(new.clone())).0
@@ -146,9 +146,10 @@ impl Run<'_> {
             1 => {
                 let id = self.user();
                 let change = match self.input.byte() % 4 {
-                    0 => {
-                        UserChange::Password { hash: format!("p{}", self.input.byte()), keep: self.opt_key() }
-                    }
+                    0 => UserChange::Password {
+                        hash: format!("p{}", self.input.byte() % 4),
+                        keep: self.opt_key(),
+                    },
                     1 => UserChange::VerifyEmail,
                     2 => UserChange::Unlock,
                     _ => UserChange::Admin(self.input.bool()),
@@ -444,7 +445,23 @@ impl Run<'_> {
         } else {
             None
         };
-        NewSession { key, session, deadline, replaces, max_per_user, count_login, new_series }
+        // The hash a login checked: often the user's own, sometimes one
+        // that a password change replaced.
+        let password_checked = match self.input.byte() % 3 {
+            0 => None,
+            1 => Some(format!("h{}", self.input.byte() % 4)),
+            _ => Some(format!("p{}", self.input.byte() % 4)),
+        };
+        NewSession {
+            key,
+            session,
+            deadline,
+            replaces,
+            max_per_user,
+            count_login,
+            new_series,
+            password_checked,
+        }
     }
 }
 

@@ -143,6 +143,9 @@ impl Model {
     fn create_session(&mut self, plan: NewSession) -> Result<Vec<SessionKey>, StoreError> {
         let uid = plan.session.user;
         let mut user = self.users.get(&uid).cloned().ok_or(StoreError::NotFound)?;
+        if plan.password_checked.as_ref().is_some_and(|h| *h != user.password_hash) {
+            return Err(StoreError::NotFound);
+        }
         let mut removed = Vec::new();
         for old in plan.replaces {
             if self.delete_session(old, false) {
@@ -538,6 +541,7 @@ mod tests {
             max_per_user: max,
             count_login: key % 2 == 0,
             new_series: None,
+            password_checked: None,
         }
     }
 

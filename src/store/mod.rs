@@ -348,6 +348,11 @@ pub struct NewSession {
     pub count_login: bool,
     /// A remember-me series created with the session.
     pub new_series: Option<(Selector, Series)>,
+    /// For a password login, the password hash the password was checked
+    /// against: if the user's hash is no longer this one (a password change
+    /// raced the login), nothing is written and the answer is `NotFound`,
+    /// as for a user deleted meanwhile.
+    pub password_checked: Option<String>,
 }
 
 /// A remember-me series: one browser's standing permission to log in again.

@@ -480,6 +480,9 @@ impl Store for RedbStore {
         self.write(true, move |t| {
             let uid = plan.session.user;
             let mut user = t.user(uid)?.ok_or(StoreError::NotFound)?;
+            if plan.password_checked.as_ref().is_some_and(|h| *h != user.password_hash) {
+                return Err(StoreError::NotFound);
+            }
             let mut removed = Vec::new();
             for old in plan.replaces {
                 if t.delete_session(old, false)? {
@@ -1668,6 +1671,7 @@ mod tests {
             max_per_user: 100,
             count_login: true,
             new_series: None,
+            password_checked: None,
         }
     }
 
@@ -1705,6 +1709,32 @@ mod tests {
         assert!(s.session(SessionKey([1; 16])).await.unwrap().is_none());
         assert!(s.session(SessionKey([2; 16])).await.unwrap().is_some());
         assert_eq!(s.sessions_of(uid).await.unwrap().len(), 1);
+    }
+
+    /// A login's session is written only if the password hash it checked is
+    /// still the user's: a password change that raced the check wins.
+    #[tokio::test]
+    async fn a_login_checked_against_a_replaced_password_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let uid = s.create_user(new_user("a")).await.unwrap().id;
+        let checked = |key: u8, hash: &str| NewSession {
+            password_checked: Some(hash.into()),
+            replaces: vec![SessionKey([1; 16])],
+            ..plan(key, session(uid, 5), 10_000)
+        };
+        s.create_session(plan(1, session(uid, 1), 10_000)).await.unwrap();
+        s.update_user(uid, UserChange::Password { hash: "y".into(), keep: None }).await.unwrap();
+        s.create_session(plan(1, session(uid, 2), 10_000)).await.unwrap();
+        let before = s.user(uid).await.unwrap().unwrap();
+        assert!(matches!(s.create_session(checked(2, "x")).await, Err(StoreError::NotFound)));
+        assert!(s.session(SessionKey([2; 16])).await.unwrap().is_none(), "the session was written");
+        assert!(s.session(SessionKey([1; 16])).await.unwrap().is_some(), "the carried session was replaced");
+        assert_eq!(s.user(uid).await.unwrap().unwrap().logins, before.logins, "the login was counted");
+        // Checked against the current hash, it goes through.
+        s.create_session(checked(2, "y")).await.unwrap();
+        assert!(s.session(SessionKey([2; 16])).await.unwrap().is_some());
+        assert!(s.session(SessionKey([1; 16])).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -551,11 +551,13 @@ static GET_SESSION: LazyLock<Script> =
 /// oldest beyond the cap, files the session (and a new series), counts the
 /// login. KEYS: user, sessions, session, lockout, series set, series.
 /// ARGV: session prefix, session hex, max, count_login, created, deadline,
-/// n + n session fields, has_series, series hex, expires, m + m series fields.
+/// the password hash checked ('' for none), n + n session fields,
+/// has_series, series hex, expires, m + m series fields.
 static CREATE_SESSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'nouser'} end
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'hash') ~= ARGV[7] then return {'changed'} end
 local prefix = ARGV[1]
 for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if redis.call('EXISTS', prefix .. m) == 0 then redis.call('ZREM', KEYS[2], m) end
@@ -570,8 +572,8 @@ if count >= max then
     table.insert(out, m)
   end
 end
-local i = 8
-local n = tonumber(ARGV[7])
+local i = 9
+local n = tonumber(ARGV[8])
 local f = {}
 for j = 1, n do f[#f + 1] = ARGV[i]; f[#f + 1] = ARGV[i + 1]; i = i + 2 end
 redis.call('HSET', KEYS[3], unpack(f))
@@ -977,7 +979,8 @@ impl RedisStore {
             .arg(plan.max_per_user.max(1))
             .arg(u8::from(plan.count_login))
             .arg(plan.session.created.0)
-            .arg(plan.deadline.0);
+            .arg(plan.deadline.0)
+            .arg(plan.password_checked.as_deref().unwrap_or(""));
         push_fields(&mut inv, &session_fields(&plan.session, plan.deadline));
         match &plan.new_series {
             Some((sel, series)) => {

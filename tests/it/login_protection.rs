@@ -645,3 +645,94 @@ async fn a_right_current_password_resets_the_count() {
     }
     assert_eq!(api(&s, "ann", "ann's next long password").await.status(), 200);
 }
+
+/// Guesses sent all at once meet the lockout as the same guesses in a row
+/// would: only `--max-failed-logins` of them are checked, the first trigger
+/// lasts `--lockout` (not a doubling per guess in flight), and a right
+/// password in the burst cannot slip past the lock and clear it. Also
+/// through a stolen session's password changes.
+#[tokio::test]
+async fn a_burst_of_guesses_is_checked_no_more_than_guesses_in_a_row() {
+    let s = Server::start(&["--max-failed-logins", "3", "--lockout", "60s"]);
+    s.add_user("ann", PW, &[]);
+    s.add_user("bob", PW, &[]);
+    let burst = |user: &'static str, n: usize, right_at: Option<usize>| {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let (c, url) = (s.bare_client(), s.at("/rest/auth/1/session"));
+            let password = if Some(i) == right_at { PW } else { WRONG };
+            set.spawn(async move {
+                let r = c.post(url).json(&serde_json::json!({"username": user, "password": password}));
+                (i, r.send().await.unwrap().status().as_u16())
+            });
+        }
+        set.join_all()
+    };
+    let failed = logins(&s, "failed").await;
+    let answers = burst("ann", 12, None).await;
+    let count = |code: u16| answers.iter().filter(|(_, st)| *st == code).count();
+    assert_eq!((count(401), count(403)), (3, 9), "12 guesses at once: {answers:?}");
+    assert_eq!(logins(&s, "failed").await, failed + 3.0, "more guesses were checked than allowed");
+    let retry = assert_denied(&s, api(&s, "ann", PW).await).await;
+    assert!(retry <= 60, "Retry-After {retry}: each guess in flight counted as a new trigger");
+
+    // A right password among 12 at once: either it came within the first
+    // three (200, and the failures after it count afresh) or it is refused.
+    let answers = burst("bob", 12, Some(6)).await;
+    let right = answers.iter().find(|(i, _)| *i == 6).unwrap().1;
+    let wrong_401 = answers.iter().filter(|(i, st)| *i != 6 && *st == 401).count();
+    match right {
+        // Fewer than three failures before it, then three afresh.
+        200 => assert!((3..=5).contains(&wrong_401), "{answers:?}"),
+        403 => assert_eq!(wrong_401, 3, "{answers:?}"),
+        other => panic!("the right password got {other}: {answers:?}"),
+    }
+    assert!(answers.iter().all(|(_, st)| [200, 401, 403].contains(st)), "{answers:?}");
+    // Either way at least nine failures followed a success: bob ends locked.
+    assert_denied(&s, api(&s, "bob", PW).await).await;
+}
+
+/// A login whose password check races a password change or the user's
+/// deletion never leaves a session behind that outlives it, and is a plain
+/// 401 (never a 404 or 500) when the account changed first.
+#[tokio::test]
+async fn a_login_racing_a_password_change_or_a_deletion_does_not_outlive_it() {
+    let s = Server::start(&[]);
+    let admin = api_login(&s, "admin", &s.admin_pw(), false).await;
+    let admin = admin.header();
+    let statuses = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for round in 0..12 {
+        let user = format!("racer{round}");
+        s.add_user(&user, PW, &[]);
+        let login = async {
+            let r = api(&s, &user, PW).await;
+            let mut jar = Jar::default();
+            jar.apply(&r);
+            (r.status().as_u16(), jar)
+        };
+        let change = async {
+            // Stagger the change so that it lands at various points of the check.
+            tokio::time::sleep(Duration::from_millis(3 * (round % 6) as u64)).await;
+            let c = s.bare_client();
+            let url = s.at(&format!("/rest/authd/1/admin/users/{user}{}", ["/password", ""][round % 2]));
+            let r = if round % 2 == 0 {
+                c.put(url).json(&serde_json::json!({"password": "a brand new password"}))
+            } else {
+                c.delete(url)
+            };
+            let r = r.header("cookie", &admin).header("x-atlassian-token", "no-check").send().await.unwrap();
+            assert!(r.status().is_success(), "round {round}: {}", r.status());
+        };
+        let ((status, jar), ()) = tokio::join!(login, change);
+        assert!([200, 401].contains(&status), "round {round}: the login got {status}");
+        statuses.lock().unwrap().insert(status);
+        if status == 200 {
+            assert_eq!(
+                whoami(&s, &jar.header()).await.status(),
+                401,
+                "round {round}: a session made with the old password outlived the change"
+            );
+        }
+    }
+    eprintln!("login outcomes seen: {:?}", statuses.lock().unwrap());
+}
