@@ -449,6 +449,7 @@ fn one_line(rendered: &str) -> String {
 pub fn run(cli: Cli) -> ExitCode {
     if matches!(cli.command, None | Some(Command::Serve(_))) {
         crate::server::limit_malloc_arenas();
+        crate::server::ignore_file_size_signal();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

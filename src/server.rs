@@ -63,7 +63,10 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     let own = cfg.cert_and_key.as_ref();
     let make_pair = own.is_none() && tls::self_signed_due(&dir, &cfg.tls_sans);
     let ready = if make_pair { None } else { Some(tls::load(&dir, &cfg.tls_sans, own).map_err(StartError)?) };
-    let flush_after = cfg.timeouts.touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
+    // Uses are made durable within one touch interval, the one sliding uses
+    // (capped at a tenth of the idle timeout), so a crash loses no more.
+    let touch_interval = crate::session::SessionPolicy::new(&cfg.timeouts).touch_interval;
+    let flush_after = touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
     let store: Arc<dyn Store> = match &cfg.store {
         Some(url) => Arc::new(
             crate::store::redis::RedisStore::connect(url, &cfg.store_namespace)
@@ -152,6 +155,17 @@ pub fn limit_malloc_arenas() {
     // and is safe to call at any time.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Lets a write past the file-size limit (`ulimit -f`) fail with an error,
+/// which the store reports like any I/O error, instead of SIGXFSZ killing
+/// the server mid-commit (PostgreSQL does the same).
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
+    // code; it is safe at any time.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

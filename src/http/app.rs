@@ -459,7 +459,13 @@ impl App {
             }
             ["healthz"] => {
                 let r = match method {
-                    Method::GET => Ok(with_body(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
+                    Method::GET => Ok(match self.auth.store.failure() {
+                        None => with_body(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+                        // For a supervisor: this authd needs a restart (and maybe a hand).
+                        Some(why) => {
+                            with_body(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", why)
+                        }
+                    }),
                     _ => Err(not_allowed("GET, HEAD")),
                 };
                 (Route::Healthz, r)

@@ -4,6 +4,8 @@
 //! `{"errorMessages":["..."],"errors":{}}`. Failures of authd itself are
 //! logged here and reported without detail.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Either, Full};
@@ -163,7 +165,14 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, format!("{what} already exists"))
             }
             StoreError::Storage(_) | StoreError::Closed => {
-                tracing::error!("store unavailable: {e}");
+                // Once a second: a store that is down fails every request.
+                static LOGGED: AtomicU64 = AtomicU64::new(0);
+                let second = crate::clock::Clock::now(&crate::clock::SystemClock).0 / 1000;
+                if LOGGED.swap(second, Ordering::Relaxed) != second {
+                    tracing::error!("store unavailable: {e}");
+                } else {
+                    tracing::debug!("store unavailable: {e}");
+                }
                 ApiError::unavailable("The session store is unavailable; try again shortly.", 5)
             }
             StoreError::Corrupt(_) => ApiError::internal(e),

@@ -4,6 +4,8 @@
 //! it. [`contain`] runs such a call, turns a panic into an error carrying
 //! its message, and keeps the panic hook quiet for it: authd reports the
 //! damage once, naming the file, instead of a raw "thread panicked" line.
+//! A panic during the unwinding of another (which aborts the process, past
+//! any `catch_unwind`) gets one line saying the database is damaged.
 //! Panics anywhere else still reach the usual hook.
 
 use std::cell::Cell;
@@ -13,6 +15,10 @@ use std::sync::Once;
 thread_local! {
     /// Whether this thread is inside [`contain`].
     static CONTAINED: Cell<bool> = const { Cell::new(false) };
+    /// Panics seen by the hook in the current [`contain`] call.
+    static PANICS: Cell<u32> = const { Cell::new(0) };
+    /// The first of them, said if a second one aborts the process.
+    static FIRST: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Runs `f`; a panic in it is `Err(message)`, with the panic hook silent.
@@ -22,8 +28,10 @@ thread_local! {
 pub fn contain<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     install_hook();
     let outer = CONTAINED.with(|c| c.replace(true));
+    let outer_panics = PANICS.with(|c| c.replace(0));
     let result = catch_unwind(AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(outer));
+    PANICS.with(|c| c.set(outer_panics));
     result.map_err(|payload| message(payload.as_ref()))
 }
 
@@ -35,6 +43,21 @@ fn install_hook() {
         std::panic::set_hook(Box::new(move |info| {
             if !CONTAINED.with(Cell::get) {
                 previous(info);
+                return;
+            }
+            // A second panic before the first is caught (a destructor
+            // panicking on the way out) aborts the process past
+            // `catch_unwind`: the one chance to say why is here.
+            match PANICS.with(|c| c.replace(c.get() + 1)) {
+                0 => FIRST.with(|f| *f.borrow_mut() = info.to_string()),
+                1 => FIRST.with(|first| {
+                    eprintln!(
+                        "error: the database engine failed on damaged data ({}) and authd must stop; \
+                         the data dir's authd.redb is damaged: restore it from a backup or move it away to start afresh",
+                        first.borrow()
+                    );
+                }),
+                _ => {}
             }
         }));
     });

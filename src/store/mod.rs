@@ -41,6 +41,13 @@ pub trait Store: Send + Sync + 'static {
     /// The per-deployment secrets, created once with the store.
     fn secrets(&self) -> &ServerSecrets;
 
+    /// Why the store can no longer work until authd is restarted (a damaged
+    /// file, writes stopped by an I/O error), for `/healthz`; `None` when
+    /// it can (a store that is only unreachable for now is not failed).
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// A user by id.
     fn user(&self, id: UserId) -> StoreFuture<'_, Option<User>>;
     /// A user by name, case-insensitively.

@@ -131,14 +131,43 @@ pub struct RedbStore {
 /// checks did not see, and redb's own state may be half-changed. From then
 /// on the store neither reads nor writes (every call is a storage error,
 /// 503), and the database is never closed: redb's close writes.
+///
+/// Also whether a write has failed with an I/O error (a full disk): redb
+/// then refuses every later write ("Previous I/O error occurred") until the
+/// database is opened again, which is a restart of authd. Reads go on;
+/// writes answer 503; the state is logged once and shown by `/healthz`.
 struct Damage {
     path: PathBuf,
     found: AtomicBool,
+    writes_stopped: AtomicBool,
 }
 
 impl Damage {
     fn new(path: &Path) -> Damage {
-        Damage { path: path.to_path_buf(), found: AtomicBool::new(false) }
+        Damage {
+            path: path.to_path_buf(),
+            found: AtomicBool::new(false),
+            writes_stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a write that failed with an I/O error; the first is logged.
+    fn record_io(&self, detail: &str) {
+        if !self.writes_stopped.swap(true, Ordering::AcqRel) {
+            tracing::error!("{} ({detail})", self.io_message());
+        }
+    }
+
+    fn writes_stopped(&self) -> bool {
+        self.writes_stopped.load(Ordering::Acquire)
+    }
+
+    fn io_message(&self) -> String {
+        format!(
+            "a write to {} failed with an I/O error and the database accepts no more writes; \
+             what was acknowledged is safe: fix the cause (a full disk?) and restart authd",
+            self.path.display()
+        )
     }
 
     /// Records a panic inside redb while `doing`; the first one is logged
@@ -354,6 +383,13 @@ impl Drop for RedbStore {
 impl Store for RedbStore {
     fn secrets(&self) -> &ServerSecrets {
         &self.secrets
+    }
+
+    fn failure(&self) -> Option<String> {
+        if self.damage.is_found() {
+            return Some(self.damage.message());
+        }
+        self.damage.writes_stopped().then(|| self.damage.io_message())
     }
 
     fn user(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
@@ -1224,6 +1260,8 @@ fn writer_loop(
         match contained_batch(db, cache, damage, batch, durable) {
             Ok(()) if durable => pending_since = None,
             Ok(()) => pending_since = pending_since.or(Some(Instant::now())),
+            // Logged once, with what to do, where it was found.
+            Err(e) if damage.writes_stopped() => tracing::debug!("database write failed: {e}"),
             Err(e) => tracing::error!("database write failed: {e}"),
         }
     }
@@ -1243,15 +1281,21 @@ fn contained_batch(
     batch: Vec<Job>,
     durable: bool,
 ) -> Result<(), StoreError> {
-    contain(|| run_batch(db, cache, batch, durable)).unwrap_or_else(|detail| {
+    contain(|| run_batch(db, cache, damage, batch, durable)).unwrap_or_else(|detail| {
         cache.clear();
         damage.record(db, "writing", &detail);
         Err(damage.error())
     })
 }
 
-fn run_batch(db: &Database, cache: &Cache, batch: Vec<Job>, durable: bool) -> Result<(), StoreError> {
-    let txn = match begin(db, durable) {
+fn run_batch(
+    db: &Database,
+    cache: &Cache,
+    damage: &Damage,
+    batch: Vec<Job>,
+    durable: bool,
+) -> Result<(), StoreError> {
+    let txn = match begin(db, damage, durable) {
         Ok(t) => t,
         Err(e) => {
             drop(batch); // each caller hears "write aborted"
@@ -1280,7 +1324,13 @@ fn run_batch(db: &Database, cache: &Cache, batch: Vec<Job>, durable: bool) -> Re
             let _ = txn.abort();
             Err(e)
         }
-        None => txn.commit().map_err(storage),
+        None => txn.commit().map_err(|e| {
+            if let redb::CommitError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo) = &e
+            {
+                damage.record_io(&e.to_string());
+            }
+            storage(e)
+        }),
     };
     // Before anyone hears back: a caller that wrote must not read the old value.
     cache.invalidate(&dirty);
@@ -1290,8 +1340,15 @@ fn run_batch(db: &Database, cache: &Cache, batch: Vec<Job>, durable: bool) -> Re
     outcome
 }
 
-fn begin(db: &Database, durable: bool) -> Result<WriteTransaction, StoreError> {
-    let mut txn = db.begin_write().map_err(storage)?;
+fn begin(db: &Database, damage: &Damage, durable: bool) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(|e| {
+        if let redb::TransactionError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo) =
+            &e
+        {
+            damage.record_io(&e.to_string());
+        }
+        storage(e)
+    })?;
     if !durable {
         txn.set_durability(Durability::None).map_err(storage)?;
     }
@@ -1440,6 +1497,8 @@ fn trial_open(path: &Path) -> Result<(), OpenError> {
     let overlay = || file.try_clone().map(|f| Overlay::new(f, len)).map_err(io);
     let tried = contain(|| -> Result<(), OpenError> {
         let db = builder().create_with_backend(overlay()?).map_err(|e| open_error(path, e))?;
+        probe_tables(&db)
+            .map_err(|e| OpenError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
         init_schema(&db, path)?;
         db.close().map_err(|e| open_error(path, e))?;
         if len > FULL_CHECK_MAX {
@@ -1459,6 +1518,38 @@ fn trial_open(path: &Path) -> Result<(), OpenError> {
     tried.unwrap_or_else(|detail| {
         Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) })
     })
+}
+
+/// Opens each table by itself in a read transaction. A damaged table
+/// definition makes redb panic while it holds the write transaction's table
+/// lock; if another table of that transaction is open, the lock's poison
+/// makes that table's drop panic too, and a second panic aborts the process
+/// past any `catch_unwind`, with no word of the file. Found here first, the
+/// panic is a lone one, which [`contain`] turns into an error naming it.
+fn probe_tables(db: &Database) -> Result<(), StoreError> {
+    fn one<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &ReadTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<(), StoreError> {
+        match txn.open_table(table) {
+            Ok(t) => t.len().map(drop).map_err(storage),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
+            Err(e) => Err(storage(e)),
+        }
+    }
+    let txn = db.begin_read().map_err(storage)?;
+    one(&txn, META)?;
+    one(&txn, USERS)?;
+    one(&txn, USER_NAMES)?;
+    one(&txn, SESSIONS)?;
+    one(&txn, USER_SESSIONS)?;
+    one(&txn, SERIES)?;
+    one(&txn, USER_SERIES)?;
+    one(&txn, LOCKOUTS)?;
+    one(&txn, TOKENS)?;
+    one(&txn, USER_TOKENS)?;
+    one(&txn, VERIFICATIONS)?;
+    one(&txn, EXPIRY)
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> OpenError {

@@ -389,6 +389,28 @@ fn a_database_with_a_damaged_allocator_state_is_refused_by_name_and_left_as_it_i
     assert_eq!(std::fs::read(&db).unwrap(), bytes);
 }
 
+/// A damaged table definition (a key type name no longer UTF-8) made redb panic
+/// while other tables of the opening transaction were open; their drops
+/// panicked again and the process aborted with no word of the file. It is
+/// refused by name now, and left as it is.
+#[test]
+fn a_database_with_a_damaged_table_definition_is_refused_by_name() {
+    if redb_only("a_database_with_a_damaged_table_definition_is_refused_by_name") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    let db = data.join("authd.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    // The first table definition keyed by `[u8; 16]` (sessions, series, ...).
+    let type_name = b"[u8;16]";
+    let at = (0..bytes.len() - type_name.len())
+        .find(|&at| &bytes[at..at + type_name.len()] == type_name)
+        .unwrap_or_else(|| panic!("no table definition with a [u8;16] key in {}", show(&db)));
+    bytes[at + 1] ^= 0xff;
+    std::fs::write(&db, &bytes).unwrap();
+    refuses(&data, "authd.redb with a damaged table definition", &[&show(&db), "damaged", "backup"]);
+}
+
 /// SPEC §10: a damaged page in a cleanly closed file. redb reads a page's
 /// checksum only in a repair or an integrity check, so such a file used to
 /// start and then fail the requests that reached the page (a login got a

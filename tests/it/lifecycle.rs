@@ -169,6 +169,78 @@ async fn acknowledged_logouts_survive_kill_9() {
     }
 }
 
+/// SPEC §5: uses slide the idle timeout, and a crash loses at most one
+/// touch interval of them. With `--idle-timeout 6s` the interval is capped
+/// at 0.6 s; the store's flush period followed the uncapped 60 s default,
+/// so a kill -9 lost every use of the last minute and a session in steady
+/// use came back expired.
+#[tokio::test]
+async fn recorded_uses_survive_kill_9_within_a_touch_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let flags = ["--idle-timeout", "6s"];
+    let s = Server::start_in(&data, &flags);
+    let id = login_id(&s, "admin", &s.admin_pw()).await;
+    // Used every half second for 5 s: its idle deadline moves 5 s on.
+    for _ in 0..10 {
+        assert_eq!(session_status(&s, &id).await, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Past the first deadline (6 s after the login), well within the slid one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.kill9();
+    let s = Server::start_in(&data, &flags);
+    assert_eq!(session_status(&s, &id).await, 200, "the session's recent uses were lost in the crash");
+}
+
+/// A write that fails with an I/O error (here a file-size limit set on the
+/// running server, as a full disk would): redb accepts no more writes until
+/// the file is opened again, so authd says so once in its log, writes
+/// answer 503, reads go on, and `/healthz` answers 503 with what to do, so
+/// a supervisor knows to restart it. The process is not killed (SIGXFSZ).
+#[tokio::test]
+async fn writes_stopped_by_an_io_error_are_told_once_and_by_healthz() {
+    if redb_only("writes_stopped_by_an_io_error_are_told_once_and_by_healthz") {
+        return;
+    }
+    let Some(prlimit) = required_component(
+        which("prlimit"),
+        "writes_stopped_by_an_io_error_are_told_once_and_by_healthz",
+        "apt-get install util-linux",
+    ) else {
+        return;
+    };
+    let s = Server::start(&[]);
+    let pw = s.admin_pw();
+    let id = login_id(&s, "admin", &pw).await;
+    assert_eq!(s.bare_client().get(s.at("/healthz")).send().await.unwrap().status(), 200);
+    let limited = Command::new(prlimit)
+        .args(["--pid", &s.pid().to_string(), "--fsize=4096"])
+        .output()
+        .expect("run prlimit");
+    assert!(limited.status.success(), "prlimit: {}", String::from_utf8_lossy(&limited.stderr));
+    for i in 0..5 {
+        let r = s.login(&s.bare_client(), "admin", &pw).await;
+        assert_eq!(r.status(), 503, "login {i} past the file-size limit");
+        assert!(header(&r, "retry-after").is_some());
+        assert_jira_error(&r.json().await.unwrap());
+    }
+    let r = s.bare_client().get(s.at("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("authd.redb") && why.contains("restart authd"), "{why}");
+    // Reads go on: the session made before still answers.
+    assert_eq!(session_status(&s, &id).await, 200);
+    let log = s.log_text();
+    assert_eq!(log.matches("accepts no more writes").count(), 1, "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    drop(s);
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
 #[test]
 fn the_certificate_is_kept_unless_a_start_names_one_it_lacks() {
     // SPEC §1: later starts reuse the certificate; only a new --tls-san name
