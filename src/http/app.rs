@@ -1064,7 +1064,7 @@ pub fn not_allowed(allow: &'static str) -> ApiError {
 }
 
 /// A `Host` value safe to echo into links: host characters and a port only.
-fn valid_authority(a: &str) -> bool {
+pub(crate) fn valid_authority(a: &str) -> bool {
     !a.is_empty()
         && a.len() <= 255
         && a.bytes()

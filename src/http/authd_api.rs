@@ -48,17 +48,12 @@ pub async fn verify(
         None => Method::GET,
         Some(v) => Method::from_bytes(v.as_bytes().trim_ascii()).unwrap_or(Method::POST),
     };
+    // The original request's own origin is the host the proxy received it
+    // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.
+    let forwarded = forwarded_origin(h);
     if xsrf::is_unsafe(&original_method) {
-        // The original request's own origin is the host the proxy received it
-        // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.
-        let own = match h.get("x-forwarded-host").and_then(|v| v.to_str().ok()) {
-            Some(host) => {
-                let proto = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("https");
-                format!("{proto}://{host}")
-            }
-            None => app.base(ctx).to_string(),
-        };
-        if !app.origin_ok_for(ctx, &own) {
+        let own = forwarded.as_deref().unwrap_or_else(|| app.base(ctx));
+        if !app.origin_ok_for(ctx, own) {
             return Err(xsrf_failed());
         }
     }
@@ -70,9 +65,15 @@ pub async fn verify(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .and_then(safe_destination);
+        // The login page on the host the browser asked (Traefik calls authd
+        // by its own address), unless --base-url names where it lives.
+        let base = match (&app.base_url, &forwarded) {
+            (None, Some(origin)) => origin.as_str(),
+            _ => app.base(ctx),
+        };
         let login = match dest {
-            Some(d) => format!("{}/login.jsp?os_destination={}", app.base(ctx), encode_component(&d)),
-            None => format!("{}/login.jsp", app.base(ctx)),
+            Some(d) => format!("{base}/login.jsp?os_destination={}", encode_component(&d)),
+            None => format!("{base}/login.jsp"),
         };
         let e = if ctx.cookies.session.is_empty() {
             ApiError::unauthenticated()
@@ -85,6 +86,19 @@ pub async fn verify(
     let mut r = with_body(StatusCode::OK, "application/json", body);
     insert_identity(r.headers_mut(), &a.user);
     Ok(r)
+}
+
+/// `X-Forwarded-Proto`://`X-Forwarded-Host` of a forward-auth check (the
+/// scheme `https` unless `http` is named), if the host is a plain host and
+/// port.
+fn forwarded_origin(h: &hyper::HeaderMap) -> Option<String> {
+    let host = h.get("x-forwarded-host")?.to_str().ok()?.trim();
+    if !super::app::valid_authority(host) {
+        return None;
+    }
+    let proto = h.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).map(str::trim);
+    let scheme = if proto.is_some_and(|p| p.eq_ignore_ascii_case("http")) { "http" } else { "https" };
+    Some(format!("{scheme}://{host}"))
 }
 
 /// `{"name": .., "roles": [..]}`, the answer to every request behind the

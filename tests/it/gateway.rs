@@ -603,6 +603,30 @@ async fn verify_answers_200_with_the_identity_or_401_with_a_login_url() {
         );
     }
 
+    // Traefik calls authd by its own address and names the browser's host in
+    // X-Forwarded-Host/-Proto: the login URL is on that host. A value that
+    // is not a plain host and port is ignored.
+    for (host, proto, base) in [
+        ("app.example:8443", Some("https"), "https://app.example:8443".to_string()),
+        ("app.example", Some("http"), "http://app.example".to_string()),
+        ("app.example", None, "https://app.example".to_string()),
+        ("app.example/evil", Some("https"), s.url.clone()),
+        ("a.example, b.example", Some("https"), s.url.clone()),
+    ] {
+        let mut b = s
+            .bare_client()
+            .get(s.at(verify))
+            .header("x-forwarded-host", host)
+            .header("x-forwarded-uri", "/x");
+        if let Some(p) = proto {
+            b = b.header("x-forwarded-proto", p);
+        }
+        let r = b.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let want = format!("{base}/login.jsp?os_destination=%2Fx");
+        assert_eq!(header(&r, "x-authd-login-url").as_deref(), Some(want.as_str()), "{host} {proto:?}");
+    }
+
     // Logged in: 200 with the identity headers.
     let admin = login_id(&s, "admin", &s.admin_pw()).await;
     let r = call(&s, "GET", verify, As::Cookie(&sid(&admin)), None).await;
