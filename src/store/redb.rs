@@ -151,8 +151,12 @@ impl Damage {
         }
     }
 
-    /// Records a write that failed with an I/O error; the first is logged.
-    fn record_io(&self, detail: &str) {
+    /// Records a write that failed with an I/O error (`cause`, if it is
+    /// one; `detail` says it); the first is logged.
+    fn record_io(&self, cause: Option<&redb::StorageError>, detail: &dyn std::fmt::Display) {
+        if !matches!(cause, Some(redb::StorageError::Io(_) | redb::StorageError::PreviousIo)) {
+            return;
+        }
         if !self.writes_stopped.swap(true, Ordering::AcqRel) {
             tracing::error!("{} ({detail})", self.io_message());
         }
@@ -1325,10 +1329,8 @@ fn run_batch(
             Err(e)
         }
         None => txn.commit().map_err(|e| {
-            if let redb::CommitError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo) = &e
-            {
-                damage.record_io(&e.to_string());
-            }
+            let cause = if let redb::CommitError::Storage(c) = &e { Some(c) } else { None };
+            damage.record_io(cause, &e);
             storage(e)
         }),
     };
@@ -1342,11 +1344,8 @@ fn run_batch(
 
 fn begin(db: &Database, damage: &Damage, durable: bool) -> Result<WriteTransaction, StoreError> {
     let mut txn = db.begin_write().map_err(|e| {
-        if let redb::TransactionError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo) =
-            &e
-        {
-            damage.record_io(&e.to_string());
-        }
+        let cause = if let redb::TransactionError::Storage(c) = &e { Some(c) } else { None };
+        damage.record_io(cause, &e);
         storage(e)
     })?;
     if !durable {
