@@ -1475,18 +1475,7 @@ pub async fn websocket(
     s: &Server,
     id: &str,
 ) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, u16, Vec<(String, String)>, Vec<u8>) {
-    // Under --max-conns, a connection just dropped may hold its slot a moment longer.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut t = loop {
-        match try_tls_h1(s.port, &s.cert_pem()).await {
-            Ok(t) => break t,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("handshake refused ({e}); trying again");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("no connection was served within 5 s: {e}"),
-        }
-    };
+    let mut t = tls_h1_when_free(s).await;
     let req = format!(
         "GET /ws/echo?room=1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\nOrigin: {}\r\nCookie: {}\r\n\r\n",
         s.port,

@@ -810,17 +810,7 @@ async fn a_request_that_runs_longer_than_the_keep_alive_timeout_is_not_cut_off()
 /// A TLS connection that has been served `GET /healthz` and stays open, idle.
 async fn served_conn(s: &Server) -> TlsStream<TcpStream> {
     // A connection just dropped (a probe's) may hold its slot a moment longer.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut t = loop {
-        match try_tls(s, &[b"http/1.1"]).await {
-            Ok(t) => break t,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("handshake refused ({e}); trying again");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("no connection was served within 5 s: {e}"),
-        }
-    };
+    let mut t = tls_h1_when_free(s).await;
     let req = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", s.port);
     t.write_all(req.as_bytes()).await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut t)).await.expect("no answer");

@@ -410,6 +410,22 @@ pub async fn tls_h1(port: u16, cert_pem: &[u8]) -> tokio_rustls::client::TlsStre
     try_tls_h1(port, cert_pem).await.unwrap()
 }
 
+/// [`tls_h1`] to `s`, retrying a refused handshake for up to 5 s: under
+/// `--max-conns`, a connection just dropped may hold its slot a moment longer.
+pub async fn tls_h1_when_free(s: &Server) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match try_tls_h1(s.port, &s.cert_pem()).await {
+            Ok(t) => return t,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("handshake refused ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no connection was served within 5 s: {e}"),
+        }
+    }
+}
+
 /// [`tls_h1`], or the connection's or handshake's error.
 pub async fn try_tls_h1(
     port: u16,
