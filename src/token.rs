@@ -128,8 +128,11 @@ impl SessionId {
         // Keyed mode with a public, fixed key: domain separation for one
         // compression, where derive-key mode would hash its context each time.
         const DOMAIN: &[u8; 32] = b"authd 2026-11 session key \x00\x00\x00\x00\x00\x00";
+        // The first 16 bytes of the keyed hash (the same bytes as the first
+        // 16 of its extendable output, which earlier versions read).
+        let hash = blake3::keyed_hash(DOMAIN, &self.0);
         let mut out = [0u8; 16];
-        blake3::Hasher::new_keyed(DOMAIN).update(&self.0).finalize_xof().fill(&mut out);
+        out.copy_from_slice(&hash.as_bytes()[..16]);
         SessionKey(out)
     }
 }
@@ -349,6 +352,19 @@ mod tests {
         assert_eq!(format!("{id:?}"), "SessionId(..)");
         let c = AdminCredential::generate();
         assert_eq!(format!("{c:?}"), "AdminCredential(..)");
+    }
+
+    #[test]
+    fn session_keys_are_the_bytes_existing_files_hold() {
+        // Keys are stored: the one-call keyed hash must give the bytes the
+        // extendable output gave when those files were written.
+        let id = SessionId::generate();
+        let mut xof = [0u8; 16];
+        blake3::Hasher::new_keyed(b"authd 2026-11 session key \x00\x00\x00\x00\x00\x00")
+            .update(&id.0)
+            .finalize_xof()
+            .fill(&mut xof);
+        assert_eq!(id.key().0, xof);
     }
 
     #[test]
