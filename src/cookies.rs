@@ -47,10 +47,12 @@ impl CookieNames {
 }
 
 /// authd's cookies as a request carried them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct RequestCookies {
     /// Values of the session cookie, first first.
     pub session: Vec<String>,
+    /// The well-formed ones among them, parsed (in the same order).
+    pub session_ids: Vec<SessionId>,
     /// Values of the remember-me cookie.
     pub remember: Vec<String>,
     /// Values of the XSRF cookie.
@@ -72,7 +74,12 @@ impl RequestCookies {
                 .unwrap_or_else(|_| String::from_utf8_lossy(header));
             for (name, value) in pair_iter(&text) {
                 let (slot, kept, well_formed, secret) = if name == names.session {
-                    (&mut out.session, &mut sessions, SessionId::parse(value).is_some(), true)
+                    let id = SessionId::parse(value);
+                    let well_formed = id.is_some();
+                    if let (Some(id), true) = (id, sessions < MAX_DUPLICATES && !value.is_empty()) {
+                        out.session_ids.push(id);
+                    }
+                    (&mut out.session, &mut sessions, well_formed, true)
                 } else if name == names.remember {
                     (&mut out.remember, &mut remembers, RememberToken::parse(value).is_some(), true)
                 } else if name == names.xsrf {
@@ -204,6 +211,9 @@ mod tests {
         let c = parse(&h.join("; "));
         assert_eq!(c.session.len(), MAX_DUPLICATES);
         assert!(c.truncated);
+        // The parsed IDs are the kept values, in order.
+        let kept: Vec<String> = c.session_ids.iter().map(SessionId::to_cookie_value).collect();
+        assert_eq!(kept, c.session);
         let c = parse(&h[..MAX_DUPLICATES].join("; "));
         assert!(!c.truncated, "nothing was left out");
     }
@@ -215,6 +225,8 @@ mod tests {
         let tomcat = "JSESSIONID=0123456789ABCDEF0123456789ABCDEF; ".repeat(20);
         let c = parse(&format!("{tomcat}JSESSIONID={}", id('z')));
         assert_eq!(c.session, ["0123456789ABCDEF0123456789ABCDEF".to_string(), id('z')]);
+        let parsed: Vec<String> = c.session_ids.iter().map(SessionId::to_cookie_value).collect();
+        assert_eq!(parsed, [id('z')], "only the well-formed value is parsed");
         assert!(!c.truncated);
         // Junk alone is still seen as a cookie that came (and is stale).
         assert_eq!(parse("JSESSIONID=junk; JSESSIONID=more").session, ["junk"]);

@@ -7,7 +7,8 @@
 //!   headers, in order, with the first value that is not well-formed (not
 //!   authd's format; never an empty one) if it came before any of them,
 //!   and marks the request `truncated` exactly when a well-formed session
-//!   or remember-me value was left out (never a panic);
+//!   or remember-me value was left out (never a panic), and gives the kept
+//!   well-formed session values parsed, in the same order;
 //! - every pair `pairs` returns has a non-empty, trimmed name without `;`
 //!   or `=`, and a value without `;`;
 //! - for a header that is UTF-8, `pairs` → `render` → `pairs` gives the same
@@ -66,6 +67,10 @@ fn check_request_cookies(headers: &[&[u8]], seen: &[(&str, &str)], names: &Cooki
         assert_eq!(values, &want, "{name}: kept values are not the first well-formed ones");
     }
     assert_eq!(got.truncated, truncated, "truncated");
+    // The parsed session IDs are the well-formed values kept, in order.
+    let parsed: Vec<String> = got.session_ids.iter().map(SessionId::to_cookie_value).collect();
+    let well_formed: Vec<&String> = got.session.iter().filter(|v| SessionId::parse(v).is_some()).collect();
+    assert_eq!(parsed.iter().collect::<Vec<_>>(), well_formed, "session_ids");
 }
 
 fn check_pairs_shape(seen: &[(&str, &str)]) {

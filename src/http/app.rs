@@ -24,7 +24,7 @@ use crate::clock::Timestamp;
 use crate::cookies::{self, Attributes, CookieNames, RequestCookies};
 use crate::metrics::Route;
 use crate::remember;
-use crate::token::{ct_eq, AdminCredential, ApiToken, Handle, RememberToken, SessionId};
+use crate::token::{ct_eq, AdminCredential, ApiToken, Handle, RememberToken};
 use crate::xsrf::{self, State, Xsrf};
 
 /// Everything a request handler needs, shared by all connections.
@@ -274,20 +274,28 @@ impl App {
     /// worked out once per request and only if needed.
     pub fn base<'c>(&self, ctx: &'c Ctx) -> &'c str {
         ctx.base.get_or_init(|| {
-            if let Some(b) = &self.base_url {
-                return b.clone();
-            }
-            let authority = ctx
-                .authority
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .filter(|a| valid_authority(a))
-                .unwrap_or(&self.listen_authority);
-            let mut base = String::with_capacity(8 + authority.len());
-            base.push_str("https://");
-            base.push_str(authority);
+            let (scheme, host) = self.base_parts(ctx);
+            let mut base = String::with_capacity(scheme.len() + host.len());
+            base.push_str(scheme);
+            base.push_str(host);
             base
         })
+    }
+
+    /// [`base`](Self::base) in two pieces that make it when put together
+    /// (`""` and the configured base URL, or `https://` and the authority),
+    /// for an answer that writes it out without making it first.
+    pub fn base_parts<'c>(&'c self, ctx: &'c Ctx) -> (&'static str, &'c str) {
+        if let Some(b) = &self.base_url {
+            return ("", b);
+        }
+        let authority = ctx
+            .authority
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .filter(|a| valid_authority(a))
+            .unwrap_or(&self.listen_authority);
+        ("https://", authority)
     }
 
     /// SPEC §7 for a form posted to the REST API without a token in a
@@ -544,8 +552,8 @@ impl App {
     }
 
     async fn find_identity(&self, ctx: &mut Ctx) -> Result<Option<Authenticated>, ApiError> {
-        for i in 0..ctx.cookies.session.len() {
-            let Some(id) = ctx.cookies.session.get(i).and_then(|v| SessionId::parse(v)) else { continue };
+        for i in 0..ctx.cookies.session_ids.len() {
+            let Some(id) = ctx.cookies.session_ids.get(i).cloned() else { continue };
             let crate::auth::SessionUse { user, session, new_id } =
                 match self.auth.session(&id, ctx.passive, !ctx.forward_auth).await? {
                     Lookup::Found(found) => found,

@@ -441,19 +441,23 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode_component(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    encode_component_into(&mut out, s);
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`encode_component`], appended to `out`.
+pub fn encode_component_into(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let digit = |n: u8| char::from(HEX.get(usize::from(n)).copied().unwrap_or(b'0')); // n < 16
-    let mut out = String::with_capacity(s.len());
+    let digit = |n: u8| HEX.get(usize::from(n)).copied().unwrap_or(b'0'); // n < 16
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
+            out.push(b);
         } else {
-            out.push('%');
-            out.push(digit(b >> 4));
-            out.push(digit(b & 15));
+            out.extend_from_slice(&[b'%', digit(b >> 4), digit(b & 15)]);
         }
     }
-    out
 }
 
 /// A short description of a browser from its `User-Agent`, e.g. `Firefox on Linux`.

@@ -54,12 +54,18 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
 
 /// A JSON string literal; plain text is copied as is, anything else goes through serde_json.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    json_str_content(out, s);
+    out.push(b'"');
+}
+
+/// What [`json_str`] writes between the quotes.
+pub fn json_str_content(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
         out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
     } else if let Ok(v) = serde_json::to_vec(s) {
-        out.extend_from_slice(&v);
+        // serde_json writes a string literal: its quotes are the first and last byte.
+        out.extend_from_slice(v.get(1..v.len().saturating_sub(1)).unwrap_or_default());
     }
 }
 

@@ -9,9 +9,10 @@ use serde_json::json;
 
 use super::app::{no_content, App, Ctx};
 use super::request::{
-    describe_browser, encode_component, parse_json, query_pairs, read_body, require_json, LOGIN_BODY_LIMIT,
+    describe_browser, encode_component, encode_component_into, parse_json, query_pairs, read_body,
+    require_json, LOGIN_BODY_LIMIT,
 };
-use super::response::{json, json_str, with_body, ApiError, Body};
+use super::response::{json, json_str, json_str_content, with_body, ApiError, Body};
 use crate::admin::AdminError;
 use crate::auth::{LoggedIn, LoginContext, LoginError};
 use crate::clock::Timestamp;
@@ -54,7 +55,7 @@ pub async fn login(app: &App, req: Request<RequestBody>, ctx: &mut Ctx) -> Resul
 /// The login context of a request: what it carried, who it is from.
 pub fn login_context(ctx: &Ctx, remember: bool) -> LoginContext {
     LoginContext {
-        replaces: ctx.cookies.session.iter().filter_map(|v| SessionId::parse(v)).map(|id| id.key()).collect(),
+        replaces: ctx.cookies.session_ids.iter().map(SessionId::key).collect(),
         replaces_series: ctx
             .cookies
             .remember
@@ -99,35 +100,54 @@ pub fn login_error(e: LoginError, base: &str, now: Timestamp) -> ApiError {
 /// `GET /rest/auth/1/session`: who am I.
 pub async fn current(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
     let a = app.require_session(ctx).await?;
-    let body = current_json(app.base(ctx), &a.user);
+    let body = current_json(app.base_parts(ctx), &a.user);
     Ok(with_body(StatusCode::OK, "application/json", body))
 }
 
 /// The answer to "who am I", written directly: this is the hottest answer
 /// authd gives. The result is the same JSON `serde_json` makes of
 /// [`CurrentUser`] (a unit test holds the two together); escaping is still
-/// applied to every string that could need it.
-fn current_json(base: &str, u: &User) -> Vec<u8> {
+/// applied to every string that could need it. `base` is the base URL in
+/// two pieces (see [`App::base_parts`]), so it is never put together.
+fn current_json((scheme, host): (&str, &str), u: &User) -> Vec<u8> {
     use std::io::Write as _;
-    let mut out = Vec::with_capacity(160 + base.len() + 2 * u.name.len());
-    out.extend_from_slice(b"{\"self\":");
-    json_str(&mut out, &self_link(base, &u.name));
-    out.extend_from_slice(b",\"name\":");
+    let mut out = Vec::with_capacity(160 + host.len() + 4 * u.name.len());
+    out.extend_from_slice(b"{\"self\":\"");
+    json_str_content(&mut out, scheme);
+    json_str_content(&mut out, host);
+    out.extend_from_slice(SELF_PATH.as_bytes());
+    // Percent-encoded: letters, digits, `-._~` and `%`, nothing JSON escapes.
+    encode_component_into(&mut out, &u.name);
+    out.extend_from_slice(b"\",\"name\":");
     json_str(&mut out, &u.name);
     let l = &u.logins;
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        ",\"loginInfo\":{{\"failedLoginCount\":{},\"loginCount\":{}",
-        l.failed_count, l.login_count
-    );
+    out.extend_from_slice(b",\"loginInfo\":{\"failedLoginCount\":");
+    push_decimal(&mut out, u64::from(l.failed_count));
+    out.extend_from_slice(b",\"loginCount\":");
+    push_decimal(&mut out, l.login_count);
     for (key, t) in [("lastFailedLoginTime", l.last_failed), ("previousLoginTime", l.previous_login)] {
         if let Some(t) = t {
+            // Writing into a Vec cannot fail.
             let _ = write!(out, ",\"{key}\":\"{}\"", t.to_jira_string());
         }
     }
     out.extend_from_slice(b"}}");
     out
+}
+
+/// Appends `n` in decimal (what `write!` does, without the formatting machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let start = out.len();
+    loop {
+        out.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if let Some(digits) = out.get_mut(start..) {
+        digits.reverse();
+    }
 }
 
 /// `DELETE /rest/auth/1/session`: log out; the session and this browser's
@@ -224,10 +244,13 @@ pub fn retry_after(until: Timestamp, now: Timestamp) -> u64 {
     until.since(now).as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX)
 }
 
+/// Where Jira's `self` link to a user points, after the base URL.
+const SELF_PATH: &str = "/rest/api/2/user?username=";
+
 fn self_link(base: &str, name: &str) -> String {
     let mut link = String::with_capacity(base.len() + 32 + name.len());
     link.push_str(base);
-    link.push_str("/rest/api/2/user?username=");
+    link.push_str(SELF_PATH);
     link.push_str(&encode_component(name));
     link
 }
@@ -343,7 +366,20 @@ mod tests {
                 login_info: LoginInfo::of(&u.logins),
             })
             .unwrap();
-            assert_eq!(String::from_utf8(current_json(base, &u)).unwrap(), String::from_utf8(serde).unwrap());
+            let split = base.split_at("https://".len());
+            assert_eq!(
+                String::from_utf8(current_json(split, &u)).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
         }
     }
 }
