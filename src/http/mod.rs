@@ -142,12 +142,14 @@ pub async fn serve(
                     parts.extensions.insert(handover.clone());
                 }
                 let body = request::RequestBody::new(body, &parts.headers);
-                let handled = Arc::clone(&app).handle(hyper::Request::from_parts(parts, body), peer);
+                let app = Arc::clone(&app);
                 // Boxed: HTTP/2 runs each request as a task of its own, and
                 // the task (moved several times on its way to the scheduler)
                 // then holds a pointer instead of the whole handler state.
+                // The handler's future (over 3 KB) is made inside the box on
+                // the first poll, not made here and copied in.
                 Box::pin(async move {
-                    let resp = handled.await?;
+                    let resp = app.handle(hyper::Request::from_parts(parts, body), peer).await?;
                     Ok::<_, Infallible>(resp.map(|body| Guarded::new(body, guard)))
                 })
             });
