@@ -49,9 +49,10 @@ pub async fn verify(
         Some(v) => Method::from_bytes(v.as_bytes().trim_ascii()).unwrap_or(Method::POST),
     };
     // The original request's own origin is the host the proxy received it
-    // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's.
-    let forwarded = forwarded_origin(h);
+    // on (Traefik and Caddy say so in X-Forwarded-Host/-Proto), not authd's;
+    // worked out only where it is used (most checks are a GET let through).
     if xsrf::is_unsafe(&original_method) {
+        let forwarded = forwarded_origin(h);
         let own = forwarded.as_deref().unwrap_or_else(|| app.base(ctx));
         if !app.origin_ok_for(ctx, own) {
             return Err(xsrf_failed());
@@ -67,6 +68,7 @@ pub async fn verify(
             .and_then(safe_destination);
         // The login page on the host the browser asked (Traefik calls authd
         // by its own address), unless --base-url names where it lives.
+        let forwarded = forwarded_origin(h);
         let base = match (&app.base_url, &forwarded) {
             (None, Some(origin)) => origin.as_str(),
             _ => app.base(ctx),
