@@ -558,6 +558,10 @@ fn init_logging(filter: &str) -> Result<(), String> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A line that cannot be written (stderr sent to a file on a full
+        // disk) is dropped; by default tracing reports it with `eprintln!`,
+        // which then panics the request that logged.
+        .log_internal_errors(false)
         .with_ansi(false)
         .with_target(false)
         .try_init();

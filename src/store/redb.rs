@@ -116,7 +116,7 @@ impl std::error::Error for OpenError {}
 
 /// The redb-backed [`Store`].
 pub struct RedbStore {
-    db: Arc<Database>,
+    db: Arc<Slot>,
     writer: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     secrets: ServerSecrets,
@@ -125,6 +125,21 @@ pub struct RedbStore {
     /// Touches waiting for the writer: a session's last use and deadline.
     touches: Arc<Mutex<HashMap<SessionKey, (Timestamp, Timestamp)>>>,
 }
+
+/// The open database, shared by readers and the writer thread. `None`
+/// only while the writer opens it again after an I/O error (see
+/// [`reopen`]): for milliseconds, or as long as redb takes to repair the
+/// file.
+type Slot = RwLock<Option<Arc<Database>>>;
+
+/// How often the writer tries to open the database again while an I/O
+/// error stops writes.
+const REOPEN_EVERY: Duration = Duration::from_secs(5);
+
+/// Bytes written and synced beside the database before it is opened again
+/// after an I/O error: a disk still full fails here, while the old handle
+/// still serves reads, instead of in redb's open.
+const REOPEN_PROBE_BYTES: usize = 1 << 20;
 
 /// Whether redb has panicked on the file since it was opened.
 ///
@@ -135,8 +150,9 @@ pub struct RedbStore {
 ///
 /// Also whether a write has failed with an I/O error (a full disk): redb
 /// then refuses every later write ("Previous I/O error occurred") until the
-/// database is opened again, which is a restart of authd. Reads go on;
-/// writes answer 503; the state is logged once and shown by `/healthz`.
+/// database is opened again. Reads go on; writes answer 503; the state is
+/// logged once and shown by `/healthz`; the writer thread opens the file
+/// again once the disk takes writes (see [`reopen`]).
 struct Damage {
     path: PathBuf,
     found: AtomicBool,
@@ -167,11 +183,17 @@ impl Damage {
         self.writes_stopped.load(Ordering::Acquire)
     }
 
+    fn writes_resumed(&self) {
+        self.writes_stopped.store(false, Ordering::Release);
+    }
+
     fn io_message(&self) -> String {
         format!(
             "a write to {} failed with an I/O error and the database accepts no more writes; \
-             what was acknowledged is safe: fix the cause (a full disk?) and restart authd",
-            self.path.display()
+             what was acknowledged is safe: fix the cause (a full disk?) and authd opens it again \
+             within {} s (or restart authd)",
+            self.path.display(),
+            REOPEN_EVERY.as_secs()
         )
     }
 
@@ -326,7 +348,7 @@ impl RedbStore {
             tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
         }
         let secrets = schema.secrets;
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(Some(Arc::new(db))));
         let cache = Arc::new(Cache::default());
         let damage = Arc::new(Damage::new(path));
         let (tx, rx) = mpsc::channel();
@@ -352,8 +374,11 @@ impl RedbStore {
         if self.damage.is_found() {
             return Err(self.damage.error());
         }
-        contain(|| f(&self.db.begin_read().map_err(storage)?)).unwrap_or_else(|detail| {
-            self.damage.record(&self.db, "reading", &detail);
+        let Some(db) = read_lock(&self.db).clone() else {
+            return Err(StoreError::Storage(format!("{} is being opened again", self.damage.path.display())));
+        };
+        contain(|| f(&db.begin_read().map_err(storage)?)).unwrap_or_else(|detail| {
+            self.damage.record(&db, "reading", &detail);
             Err(self.damage.error())
         })
     }
@@ -1255,27 +1280,34 @@ struct Job {
 /// The writer thread: batch, apply, commit, answer; flush lazily written data.
 /// Once redb has panicked on the file, each batch is dropped unrun (its
 /// callers hear "write aborted") and nothing more is flushed.
-fn writer_loop(
-    db: &Arc<Database>,
-    cache: &Cache,
-    damage: &Damage,
-    rx: &mpsc::Receiver<Job>,
-    flush_after: Duration,
-) {
+fn writer_loop(slot: &Slot, cache: &Cache, damage: &Damage, rx: &mpsc::Receiver<Job>, flush_after: Duration) {
     // Five nice steps below the async workers (and five above the password
     // hashing threads): where the writer and request handling share a core,
     // a sweep batch or a burst of touches yields to a waiting session check
     // instead of holding the core for a scheduler slice (issue 7, target 7).
     crate::priority::lower_current_thread(WRITER_NICE);
     let mut pending_since: Option<Instant> = None; // oldest non-durable commit
+    let mut reopen_at: Option<Instant> = None; // next try while writes are stopped
     loop {
-        let first = match pending_since {
+        if damage.writes_stopped() && !damage.is_found() {
+            let due = *reopen_at.get_or_insert_with(|| Instant::now() + REOPEN_EVERY);
+            if Instant::now() >= due {
+                reopen_at = Some(Instant::now() + REOPEN_EVERY);
+                if reopen(slot, damage, cache) {
+                    // What was not durable went with the old handle (only touches are ever lazy).
+                    pending_since = None;
+                    reopen_at = None;
+                }
+            }
+        }
+        let wake = [pending_since.map(|since| since + flush_after), reopen_at].into_iter().flatten().min();
+        let first = match wake {
             None => match rx.recv() {
                 Ok(job) => Some(job),
                 Err(_) => break,
             },
-            Some(since) => {
-                let wait = flush_after.saturating_sub(since.elapsed());
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(wait) {
                     Ok(job) => Some(job),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -1290,13 +1322,17 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if damage.is_found() {
+        let db = read_lock(slot).clone();
+        let Some(db) = db.filter(|_| !damage.is_found()) else {
             pending_since = None;
             continue; // dropping the batch answers its callers
-        }
+        };
         let overdue = pending_since.is_some_and(|t| t.elapsed() >= flush_after);
+        if batch.is_empty() && !overdue {
+            continue; // woken to try a reopen
+        }
         let durable = batch.is_empty() || overdue || batch.iter().any(|j| j.durable);
-        match contained_batch(db, cache, damage, batch, durable) {
+        match contained_batch(&db, cache, damage, batch, durable) {
             Ok(()) if durable => pending_since = None,
             Ok(()) => pending_since = pending_since.or(Some(Instant::now())),
             // Logged once, with what to do, where it was found.
@@ -1304,11 +1340,72 @@ fn writer_loop(
             Err(e) => tracing::error!("database write failed: {e}"),
         }
     }
-    if pending_since.is_some() {
-        if let Err(e) = contained_batch(db, cache, damage, Vec::new(), true) {
+    let db = read_lock(slot).clone();
+    if let (Some(db), Some(_)) = (db, pending_since) {
+        if let Err(e) = contained_batch(&db, cache, damage, Vec::new(), true) {
             tracing::error!("final database flush failed: {e}");
         }
     }
+}
+
+/// Opens the database again after an I/O error stopped writes, once a
+/// probe shows the disk takes writes again; whether writes resume. The old
+/// handle serves reads until then. Readers hold it only for one read, so
+/// it is closed as soon as they are done (redb allows one open per file).
+fn reopen(slot: &Slot, damage: &Damage, cache: &Cache) -> bool {
+    let path = &damage.path;
+    if let Err(e) = probe_writes(path) {
+        tracing::debug!("{} still cannot be written: {e}", path.display());
+        return false;
+    }
+    // What start-up checks, on a copy in memory while the old handle reads on.
+    if let Err(e) = trial_open(path) {
+        tracing::error!(
+            "cannot open the database again after the I/O error ({e}); retrying every {} s",
+            REOPEN_EVERY.as_secs()
+        );
+        return false;
+    }
+    let old = write_lock(slot).take();
+    if let Some(old) = old {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&old) > 1 {
+            if Instant::now() >= deadline {
+                *write_lock(slot) = Some(old); // a read is taking long: next time
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(old);
+    }
+    match create_at(path, path) {
+        Ok(db) => {
+            cache.clear();
+            *write_lock(slot) = Some(Arc::new(db));
+            damage.writes_resumed();
+            tracing::warn!("{} opened again after the I/O error; writes resume", path.display());
+            true
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot open the database again after the I/O error ({e}); retrying every {} s",
+                REOPEN_EVERY.as_secs()
+            );
+            false
+        }
+    }
+}
+
+/// Writes and syncs [`REOPEN_PROBE_BYTES`] beside `path`, then removes them.
+fn probe_writes(path: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let probe = path.with_extension("redb.probe");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&vec![0u8; REOPEN_PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 /// [`run_batch`], with a panic inside redb recorded as damage (the cache is

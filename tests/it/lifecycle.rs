@@ -196,16 +196,17 @@ async fn recorded_uses_survive_kill_9_within_a_touch_interval() {
 /// A write that fails with an I/O error (here a file-size limit set on the
 /// running server, as a full disk would): redb accepts no more writes until
 /// the file is opened again, so authd says so once in its log, writes
-/// answer 503, reads go on, and `/healthz` answers 503 with what to do, so
-/// a supervisor knows to restart it. The process is not killed (SIGXFSZ).
+/// answer 503, reads go on, and `/healthz` answers 503 with what to do.
+/// The process is not killed (SIGXFSZ). Once the limit is lifted (space
+/// freed), authd opens the file again by itself and writes resume.
 #[tokio::test]
-async fn writes_stopped_by_an_io_error_are_told_once_and_by_healthz() {
-    if redb_only("writes_stopped_by_an_io_error_are_told_once_and_by_healthz") {
+async fn writes_stopped_by_an_io_error_are_told_once_and_resume_when_the_disk_takes_writes() {
+    if redb_only("writes_stopped_by_an_io_error_are_told_once_and_resume_when_the_disk_takes_writes") {
         return;
     }
     let Some(prlimit) = required_component(
         which("prlimit"),
-        "writes_stopped_by_an_io_error_are_told_once_and_by_healthz",
+        "writes_stopped_by_an_io_error_are_told_once_and_resume_when_the_disk_takes_writes",
         "apt-get install util-linux",
     ) else {
         return;
@@ -214,11 +215,15 @@ async fn writes_stopped_by_an_io_error_are_told_once_and_by_healthz() {
     let pw = s.admin_pw();
     let id = login_id(&s, "admin", &pw).await;
     assert_eq!(s.bare_client().get(s.at("/healthz")).send().await.unwrap().status(), 200);
-    let limited = Command::new(prlimit)
-        .args(["--pid", &s.pid().to_string(), "--fsize=4096"])
-        .output()
-        .expect("run prlimit");
-    assert!(limited.status.success(), "prlimit: {}", String::from_utf8_lossy(&limited.stderr));
+    // The soft limit only, so that it can be lifted again.
+    let set_fsize = |limit: &str| {
+        let out = Command::new(&prlimit)
+            .args(["--pid", &s.pid().to_string(), &format!("--fsize={limit}:unlimited")])
+            .output()
+            .expect("run prlimit");
+        assert!(out.status.success(), "prlimit: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    set_fsize("4096");
     for i in 0..5 {
         let r = s.login(&s.bare_client(), "admin", &pw).await;
         assert_eq!(r.status(), 503, "login {i} past the file-size limit");
@@ -231,10 +236,94 @@ async fn writes_stopped_by_an_io_error_are_told_once_and_by_healthz() {
     assert!(why.contains("authd.redb") && why.contains("restart authd"), "{why}");
     // Reads go on: the session made before still answers.
     assert_eq!(session_status(&s, &id).await, 200);
+    // Still limited: the retries (every 5 s) find the disk full and keep the
+    // old handle, so reads go on.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(s.login(&s.bare_client(), "admin", &pw).await.status(), 503);
+    assert_eq!(session_status(&s, &id).await, 200);
     let log = s.log_text();
     assert_eq!(log.matches("accepts no more writes").count(), 1, "{log}");
+    assert!(!log.contains("opened again"), "{log}");
+    // Space again: within a retry period the file is opened again.
+    set_fsize("unlimited");
+    let mut healthy = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if s.bare_client().get(s.at("/healthz")).send().await.unwrap().status() == 200 {
+            healthy = true;
+            break;
+        }
+    }
+    assert!(healthy, "/healthz still 503 15 s after the limit was lifted:\n{}", s.log_text());
+    let fresh = login_id(&s, "admin", &pw).await;
+    assert_eq!(session_status(&s, &fresh).await, 200);
+    assert_eq!(session_status(&s, &id).await, 200, "the session made before the error is gone");
+    let log = s.log_text();
+    assert_eq!(log.matches("opened again after the I/O error").count(), 1, "{log}");
     assert!(!log.contains("panicked"), "{log}");
-    drop(s);
+    assert!(s.stop().success());
+}
+
+/// stderr sent to a file that can take no more (a full disk, here a
+/// file-size limit): log lines are lost, requests are still answered (by
+/// default tracing reports a failed write with `eprintln!`, which panics
+/// the task that logged and drops its connection).
+#[tokio::test]
+async fn a_log_file_that_takes_no_more_loses_lines_not_requests() {
+    let Some(prlimit) = required_component(
+        which("prlimit"),
+        "a_log_file_that_takes_no_more_loses_lines_not_requests",
+        "apt-get install util-linux",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let log_path = tmp.path().join("authd.log");
+    let mut child = Command::new(BIN)
+        .args([
+            "--data",
+            &tmp.path().join("db").display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "debug",
+        ])
+        .envs(store_env(&tmp.path().join("db")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut port = None;
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        port = log
+            .split("listening on 127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok());
+        if port.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = port.expect("no address in the log");
+    let limited = Command::new(&prlimit)
+        .args(["--pid", &child.id().to_string(), "--fsize=1:unlimited"])
+        .output()
+        .expect("run prlimit");
+    assert!(limited.status.success(), "prlimit: {}", String::from_utf8_lossy(&limited.stderr));
+    let before = std::fs::metadata(&log_path).unwrap().len();
+    let cert = std::fs::read(tmp.path().join("db/tls/cert.pem")).unwrap();
+    let client = client_for(&cert, false);
+    for i in 0..5 {
+        // A new connection each time: a handshake logs at debug level.
+        let client = if i % 2 == 0 { client_for(&cert, false) } else { client.clone() };
+        let r = client.get(format!("https://localhost:{port}/rest/api/2/serverInfo")).send().await;
+        assert_eq!(r.map(|r| r.status().as_u16()).ok(), Some(200), "request {i}");
+    }
+    assert_eq!(std::fs::metadata(&log_path).unwrap().len(), before, "the limit did not hold the log");
+    assert!(child.try_wait().unwrap().is_none(), "authd exited");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {
