@@ -122,7 +122,9 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // `http/1.0` too: a client that offers only that (`curl --http1.0`)
+    // would otherwise fail the handshake instead of getting an answer.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(config)
 }
 
@@ -223,7 +225,7 @@ mod tests {
         assert_eq!(a.fingerprint.len(), 32 * 3 - 1);
         let c = load(&dir, &["auth.example".to_string()], None).unwrap();
         assert_ne!(a.fingerprint, c.fingerprint, "a new name must give a new certificate");
-        assert_eq!(c.config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(c.config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()]);
         // Fewer names (the flag left off) keep it; another new one does not.
         let d = load(&dir, &[], None).unwrap();
         assert_eq!(c.fingerprint, d.fingerprint, "leaving --tls-san off replaced the certificate");

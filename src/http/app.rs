@@ -685,7 +685,8 @@ impl App {
     /// `X-Seraph-LoginReason: OUT` on the answer.
     pub fn apply_logout(&self, ctx: &mut Ctx) {
         ctx.user = None;
-        ctx.handle = None;
+        // `X-ASESSIONID` still names the session this request came with
+        // (SPEC §3: a session was in use), now ended; nothing expires later.
         ctx.expires = None;
         ctx.identity = Some(None);
         ctx.logged_out = true;

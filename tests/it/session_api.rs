@@ -482,6 +482,14 @@ async fn x_asessionid_is_a_short_handle_not_the_id() {
     assert_eq!(header(&r, "x-asessionid").as_deref(), Some(handle.as_str()), "stable per session");
     let r = c.get(s.at("/rest/api/2/myself")).send().await.unwrap();
     assert_eq!(header(&r, "x-asessionid").as_deref(), Some(handle.as_str()));
+    // The logout names the session it ended (and no deadline for it).
+    let r = c.delete(s.at(SESSION)).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "x-asessionid").as_deref(), Some(handle.as_str()), "logout");
+    assert_eq!(header(&r, "x-ausername").as_deref(), Some("anonymous"));
+    assert!(header(&r, "x-authd-session-expires").is_none());
+    let r = c.get(s.at(SESSION)).send().await.unwrap();
+    assert!(header(&r, "x-asessionid").is_none(), "after the logout");
 
     // Another session has another handle.
     let other = s.client();
