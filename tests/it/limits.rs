@@ -104,6 +104,21 @@ async fn get_with(
     b.send().await
 }
 
+/// A client that offers only `http/1.0` by ALPN (`curl --http1.0`) gets
+/// an HTTP/1.0 answer, not a failed handshake.
+#[tokio::test]
+async fn an_http_1_0_client_is_answered() {
+    let s = Server::start(&[]);
+    let mut t = tls(&s, &[b"http/1.0"]).await;
+    assert_eq!(t.get_ref().1.alpn_protocol(), Some(&b"http/1.0"[..]));
+    t.write_all(b"GET /rest/api/2/serverInfo HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), t.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.contains("\"serverTitle\":\"authd\""), "{text}");
+}
+
 #[tokio::test]
 async fn request_heads_over_16_kib_are_431_on_http1_and_http2() {
     let s = Server::start(&[]);
