@@ -73,13 +73,11 @@ impl RequestCookies {
                 .map(std::borrow::Cow::Borrowed)
                 .unwrap_or_else(|_| String::from_utf8_lossy(header));
             for (name, value) in pair_iter(&text) {
+                // A session ID, parsed once, is kept beside its value.
+                let mut session_id = None;
                 let (slot, kept, well_formed, secret) = if name == names.session {
-                    let id = SessionId::parse(value);
-                    let well_formed = id.is_some();
-                    if let (Some(id), true) = (id, sessions < MAX_DUPLICATES && !value.is_empty()) {
-                        out.session_ids.push(id);
-                    }
-                    (&mut out.session, &mut sessions, well_formed, true)
+                    session_id = SessionId::parse(value);
+                    (&mut out.session, &mut sessions, session_id.is_some(), true)
                 } else if name == names.remember {
                     (&mut out.remember, &mut remembers, RememberToken::parse(value).is_some(), true)
                 } else if name == names.xsrf {
@@ -97,6 +95,7 @@ impl RequestCookies {
                 } else if *kept < MAX_DUPLICATES {
                     *kept += 1;
                     slot.push(value.to_string());
+                    out.session_ids.extend(session_id);
                 } else if secret {
                     out.truncated = true;
                 }

@@ -469,7 +469,7 @@ impl App {
                 let r = match method {
                     Method::GET => Ok(match self.auth.store.failure() {
                         None => with_body(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
-                        // For a supervisor: this authd needs a restart (and maybe a hand).
+                        // For a supervisor: the reason says whether a restart is needed.
                         Some(why) => {
                             with_body(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", why)
                         }

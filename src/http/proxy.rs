@@ -151,10 +151,15 @@ pub fn insert_identity(h: &mut HeaderMap, user: &crate::store::User) {
     if let Ok(v) = HeaderValue::from_str(&user.name) {
         h.insert(X_AUTHD_USER, v);
     }
-    // One role or none: a fixed value, nothing to put together.
-    let roles = if user.admin { "admin" } else { "" };
-    debug_assert_eq!(roles, crate::admin::roles(user).join(","));
-    h.insert(X_AUTHD_ROLES, HeaderValue::from_static(roles));
+    // No role or one (a fixed value, nothing to put together); more joined.
+    let roles = match crate::admin::roles(user) {
+        [] => Ok(HeaderValue::from_static("")),
+        [role] => Ok(HeaderValue::from_static(role)),
+        roles => HeaderValue::from_str(&roles.join(",")),
+    };
+    if let Ok(v) = roles {
+        h.insert(X_AUTHD_ROLES, v);
+    }
 }
 
 /// Forwards one request to the app.

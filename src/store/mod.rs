@@ -41,9 +41,10 @@ pub trait Store: Send + Sync + 'static {
     /// The per-deployment secrets, created once with the store.
     fn secrets(&self) -> &ServerSecrets;
 
-    /// Why the store can no longer work until authd is restarted (a damaged
-    /// file, writes stopped by an I/O error), for `/healthz`; `None` when
-    /// it can (a store that is only unreachable for now is not failed).
+    /// Why the store cannot work as it should (a damaged file, which needs a
+    /// restart; writes stopped by an I/O error until the file is opened
+    /// again), for `/healthz`; `None` when it can (a store that is only
+    /// unreachable for now is not failed).
     fn failure(&self) -> Option<String> {
         None
     }

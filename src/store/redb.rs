@@ -1358,13 +1358,16 @@ fn reopen(slot: &Slot, damage: &Damage, cache: &Cache) -> bool {
         tracing::debug!("{} still cannot be written: {e}", path.display());
         return false;
     }
-    // What start-up checks, on a copy in memory while the old handle reads on.
-    if let Err(e) = trial_open(path) {
+    let failed = |e: OpenError| {
         tracing::error!(
             "cannot open the database again after the I/O error ({e}); retrying every {} s",
             REOPEN_EVERY.as_secs()
         );
-        return false;
+        false
+    };
+    // What start-up checks, on a copy in memory while the old handle reads on.
+    if let Err(e) = trial_open(path) {
+        return failed(e);
     }
     let old = write_lock(slot).take();
     if let Some(old) = old {
@@ -1386,13 +1389,7 @@ fn reopen(slot: &Slot, damage: &Damage, cache: &Cache) -> bool {
             tracing::warn!("{} opened again after the I/O error; writes resume", path.display());
             true
         }
-        Err(e) => {
-            tracing::error!(
-                "cannot open the database again after the I/O error ({e}); retrying every {} s",
-                REOPEN_EVERY.as_secs()
-            );
-            false
-        }
+        Err(e) => failed(e),
     }
 }
 
