@@ -161,6 +161,15 @@ pub enum Lookup {
     MovedAway,
 }
 
+/// What the rules make of a session found in the store.
+enum Use {
+    /// The answer.
+    Done(Lookup),
+    /// It must move to a new ID first (its user's roles changed); `touch`
+    /// says whether this use slides it, as of `now`.
+    Move { record: Arc<Session>, touch: bool, now: Timestamp },
+}
+
 /// Who a request is: a user, and the session it used (if any: a request let
 /// in by the remember-me grace window has none).
 #[derive(Clone, Debug)]
@@ -609,49 +618,79 @@ impl Auth {
         let Some((record, user)) = found else {
             return Ok(self.moved_session(key).await);
         };
+        let (record, touch, now) = match self.use_session(key, record, &user, passive, may_rotate) {
+            Use::Done(lookup) => return Ok(lookup),
+            Use::Move { record, touch, now } => (record, touch, now),
+        };
+        // Requests racing with this one wait for the same move.
+        let done = self.moving(key);
+        let (new_id, session) = done
+            .get_or_try_init(|| async {
+                let mut moved = (*record).clone();
+                moved.epoch = user.epoch;
+                if touch {
+                    moved.last_use = now;
+                }
+                let (new_id, session) = self.rotate(key, moved).await?;
+                tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
+                Ok::<_, StoreError>((new_id, session))
+            })
+            .await?
+            .clone();
+        // The same cell records a login that replaced this ID, which may
+        // be another user's (a planted cookie): only a move of this
+        // session's own user is taken.
+        if session.record.user != record.user {
+            return Ok(Lookup::Missing);
+        }
+        Ok(Lookup::Found(SessionUse { user, session, new_id: Some(new_id) }))
+    }
+
+    /// [`session`](Self::session) for a session in the store's read cache,
+    /// answered without waiting: `None` where the check needs more (a
+    /// session not in the cache, or one that must move to a new ID). What
+    /// it does answer, it answers as `session` would, touch included.
+    pub fn session_now(&self, key: SessionKey, passive: bool, may_rotate: bool) -> Option<Lookup> {
+        let (record, user) = self.store.cached_session(key)?;
+        match self.use_session(key, record, &user, passive, may_rotate) {
+            Use::Done(lookup) => Some(lookup),
+            Use::Move { .. } => None,
+        }
+    }
+
+    /// The rules for a session found under `key`: its deadlines, the move a
+    /// role change asks for, and the touch (started here, not awaited).
+    fn use_session(
+        &self,
+        key: SessionKey,
+        record: Arc<Session>,
+        user: &Arc<User>,
+        passive: bool,
+        may_rotate: bool,
+    ) -> Use {
         let now = self.now();
         let (expires, touch) = match self.policy.judge(&record, now, passive) {
-            Verdict::Expired => return Ok(Lookup::Missing),
+            Verdict::Expired => return Use::Done(Lookup::Missing),
             Verdict::Valid { expires, touch } => (expires, touch),
         };
-        let mut record = record;
         // A role change moves the session to a new ID on its next use. Where
         // the new ID could not reach the browser (forward auth), the old one
         // is not accepted either: the browser goes to the login page, which
         // moves the session and sends it straight back.
-        if record.epoch != user.epoch && !may_rotate {
-            return Ok(Lookup::Missing);
-        }
         if record.epoch != user.epoch {
-            // Requests racing with this one wait for the same move.
-            let done = self.moving(key);
-            let (new_id, session) = done
-                .get_or_try_init(|| async {
-                    let mut moved = (*record).clone();
-                    moved.epoch = user.epoch;
-                    if touch.is_some() {
-                        moved.last_use = now;
-                    }
-                    let (new_id, session) = self.rotate(key, moved).await?;
-                    tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
-                    Ok::<_, StoreError>((new_id, session))
-                })
-                .await?
-                .clone();
-            // The same cell records a login that replaced this ID, which may
-            // be another user's (a planted cookie): only a move of this
-            // session's own user is taken.
-            if session.record.user != record.user {
-                return Ok(Lookup::Missing);
+            if !may_rotate {
+                return Use::Done(Lookup::Missing);
             }
-            return Ok(Lookup::Found(SessionUse { user, session, new_id: Some(new_id) }));
+            return Use::Move { record, touch: touch.is_some(), now };
         }
+        let mut record = record;
         if let Some(deadline) = touch {
             Arc::make_mut(&mut record).last_use = now;
             // Touches are lazy: the answer does not wait for the write.
             self.store.touch_session(key, now, deadline);
         }
-        Ok(Lookup::Found(SessionUse { user, session: ActiveSession { key, record, expires }, new_id: None }))
+        let session = ActiveSession { key, record, expires };
+        Use::Done(Lookup::Found(SessionUse { user: Arc::clone(user), session, new_id: None }))
     }
 
     /// Whether `key` is an ID this process moved to a new one within the

@@ -105,6 +105,13 @@ impl RequestCookies {
     }
 }
 
+/// The first well-formed value of the cookie `name` in one `Cookie` header,
+/// parsed: what [`RequestCookies::parse`] puts first in `session_ids` for a
+/// request with that header alone, found without collecting anything.
+pub fn first_session_id(header: &str, name: &str) -> Option<SessionId> {
+    pair_iter(header).filter(|&(n, _)| n == name).find_map(|(_, v)| SessionId::parse(v))
+}
+
 /// The well-formed `name=value` pairs of one `Cookie` header, in order,
 /// borrowed from it; a value in double quotes is unquoted.
 pub fn pairs(header: &str) -> Vec<(&str, &str)> {
@@ -238,6 +245,28 @@ mod tests {
         h.extend_from_slice(b"; y=\xc3");
         let c = RequestCookies::parse([h.as_slice()], &names());
         assert_eq!(c.session, [id('o')]);
+    }
+
+    #[test]
+    fn the_first_session_id_is_the_one_parse_puts_first() {
+        let (a, b) = (id('a'), id('b'));
+        let tomcat = "JSESSIONID=0123456789ABCDEF0123456789ABCDEF";
+        for h in [
+            format!("JSESSIONID={a}; JSESSIONID={b}"),
+            format!("{tomcat}; x=1; JSESSIONID=\"{b}\"; JSESSIONID={a}"),
+            format!(" ;; junk ; =x; JSESSIONID= ; JSESSIONID = {a} "),
+            format!("__Host-JSESSIONID={a}; JSESSIONIDx={b}"),
+            format!("{tomcat}; seraph.rememberme.cookie=s:v"),
+            String::new(),
+        ] {
+            let first = first_session_id(&h, "JSESSIONID").map(|id| id.to_cookie_value());
+            let parsed = parse(&h).session_ids.first().map(SessionId::to_cookie_value);
+            assert_eq!(first, parsed, "{h}");
+        }
+        assert_eq!(
+            first_session_id(&format!("JSESSIONID={b}"), "JSESSIONID").map(|i| i.to_cookie_value()),
+            Some(b)
+        );
     }
 
     #[test]

@@ -200,11 +200,7 @@ impl App {
             cookies: RequestCookies::default(),
             base: std::sync::OnceLock::new(),
             authority: req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-            // "GET /path HTTP/1.1\r\n", then each "name: value\r\n".
-            head_bytes: req.method().as_str().len()
-                + req.uri().path().len()
-                + 12
-                + req.uri().query().map_or(0, |q| q.len() + 1),
+            head_bytes: request_line_bytes(req.method(), req.uri()),
             passive: false,
             media_type: None,
             user_agent: None,
@@ -228,7 +224,7 @@ impl App {
         };
         // One pass over the headers (cheaper than a lookup per name).
         for (name, value) in req.headers() {
-            ctx.head_bytes += name.as_str().len() + value.len() + 4;
+            ctx.head_bytes += header_bytes(name, value);
             let slot = match name.as_str() {
                 "cookie" => continue,
                 "host" if ctx.authority.is_none() => &mut ctx.authority,
@@ -255,10 +251,7 @@ impl App {
                     continue;
                 }
                 "x-authd-passive" => {
-                    // SPEC §5 says `1`; `true` and `yes` mean the same to anyone.
-                    let v = value.as_bytes().trim_ascii();
-                    ctx.passive =
-                        v == b"1" || v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"yes");
+                    ctx.passive = passive(value);
                     continue;
                 }
                 _ => continue,
@@ -286,16 +279,16 @@ impl App {
     /// (`""` and the configured base URL, or `https://` and the authority),
     /// for an answer that writes it out without making it first.
     pub fn base_parts<'c>(&'c self, ctx: &'c Ctx) -> (&'static str, &'c str) {
+        self.base_parts_for(ctx.authority.as_ref().and_then(|h| h.to_str().ok()))
+    }
+
+    /// [`base_parts`](Self::base_parts) for a request whose authority (or
+    /// `Host`) is `authority`.
+    pub(super) fn base_parts_for<'c>(&'c self, authority: Option<&'c str>) -> (&'static str, &'c str) {
         if let Some(b) = &self.base_url {
             return ("", b);
         }
-        let authority = ctx
-            .authority
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .filter(|a| valid_authority(a))
-            .unwrap_or(&self.listen_authority);
-        ("https://", authority)
+        ("https://", authority.filter(|a| valid_authority(a)).unwrap_or(&self.listen_authority))
     }
 
     /// SPEC §7 for a form posted to the REST API without a token in a
@@ -815,26 +808,9 @@ impl App {
 
     fn finish(&self, ctx: &mut Ctx, resp: &mut Response<Body>) {
         let from_app = from_app(resp);
-        const X_AUSERNAME: HeaderName = HeaderName::from_static("x-ausername");
-        const X_ASESSIONID: HeaderName = HeaderName::from_static("x-asessionid");
-        const X_EXPIRES: HeaderName = HeaderName::from_static("x-authd-session-expires");
         let h = resp.headers_mut();
         h.reserve(4 + ctx.set_cookies.len());
-        let user = match ctx.user.as_deref() {
-            Some(name) => ausername(name),
-            None => Some(HeaderValue::from_static("anonymous")),
-        };
-        if let Some(v) = user {
-            h.insert(X_AUSERNAME, v);
-        }
-        if let Some(handle) = ctx.handle {
-            if let Ok(v) = HeaderValue::from_bytes(&handle.hex_bytes()) {
-                h.insert(X_ASESSIONID, v);
-            }
-        }
-        if let Some(t) = ctx.expires {
-            h.insert(X_EXPIRES, HeaderValue::from(t.unix_seconds()));
-        }
+        identity_headers(h, ctx.user.as_deref(), ctx.handle, ctx.expires);
         if ctx.logged_out {
             // SPEC §3: every response that logs this browser out, whichever route.
             h.insert("x-seraph-loginreason", HeaderValue::from_static("OUT"));
@@ -876,9 +852,15 @@ impl App {
             // whatever the app said.
             h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
+        self.cors_headers(h, ctx.origin());
+    }
+
+    /// SPEC §9's CORS headers, where origins are configured: `Vary: Origin`,
+    /// and for an allowed `origin` the headers that let it read the answer.
+    pub(super) fn cors_headers(&self, h: &mut hyper::HeaderMap, origin: Option<&str>) {
         if !self.cors_origins.is_empty() {
             h.append(hyper::header::VARY, HeaderValue::from_static("Origin"));
-            if let Some(origin) = ctx.origin().filter(|o| self.cors_allowed(o)) {
+            if let Some(origin) = origin.filter(|o| self.cors_allowed(o)) {
                 if let Ok(v) = HeaderValue::from_str(origin) {
                     h.insert("access-control-allow-origin", v);
                     h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
@@ -892,6 +874,50 @@ impl App {
             }
         }
     }
+}
+
+/// SPEC §3's headers naming who a request is: `X-AUSERNAME` (`anonymous`
+/// for nobody), and the session's handle and deadline if one was used.
+pub(super) fn identity_headers(
+    h: &mut hyper::HeaderMap,
+    user: Option<&str>,
+    handle: Option<Handle>,
+    expires: Option<Timestamp>,
+) {
+    const X_AUSERNAME: HeaderName = HeaderName::from_static("x-ausername");
+    const X_ASESSIONID: HeaderName = HeaderName::from_static("x-asessionid");
+    const X_EXPIRES: HeaderName = HeaderName::from_static("x-authd-session-expires");
+    let user = match user {
+        Some(name) => ausername(name),
+        None => Some(HeaderValue::from_static("anonymous")),
+    };
+    if let Some(v) = user {
+        h.insert(X_AUSERNAME, v);
+    }
+    if let Some(handle) = handle {
+        if let Ok(v) = HeaderValue::from_bytes(&handle.hex_bytes()) {
+            h.insert(X_ASESSIONID, v);
+        }
+    }
+    if let Some(t) = expires {
+        h.insert(X_EXPIRES, HeaderValue::from(t.unix_seconds()));
+    }
+}
+
+/// The size of a request line as HTTP/1.1 sends it: "GET /path HTTP/1.1\r\n".
+pub(super) fn request_line_bytes(method: &Method, uri: &hyper::Uri) -> usize {
+    method.as_str().len() + uri.path().len() + 12 + uri.query().map_or(0, |q| q.len() + 1)
+}
+
+/// The size of one header line: "name: value\r\n".
+pub(super) fn header_bytes(name: &HeaderName, value: &HeaderValue) -> usize {
+    name.as_str().len() + value.len() + 4
+}
+
+/// `X-Authd-Passive`: SPEC §5 says `1`; `true` and `yes` mean the same to anyone.
+pub(super) fn passive(value: &HeaderValue) -> bool {
+    let v = value.as_bytes().trim_ascii();
+    v == b"1" || v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"yes")
 }
 
 /// The name of a `Set-Cookie` value authd made (`name=value; ...`).

@@ -105,7 +105,7 @@ fn forwarded_origin(h: &hyper::HeaderMap) -> Option<String> {
 
 /// `{"name": .., "roles": [..]}`, the answer to every request behind the
 /// proxy, so written directly; the same JSON serde makes (see the test).
-fn verify_json(name: &str, roles: &[&str]) -> Vec<u8> {
+pub(super) fn verify_json(name: &str, roles: &[&str]) -> Vec<u8> {
     let mut body = Vec::with_capacity(32 + 2 * name.len());
     body.extend_from_slice(b"{\"name\":");
     json_str(&mut body, name);

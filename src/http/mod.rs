@@ -11,6 +11,7 @@ pub mod admin_api;
 pub mod app;
 pub mod authd_api;
 pub mod conn;
+mod hot;
 pub mod pages;
 pub mod proxy;
 pub mod request;
@@ -20,7 +21,9 @@ pub mod session_api;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures_util::future::Either;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -138,6 +141,11 @@ pub async fn serve(
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let guard = act.begin();
                 let (mut parts, body) = req.into_parts();
+                // The usual session check, answered here (see `hot`).
+                if let Some(resp) = app.answer_now(&parts, Instant::now()) {
+                    let resp = resp.map(|body| Guarded::new(body, guard));
+                    return Either::Left(std::future::ready(Ok::<_, Infallible>(resp)));
+                }
                 if parts.headers.contains_key(hyper::header::UPGRADE) {
                     parts.extensions.insert(handover.clone());
                 }
@@ -148,10 +156,10 @@ pub async fn serve(
                 // then holds a pointer instead of the whole handler state.
                 // The handler's future (over 3 KB) is made inside the box on
                 // the first poll, not made here and copied in.
-                Box::pin(async move {
+                Either::Right(Box::pin(async move {
                     let resp = app.handle(hyper::Request::from_parts(parts, body), peer).await?;
                     Ok::<_, Infallible>(resp.map(|body| Guarded::new(body, guard)))
-                })
+                }))
             });
             let conn = builder.serve_connection_with_upgrades(io, service);
             if let Err(e) = drive(conn, &activity, fd, limits, stop_rx).await {

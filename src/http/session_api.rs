@@ -109,7 +109,7 @@ pub async fn current(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, ApiErro
 /// [`CurrentUser`] (a unit test holds the two together); escaping is still
 /// applied to every string that could need it. `base` is the base URL in
 /// two pieces (see [`App::base_parts`]), so it is never put together.
-fn current_json((scheme, host): (&str, &str), u: &User) -> Vec<u8> {
+pub(super) fn current_json((scheme, host): (&str, &str), u: &User) -> Vec<u8> {
     use std::io::Write as _;
     let mut out = Vec::with_capacity(160 + host.len() + 4 * u.name.len());
     out.extend_from_slice(b"{\"self\":\"");

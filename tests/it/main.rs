@@ -13,6 +13,7 @@ mod crash;
 mod files;
 mod front_proxy;
 mod gateway;
+mod hot;
 mod jar;
 mod jira_tutorial;
 mod junk;
