@@ -2,7 +2,8 @@
 //! `GET /rest/authd/1/verify` with a session in the store's read cache, the
 //! requests browsers, scripts and proxies send most (bench/PROFILE.md).
 //!
-//! [`App::answer_now`] answers them before the general path
+//! [`App::answer_now`] (called for requests without a body) answers them
+//! before the general path
 //! ([`App::handle`]) builds its per-request state, and without waiting, so
 //! the connection does not box a handler either. It takes only requests
 //! whose answer the general path would make from the same few things (the

@@ -141,10 +141,15 @@ pub async fn serve(
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let guard = act.begin();
                 let (mut parts, body) = req.into_parts();
-                // The usual session check, answered here (see `hot`).
-                if let Some(resp) = app.answer_now(&parts, Instant::now()) {
-                    let resp = resp.map(|body| Guarded::new(body, guard));
-                    return Either::Left(std::future::ready(Ok::<_, Infallible>(resp)));
+                // The usual session check, answered here (see `hot`). A
+                // request with a body takes the general path, which reads
+                // what it leaves unread, so the answer reaches a client still
+                // sending and the connection stays usable.
+                if hyper::body::Body::is_end_stream(&body) {
+                    if let Some(resp) = app.answer_now(&parts, Instant::now()) {
+                        let resp = resp.map(|body| Guarded::new(body, guard));
+                        return Either::Left(std::future::ready(Ok::<_, Infallible>(resp)));
+                    }
                 }
                 if parts.headers.contains_key(hyper::header::UPGRADE) {
                     parts.extensions.insert(handover.clone());
