@@ -9,6 +9,9 @@
 //!   and marks the request `truncated` exactly when a well-formed session
 //!   or remember-me value was left out (never a panic), and gives the kept
 //!   well-formed session values parsed, in the same order;
+//! - for a single header that is UTF-8, `first_session_id` (the short
+//!   way's reader, `src/http/hot.rs`) finds the session ID that
+//!   `RequestCookies::parse` puts first;
 //! - every pair `pairs` returns has a non-empty, trimmed name without `;`
 //!   or `=`, and a value without `;`;
 //! - for a header that is UTF-8, `pairs` → `render` → `pairs` gives the same
@@ -20,7 +23,7 @@
 //! so it uses nothing but `authd`'s public API, `std` and crates authd
 //! depends on.
 
-use authd::cookies::{pairs, render, CookieNames, RequestCookies, MAX_DUPLICATES};
+use authd::cookies::{first_session_id, pairs, render, CookieNames, RequestCookies, MAX_DUPLICATES};
 use authd::token::{RememberToken, SessionId};
 
 /// Panics if any property above fails for `data`.
@@ -71,6 +74,13 @@ fn check_request_cookies(headers: &[&[u8]], seen: &[(&str, &str)], names: &Cooki
     let parsed: Vec<String> = got.session_ids.iter().map(SessionId::to_cookie_value).collect();
     let well_formed: Vec<&String> = got.session.iter().filter(|v| SessionId::parse(v).is_some()).collect();
     assert_eq!(parsed.iter().collect::<Vec<_>>(), well_formed, "session_ids");
+    // The short way reads a lone UTF-8 header for the same first ID.
+    if let [header] = headers {
+        if let Ok(h) = std::str::from_utf8(header) {
+            let first = first_session_id(h, &names.session).map(|id| id.to_cookie_value());
+            assert_eq!(first.as_ref(), parsed.first(), "first_session_id");
+        }
+    }
 }
 
 fn check_pairs_shape(seen: &[(&str, &str)]) {
