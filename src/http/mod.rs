@@ -224,6 +224,9 @@ async fn drive<C: GracefulConnection>(
         // requests when stopping; only the goodbye (HTTP/2 GOAWAY) when idle,
         // as an HTTP/2 client may keep its end open after it.
         let (reason, grace) = tokio::select! {
+            // In this order, without drawing a random one first: the
+            // connection is what wakes this task for nearly every poll.
+            biased;
             done = conn.as_mut() => return done,
             () = tokio::time::sleep_until(next) => {
                 // `fd` is the connection's socket, open while `conn` is.
