@@ -13,6 +13,11 @@
 //!     the store's share of a remember-me login (series and user reads, the
 //!     rotation's durable write) from C concurrent clients, no HTTP: the
 //!     most logins/s any server on this store could reach on this core
+//! benchtool redb-floor --dir DIR [--keys N] [--batch B] [--seconds S]
+//!     redb alone, no authd: durable commits of one update, then of B
+//!     updates, at random keys of a table of N, and of B appended keys;
+//!     the least page work a login that rewrites one record found by a
+//!     random key (a remember-me series) costs
 //! ```
 //!
 //! Every subcommand prints one JSON object on stdout.
@@ -49,8 +54,9 @@ fn main() {
         "commit-rate" => rt.block_on(commit_rate(&opts)),
         "sweep-time" => rt.block_on(sweep_time(&opts)),
         "remember-ceiling" => rt.block_on(remember_ceiling(&opts)),
+        "redb-floor" => redb_floor(&opts),
         _ => fail(
-            &"usage: benchtool seed|argon2|commit-rate|sweep-time|remember-ceiling [--flags]; see the source",
+            &"usage: benchtool seed|argon2|commit-rate|sweep-time|remember-ceiling|redb-floor [--flags]; see the source",
         ),
     };
     println!("{out}");
@@ -368,6 +374,86 @@ async fn remember_ceiling(opts: &Opts) -> String {
         r#"{{"logins":{logins},"seconds":{took:.3},"logins_per_s":{:.1},"cpu_us_per_login":{:.1},"exhausted":{exhausted}}}"#,
         logins as f64 / took,
         cpu * 1e6 / logins.max(1) as f64
+    )
+}
+
+/// What redb itself costs for durable writes, without authd: a table of
+/// `--keys` 16-byte random keys with 60-byte values (a remember-me series
+/// record's size), then, for `--seconds` each, durable commits that rewrite
+/// one record at a random key, commits that rewrite `--batch` of them, and
+/// commits that append `--batch` new keys in key order.
+fn redb_floor(opts: &Opts) -> String {
+    const TABLE: redb::TableDefinition<&[u8; 16], &[u8]> = redb::TableDefinition::new("floor");
+    let dir = path(opts, "dir");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&e));
+    let file = dir.join("redb-floor.redb");
+    let _ = std::fs::remove_file(&file);
+    let keys = num(opts, "keys", 600_000).max(1);
+    let batch = num(opts, "batch", 64).max(1);
+    let secs = Duration::from_secs(num(opts, "seconds", 3));
+    let key = |i: u64| -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&blake3::hash(&i.to_le_bytes()).as_bytes()[..16]);
+        k
+    };
+    let value = [7u8; 60];
+    // authd's cache size (`store::redb`).
+    let db = redb::Database::builder().set_cache_size(32 << 20).create(&file).unwrap_or_else(|e| fail(&e));
+    for start in (0..keys).step_by(20_000) {
+        let mut txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+        txn.set_durability(redb::Durability::None).unwrap_or_else(|e| fail(&e));
+        {
+            let mut t = txn.open_table(TABLE).unwrap_or_else(|e| fail(&e));
+            for i in start..(start + 20_000).min(keys) {
+                t.insert(&key(i), value.as_slice()).unwrap_or_else(|e| fail(&e));
+            }
+        }
+        txn.commit().unwrap_or_else(|e| fail(&e));
+    }
+    // An empty durable commit makes the seeded table durable.
+    db.begin_write().unwrap_or_else(|e| fail(&e)).commit().unwrap_or_else(|e| fail(&e));
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random_key = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        key(state % keys)
+    };
+    let mut appended = u64::MAX / 2;
+    let mut run = |per_commit: u64, random: bool| -> (f64, f64) {
+        let cpu_before = process_cpu_seconds();
+        let started = Instant::now();
+        let mut writes = 0u64;
+        while started.elapsed() < secs {
+            let txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+            {
+                let mut t = txn.open_table(TABLE).unwrap_or_else(|e| fail(&e));
+                for _ in 0..per_commit {
+                    let k = if random {
+                        random_key()
+                    } else {
+                        appended += 1;
+                        let mut k = [0xff; 16];
+                        k[..8].copy_from_slice(&appended.to_be_bytes());
+                        k
+                    };
+                    t.insert(&k, value.as_slice()).unwrap_or_else(|e| fail(&e));
+                    writes += 1;
+                }
+            }
+            txn.commit().unwrap_or_else(|e| fail(&e));
+        }
+        let took = started.elapsed().as_secs_f64();
+        let cpu = process_cpu_seconds() - cpu_before;
+        (writes as f64 / took, cpu * 1e6 / writes.max(1) as f64)
+    };
+    let (one, one_cpu) = run(1, true);
+    let (random, random_cpu) = run(batch, true);
+    let (append, append_cpu) = run(batch, false);
+    drop(db);
+    let _ = std::fs::remove_file(&file);
+    format!(
+        r#"{{"keys":{keys},"batch":{batch},"one_per_commit_per_s":{one:.1},"one_per_commit_cpu_us":{one_cpu:.1},"random_batch_writes_per_s":{random:.1},"random_batch_cpu_us_per_write":{random_cpu:.1},"append_batch_writes_per_s":{append:.1},"append_batch_cpu_us_per_write":{append_cpu:.1}}}"#
     )
 }
 
