@@ -37,17 +37,25 @@ where
 }
 
 /// Headers a response of authd's has room for from the start: its own
-/// (content type, SPEC §3's identity headers, cache control, CORS) and the
-/// `date` and `content-length` hyper adds over HTTP/2. A `HeaderMap` made
-/// empty starts with room for six and grows (rehashing every entry) at the
-/// seventh, which every session check over HTTP/2 reached.
+/// (content type, SPEC §3's identity headers, cache control, cookies, CORS)
+/// and the `date` and `content-length` hyper adds over HTTP/2. A
+/// `HeaderMap` made empty starts with room for six and grows (rehashing
+/// every entry) at the seventh, which every session check over HTTP/2
+/// reached.
 const HEADER_ROOM: usize = 12;
+
+/// A response of authd's own: `status`, `body`, and a header map with
+/// [`HEADER_ROOM`].
+fn response(status: StatusCode, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = hyper::HeaderMap::with_capacity(HEADER_ROOM);
+    r
+}
 
 /// A response with a status, a content type and a body.
 pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    *r.headers_mut() = hyper::HeaderMap::with_capacity(HEADER_ROOM);
+    let mut r = response(status, full(body));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
@@ -79,9 +87,7 @@ pub fn json_str_content(out: &mut Vec<u8>, s: &str) {
 
 /// An empty response.
 pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::new()));
-    *r.status_mut() = status;
-    r
+    response(status, full(Bytes::new()))
 }
 
 /// The `WWW-Authenticate` challenge of every 401 authd writes (RFC 9110
