@@ -140,6 +140,20 @@ impl Model {
         n
     }
 
+    /// Deletes the user's oldest sessions until one more fits within
+    /// `max` (at least 1), and returns their keys.
+    fn make_room(&mut self, user: UserId, max: u32) -> Vec<SessionKey> {
+        let max = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+        let existing = self.sessions_of(user);
+        let excess = (existing.len() + 1).saturating_sub(max);
+        let mut removed = Vec::with_capacity(excess);
+        for (k, _) in existing.into_iter().take(excess) {
+            self.delete_session(k, false);
+            removed.push(k);
+        }
+        removed
+    }
+
     fn create_session(&mut self, plan: NewSession) -> Result<Vec<SessionKey>, StoreError> {
         let uid = plan.session.user;
         let mut user = self.users.get(&uid).cloned().ok_or(StoreError::NotFound)?;
@@ -152,15 +166,7 @@ impl Model {
                 removed.push(old);
             }
         }
-        let existing = self.sessions_of(uid);
-        let max = usize::try_from(plan.max_per_user.max(1)).unwrap_or(usize::MAX);
-        if existing.len() >= max {
-            let excess = existing.len() + 1 - max;
-            for (k, _) in existing.into_iter().take(excess) {
-                self.delete_session(k, false);
-                removed.push(k);
-            }
-        }
+        removed.extend(self.make_room(uid, plan.max_per_user));
         if let Some((sel, series)) = plan.new_series {
             self.put_series(sel, series);
         }
@@ -308,7 +314,9 @@ impl Store for MemoryStore {
             series.previous = Some(series.current);
             series.previous_until = grace_until;
             series.current = next;
+            let user = series.user;
             m.put_series(selector, series);
+            m.make_room(user, session.max_per_user);
             m.put_session(session.key, session.session, session.deadline);
             Ok(Rotation::Rotated)
         })

@@ -589,16 +589,7 @@ impl Store for RedbStore {
                     removed.push(old);
                 }
             }
-            let mut existing = t.sessions_of(uid)?;
-            let max = usize::try_from(plan.max_per_user.max(1)).unwrap_or(usize::MAX);
-            if existing.len() >= max {
-                existing.sort_by_key(|(_, s)| s.created);
-                let excess = existing.len() + 1 - max;
-                for (k, _) in existing.into_iter().take(excess) {
-                    t.delete_session(k, false)?;
-                    removed.push(k);
-                }
-            }
+            removed.extend(t.make_room(uid, plan.max_per_user)?);
             if let Some((selector, series)) = &plan.new_series {
                 t.put_series(*selector, series)?;
             }
@@ -728,6 +719,9 @@ impl Store for RedbStore {
             // Only the record changes: a rotation keeps the series' owner
             // and end, so its index entries stay as they are.
             t.series.insert(&selector.0, series.encode().as_slice()).map_err(storage)?;
+            // A remember-me login is a login: it keeps the user within
+            // --max-sessions-per-user as a password login does.
+            t.make_room(series.user, session.max_per_user)?;
             t.put_session(session.key, &session.session, session.deadline)?;
             Ok(Rotation::Rotated)
         })
@@ -1243,6 +1237,26 @@ impl<'t> Tables<'t> {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes the user's oldest sessions until one more fits within
+    /// `max` (at least 1), and returns their keys. Counting reads only the
+    /// per-user index; the sessions are read only when some must go.
+    fn make_room(&mut self, user: UserId, max: u32) -> Result<Vec<SessionKey>, StoreError> {
+        let max = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+        let range = (user, &[0u8; 16])..=(user, &[0xffu8; 16]);
+        if self.user_sessions.range(range).map_err(storage)?.count() < max {
+            return Ok(Vec::new());
+        }
+        let mut existing = self.sessions_of(user)?;
+        existing.sort_by_key(|(_, s)| s.created);
+        let excess = (existing.len() + 1).saturating_sub(max);
+        let mut removed = Vec::with_capacity(excess);
+        for (k, _) in existing.into_iter().take(excess) {
+            self.delete_session(k, false)?;
+            removed.push(k);
+        }
+        Ok(removed)
     }
 
     fn revoke_all_of(&mut self, user: UserId, keep: Option<SessionKey>) -> Result<usize, StoreError> {

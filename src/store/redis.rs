@@ -543,6 +543,29 @@ fn push_fields(inv: &mut redis::ScriptInvocation<'_>, f: &[(&'static str, String
 
 // ---- scripts (each touches one user's slot) ---------------------------------
 
+/// The Lua function both login scripts use to keep a user within
+/// `--max-sessions-per-user`: it drops index entries of sessions already
+/// gone, then deletes the oldest sessions until one more fits, appending
+/// their IDs to `out`.
+macro_rules! make_room_lua {
+    () => {
+        r"
+local function make_room(sessions, prefix, max, out)
+  for _, m in ipairs(redis.call('ZRANGE', sessions, 0, -1)) do
+    if redis.call('EXISTS', prefix .. m) == 0 then redis.call('ZREM', sessions, m) end
+  end
+  local count = redis.call('ZCARD', sessions)
+  if count >= max then
+    for _, m in ipairs(redis.call('ZRANGE', sessions, 0, count - max)) do
+      redis.call('DEL', prefix .. m)
+      redis.call('ZREM', sessions, m)
+      table.insert(out, m)
+    end
+  end
+end"
+    };
+}
+
 /// Reads a session and its user. KEYS: session, user.
 static GET_SESSION: LazyLock<Script> =
     LazyLock::new(|| Script::new("return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}"));
@@ -554,24 +577,13 @@ static GET_SESSION: LazyLock<Script> =
 /// the password hash checked ('' for none), n + n session fields,
 /// has_series, series hex, expires, m + m series fields.
 static CREATE_SESSION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        make_room_lua!(),
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'nouser'} end
 if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'hash') ~= ARGV[7] then return {'changed'} end
-local prefix = ARGV[1]
-for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if redis.call('EXISTS', prefix .. m) == 0 then redis.call('ZREM', KEYS[2], m) end
-end
 local out = {'ok'}
-local count = redis.call('ZCARD', KEYS[2])
-local max = tonumber(ARGV[3])
-if count >= max then
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, count - max)) do
-    redis.call('DEL', prefix .. m)
-    redis.call('ZREM', KEYS[2], m)
-    table.insert(out, m)
-  end
-end
+make_room(KEYS[2], ARGV[1], tonumber(ARGV[3]), out)
 local i = 9
 local n = tonumber(ARGV[8])
 local f = {}
@@ -595,7 +607,7 @@ if ARGV[4] == '1' then
   redis.call('DEL', KEYS[4])
 end
 return out",
-    )
+    ))
 });
 
 /// Deletes a session (and its series). KEYS: session, sessions, series set.
@@ -657,12 +669,15 @@ return 1",
 });
 
 /// Rotates a series if its current validator is the expected one, creating
-/// the session in the same step. KEYS: series, user, session, sessions.
-/// ARGV: expected hex, next hex, grace until, session hex, created,
-/// deadline, n + n session fields. Returns {'rotated'}, {'missing'} or
-/// {'changed', field, value, ...}.
+/// the session in the same step (a login: it evicts the user's oldest
+/// sessions beyond the limit, as [`CREATE_SESSION`] does). KEYS: series,
+/// user, session, sessions. ARGV: expected hex, next hex, grace until,
+/// session hex, created, deadline, session prefix, max sessions, n + n
+/// session fields. Returns {'rotated', evicted session hex...},
+/// {'missing'} or {'changed', field, value, ...}.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        make_room_lua!(),
         r"
 local s = redis.call('HGETALL', KEYS[1])
 if #s == 0 then return {'missing'} end
@@ -674,15 +689,17 @@ if cur ~= ARGV[1] then
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 redis.call('HSET', KEYS[1], 'previous', cur, 'prev_until', ARGV[3], 'current', ARGV[2])
-local i = 8
-local n = tonumber(ARGV[7])
+local out = {'rotated'}
+make_room(KEYS[4], ARGV[7], tonumber(ARGV[8]), out)
+local i = 10
+local n = tonumber(ARGV[9])
 local f = {}
 for j = 1, n do f[#f + 1] = ARGV[i]; f[#f + 1] = ARGV[i + 1]; i = i + 2 end
 redis.call('HSET', KEYS[3], unpack(f))
 redis.call('PEXPIREAT', KEYS[3], ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-return {'rotated'}",
-    )
+return out",
+    ))
 });
 
 /// Compare-and-set of the lockout record with Jira's failure counters.
@@ -1283,11 +1300,15 @@ impl Store for RedisStore {
                 .arg(grace_until.0)
                 .arg(&h)
                 .arg(session.session.created.0)
-                .arg(session.deadline.0);
+                .arg(session.deadline.0)
+                .arg(self.keys.session_prefix(u))
+                .arg(session.max_per_user.max(1));
             push_fields(&mut inv, &session_fields(&session.session, session.deadline));
             let out: Vec<String> = inv.invoke_async(&mut self.c()).await.map_err(storage)?;
             match out.first().map(String::as_str) {
                 Some("rotated") => {
+                    let evicted: Vec<String> = out.into_iter().skip(1).collect();
+                    self.forget(u, &evicted, &[], &[]).await?;
                     self.file_session_pointers(u, &session.key, session.deadline).await?;
                     Ok(Rotation::Rotated)
                 }

@@ -118,6 +118,34 @@ async fn every_use_rotates_the_validator_and_starts_a_session() {
 }
 
 #[tokio::test]
+async fn a_remember_me_login_keeps_the_user_within_the_session_cap() {
+    // SPEC §5: "A user has at most --max-sessions-per-user sessions; a new
+    // login evicts the oldest." A remember-me login is a new login.
+    let s = Server::start(&["--max-sessions-per-user", "2"]);
+    let mut jar = api_login(&s, "admin", &s.admin_pw(), true).await;
+    let first = jar.session.clone().unwrap();
+    let second = login_id(&s, "admin", &s.admin_pw()).await;
+
+    jar.session = None;
+    let r = whoami(&s, &remember_only(&jar)).await;
+    assert_eq!(r.status(), 200);
+    let third = set_value(&r, SESSION).expect("a new session cookie");
+    jar.apply(&r);
+    assert!(!session_alive(&s, &first).await, "the oldest session must be evicted");
+    assert!(session_alive(&s, &second).await);
+    assert!(session_alive(&s, &third).await);
+
+    // Again: the next remember-me login evicts the next oldest.
+    jar.session = None;
+    let r = whoami(&s, &remember_only(&jar)).await;
+    assert_eq!(r.status(), 200);
+    let fourth = set_value(&r, SESSION).expect("a new session cookie");
+    assert!(!session_alive(&s, &second).await, "the oldest session must be evicted");
+    assert!(session_alive(&s, &third).await);
+    assert!(session_alive(&s, &fourth).await);
+}
+
+#[tokio::test]
 async fn max_age_is_the_remaining_series_life_and_use_never_extends_it() {
     let s = Server::start(&["--remember-me-age", "8s"]);
     let r = login_response(&s, "admin", &s.admin_pw(), true).await;
