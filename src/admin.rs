@@ -34,7 +34,7 @@ impl TokenView {
             id: token_id(hash),
             user: user.to_string(),
             label: t.label.clone(),
-            created: t.created.to_jira_string(),
+            created: t.created.to_iso8601(),
             token: None,
         }
     }
@@ -47,10 +47,10 @@ impl From<&User> for UserView {
             email: u.email.clone(),
             email_verified: u.email_verified,
             roles: roles(u).iter().map(|r| r.to_string()).collect(),
-            created: u.created.to_jira_string(),
+            created: u.created.to_iso8601(),
             login_count: u.logins.login_count,
             failed_login_count: u.logins.failed_count,
-            last_login_time: u.logins.last_login.map(|t| t.to_jira_string()),
+            last_login_time: u.logins.last_login.map(|t| t.to_iso8601()),
             verification_link: None,
         }
     }
@@ -83,8 +83,8 @@ impl SessionView {
         SessionView {
             handle: key.handle().to_string(),
             user: user.to_string(),
-            created: s.created.to_jira_string(),
-            last_used: s.last_use.to_jira_string(),
+            created: s.created.to_iso8601(),
+            last_used: s.last_use.to_iso8601(),
             address: s.address.map(|a| a.to_string()),
             browser: s.browser.clone(),
         }
@@ -225,7 +225,9 @@ impl Auth {
             }
         }
         let hash = self.hash_password(req.password).await?;
-        let verified = req.email.is_none() || !req.unverified;
+        // `--unverified` holds with or without an address: such a user's
+        // logins get 409 until `user verify` (or the admin API) verifies it.
+        let verified = !req.unverified;
         let name = req.name.clone();
         let user = self
             .store

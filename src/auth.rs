@@ -374,7 +374,7 @@ impl Auth {
                 return Err(LoginError::BadCredentials);
             }
         };
-        if user.email.is_some() && !user.email_verified {
+        if !user.email_verified {
             return Err(LoginError::Unverified);
         }
         for old in &ctx.replaces_series {

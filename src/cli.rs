@@ -163,7 +163,8 @@ pub enum UserCommand {
         /// Give the user the admin role.
         #[arg(long, env = "AUTHD_ADMIN", action = ArgAction::SetTrue, value_parser = switch())]
         admin: bool,
-        /// Leave the email address unverified (logins get 409 until it is).
+        /// Create the user unverified, with or without --email (logins get
+        /// 409 until `authd user verify NAME`).
         #[arg(long, env = "AUTHD_UNVERIFIED", action = ArgAction::SetTrue, value_parser = switch())]
         unverified: bool,
         /// Read the password from standard input (required).

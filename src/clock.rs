@@ -28,14 +28,16 @@ impl Timestamp {
         self.0 / 1000
     }
 
-    /// Jira's ISO 8601 form, in UTC: `2013-11-27T09:43:28.839+0000`.
-    pub fn to_jira_string(self) -> String {
+    /// ISO 8601 in UTC with milliseconds, as Jira's JSON gives times, with
+    /// the offset in the extended form that RFC 3339 parsers accept:
+    /// `2013-11-27T09:43:28.839+00:00` (Jira writes `+0000`).
+    pub fn to_iso8601(self) -> String {
         let secs = self.0 / 1000;
         let ms = self.0 % 1000;
         let days = secs / 86_400;
         let rem = secs % 86_400;
         let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
+        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}+00:00", rem / 3600, rem % 3600 / 60, rem % 60)
     }
 }
 
@@ -104,12 +106,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jira_time_format_matches_known_instants() {
-        assert_eq!(Timestamp(0).to_jira_string(), "1970-01-01T00:00:00.000+0000");
+    fn iso8601_format_matches_known_instants() {
+        assert_eq!(Timestamp(0).to_iso8601(), "1970-01-01T00:00:00.000+00:00");
         // 2013-11-27T08:43:28.839Z, the instant in Jira's documentation example.
-        assert_eq!(Timestamp(1_385_541_808_839).to_jira_string(), "2013-11-27T08:43:28.839+0000");
+        assert_eq!(Timestamp(1_385_541_808_839).to_iso8601(), "2013-11-27T08:43:28.839+00:00");
         // A leap day.
-        assert_eq!(Timestamp(951_782_400_000).to_jira_string(), "2000-02-29T00:00:00.000+0000");
+        assert_eq!(Timestamp(951_782_400_000).to_iso8601(), "2000-02-29T00:00:00.000+00:00");
     }
 
     #[test]

@@ -152,8 +152,8 @@ pub async fn sessions(
                 .iter()
                 .map(|(k, s)| OwnSession {
                     handle: k.handle().to_string(),
-                    created: s.created.to_jira_string(),
-                    last_used: s.last_use.to_jira_string(),
+                    created: s.created.to_iso8601(),
+                    last_used: s.last_use.to_iso8601(),
                     address: s.address.map(|a| a.to_string()),
                     browser: s.browser.clone(),
                     current: Some(*k) == current,

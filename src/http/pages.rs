@@ -565,7 +565,7 @@ footer{text-align:center;color:#6b778c;font-size:12px;margin-bottom:24px}";
 
 /// `2026-11-22 09:15 UTC`.
 fn readable(t: Timestamp) -> String {
-    let s = t.to_jira_string();
+    let s = t.to_iso8601();
     match (s.get(..10), s.get(11..16)) {
         (Some(d), Some(hm)) => format!("{d} {hm} UTC"),
         _ => s,

@@ -128,7 +128,7 @@ pub(super) fn current_json((scheme, host): (&str, &str), u: &User) -> Vec<u8> {
     for (key, t) in [("lastFailedLoginTime", l.last_failed), ("previousLoginTime", l.previous_login)] {
         if let Some(t) = t {
             // Writing into a Vec cannot fail.
-            let _ = write!(out, ",\"{key}\":\"{}\"", t.to_jira_string());
+            let _ = write!(out, ",\"{key}\":\"{}\"", t.to_iso8601());
         }
     }
     out.extend_from_slice(b"}}");
@@ -232,7 +232,7 @@ pub async fn server_info(app: &App, ctx: &mut Ctx) -> Result<Response<Body>, Api
         "versionNumbers": numbers,
         "deploymentType": "Server",
         "buildNumber": 1,
-        "serverTime": app.auth.now().to_jira_string(),
+        "serverTime": app.auth.now().to_iso8601(),
         "scmInfo": "",
         "serverTitle": "authd",
     });
@@ -322,8 +322,8 @@ impl LoginInfo {
         LoginInfo {
             failed_login_count: l.failed_count,
             login_count: l.login_count,
-            last_failed_login_time: l.last_failed.map(Timestamp::to_jira_string),
-            previous_login_time: l.previous_login.map(Timestamp::to_jira_string),
+            last_failed_login_time: l.last_failed.map(Timestamp::to_iso8601),
+            previous_login_time: l.previous_login.map(Timestamp::to_iso8601),
         }
     }
 }

@@ -222,6 +222,27 @@ async fn user_verify_turns_409_into_200() {
 }
 
 #[tokio::test]
+async fn unverified_without_an_email_is_still_unverified() {
+    // SPEC §2: `authd user add NAME [--email E] [--admin] [--unverified]`.
+    let (_tmp, data) = data_dir();
+    let s = Server::start_in(&data, &[]);
+    s.add_user("ned", "ned's long password", &["--unverified"]);
+    assert_eq!(s.login(&s.client(), "ned", "ned's long password").await.status(), 409);
+    let ned = user_list(&data).into_iter().find(|u| u["name"] == "ned").unwrap();
+    assert_eq!(ned["emailVerified"], false, "{ned}");
+    ok(&data, &["user", "verify", "ned"], None);
+    s.login_ok(&s.client(), "ned", "ned's long password").await;
+
+    // With the server stopped, the same.
+    assert_eq!(s.stop().code(), Some(0));
+    let o =
+        ok(&data, &["user", "add", "ola", "--unverified", "--password-stdin"], Some("ola's long password"));
+    assert!(verification_link(&stdout(&o)).is_none(), "a link without an address: {}", stdout(&o));
+    let s = Server::start_in(&data, &[]);
+    assert_eq!(s.login(&s.client(), "ola", "ola's long password").await.status(), 409);
+}
+
+#[tokio::test]
 async fn an_email_without_unverified_needs_no_verification() {
     let s = Server::start(&[]);
     let o = ok(

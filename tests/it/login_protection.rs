@@ -243,11 +243,11 @@ async fn login_info_counts_failures_and_logins_as_jira_does() {
     assert_eq!(again["loginInfo"]["loginCount"], 4, "{}", again["loginInfo"]);
 }
 
-/// `2026-11-22T09:15:02.123+0000`.
+/// `2026-11-22T09:15:02.123+00:00`.
 fn assert_jira_time(t: &str) {
     let b = t.as_bytes();
-    let ok = t.len() == 28
-        && t.ends_with("+0000")
+    let ok = t.len() == 29
+        && t.ends_with("+00:00")
         && [4, 7].iter().all(|&i| b[i] == b'-')
         && b[10] == b'T'
         && [13, 16].iter().all(|&i| b[i] == b':')

@@ -45,7 +45,8 @@ fn keys(v: &Value) -> Vec<String> {
     k
 }
 
-/// Jira's timestamp shape, `2013-11-27T08:43:28.839+0000`, in a plausible year.
+/// Jira's timestamp shape in RFC 3339's profile of ISO 8601,
+/// `2013-11-27T08:43:28.839+00:00`, in a plausible year.
 fn assert_jira_time(v: &Value) {
     let t = v.as_str().unwrap_or_else(|| panic!("time is not a string: {v}"));
     let b = t.as_bytes();
