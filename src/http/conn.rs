@@ -172,6 +172,11 @@ impl Activity {
         self.events.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether no request is running (none begun, or every response sent).
+    pub fn no_request_running(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
     /// Applies the rules in the module comment at `now`; `socket` is what
     /// [`socket_info`] says now, `watch` the connection task's own memory
     /// of its last look.

@@ -244,10 +244,18 @@ async fn drive<C: GracefulConnection>(
         };
         tracing::trace!("closing a connection: {reason}");
         conn.as_mut().graceful_shutdown();
-        return match tokio::time::timeout(grace, conn.as_mut()).await {
-            Ok(done) => done,
-            Err(_) => Ok(()),
-        };
+        // A connection with no request running gets only the goodbye, also
+        // when stopping: an HTTP/2 client's idle keep-alive connection must
+        // not hold up a stop for the whole drain timeout.
+        let end = tokio::time::Instant::now() + grace;
+        loop {
+            let step = (tokio::time::Instant::now() + IDLE_GOODBYE).min(end);
+            match tokio::time::timeout_at(step, conn.as_mut()).await {
+                Ok(done) => return done,
+                Err(_) if step >= end || activity.no_request_running() => return Ok(()),
+                Err(_) => {}
+            }
+        }
     }
 }
 /// Compile-time check: the handler's future is `Send`, as hyper's executor

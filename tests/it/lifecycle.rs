@@ -96,6 +96,24 @@ async fn sigint_exits_0_and_data_survives() {
     signal_exits_0_and_data_survives(true).await;
 }
 
+/// SPEC §1: a stop lets in-flight requests finish (up to 10 s); an idle
+/// keep-alive connection has none, so it does not hold the stop. Here the
+/// client's HTTP/2 connection stays open and never answers the server's
+/// goodbye (the test's runtime is blocked in `stop`).
+#[tokio::test]
+async fn an_idle_keep_alive_connection_does_not_hold_up_a_stop() {
+    let s = Server::start(&[]);
+    let c = s.bare_client();
+    let r = c.get(s.at("/healthz")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    let began = std::time::Instant::now();
+    assert_eq!(s.stop().code(), Some(0));
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    drop(c);
+}
+
 /// Logs in `n` times at once; returns the acknowledged session IDs.
 async fn concurrent_logins(s: &Server, pw: &str, n: usize) -> Vec<String> {
     let mut set = tokio::task::JoinSet::new();
@@ -170,15 +188,15 @@ async fn acknowledged_logouts_survive_kill_9() {
 }
 
 /// SPEC §5: uses slide the idle timeout, and a crash loses at most one
-/// touch interval of them. With `--idle-timeout 6s` the interval is capped
-/// at 0.6 s; the store's flush period followed the uncapped 60 s default,
-/// so a kill -9 lost every use of the last minute and a session in steady
-/// use came back expired.
+/// touch interval of them. With `--touch-interval 500ms` uses are written
+/// every half second, and the store's flush period follows the touch
+/// interval: a kill -9 loses at most the last half second of uses, so a
+/// session in steady use comes back alive.
 #[tokio::test]
 async fn recorded_uses_survive_kill_9_within_a_touch_interval() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("db");
-    let flags = ["--idle-timeout", "6s"];
+    let flags = ["--idle-timeout", "6s", "--touch-interval", "500ms"];
     let s = Server::start_in(&data, &flags);
     let id = login_id(&s, "admin", &s.admin_pw()).await;
     // Used every half second for 5 s: its idle deadline moves 5 s on.
