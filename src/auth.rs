@@ -25,7 +25,7 @@ use crate::metrics::{LoginOutcome, Metrics};
 use crate::password::{PasswordPool, PoolBusy};
 use crate::pow::Pow;
 use crate::remember::{self, Verdict as RememberVerdict};
-use crate::session::{SessionPolicy, Verdict};
+use crate::session::{RecentUses, SessionPolicy, Verdict};
 use crate::store::{
     Lockout, NewSession, Rotation, Series, Session, Store, StoreError, User, UserChange, Verification,
 };
@@ -42,6 +42,8 @@ pub struct Auth {
     pub clock: Arc<dyn Clock>,
     /// Session timeouts.
     pub policy: SessionPolicy,
+    /// Uses of sessions not written yet (they wait for the touch interval).
+    pub recent_uses: RecentUses,
     /// Remember-me series lifetime and grace window.
     pub remember: RememberPolicy,
     /// argon2 runner.
@@ -165,9 +167,9 @@ pub enum Lookup {
 enum Use {
     /// The answer.
     Done(Lookup),
-    /// It must move to a new ID first (its user's roles changed); `touch`
-    /// says whether this use slides it, as of `now`.
-    Move { record: Arc<Session>, touch: bool, now: Timestamp },
+    /// It must move to a new ID first (its user's roles changed), keeping
+    /// its latest use, this one included unless passive.
+    Move { record: Arc<Session>, last_use: Timestamp },
 }
 
 /// Who a request is: a user, and the session it used (if any: a request let
@@ -310,7 +312,8 @@ impl Auth {
         let secrets = store.secrets().clone();
         let pow_key = blake3::derive_key("authd 2026-11 proof-of-work key", &secrets.xsrf_key);
         Auth {
-            policy: SessionPolicy::new(&s.timeouts),
+            policy: SessionPolicy::new(&s.timeouts, store.shared()),
+            recent_uses: RecentUses::default(),
             remember: RememberPolicy { age: s.timeouts.remember_me_age, grace: s.timeouts.remember_me_grace },
             passwords: PasswordPool::new(s.hash_workers, s.hash_queue),
             metrics: Arc::new(Metrics::default()),
@@ -509,9 +512,12 @@ impl Auth {
                         .await?
                         .into_iter()
                         .filter(|(_, s)| s.series == Some(selector))
-                        .filter_map(|(key, s)| match self.policy.judge(&s, now, true) {
-                            Verdict::Valid { expires, .. } => Some((key, s, expires)),
-                            Verdict::Expired => None,
+                        .filter_map(|(key, s)| {
+                            let seen = self.recent_uses.seen(key).unwrap_or(s.last_use);
+                            match self.policy.judge(&s, seen, now, true) {
+                                Verdict::Valid { expires, .. } => Some((key, s, expires)),
+                                Verdict::Expired => None,
+                            }
                         })
                         .max_by_key(|(_, s, _)| s.created)
                         .map(|(key, s, expires)| ActiveSession { key, record: Arc::new(s), expires });
@@ -618,9 +624,9 @@ impl Auth {
         let Some((record, user)) = found else {
             return Ok(self.moved_session(key).await);
         };
-        let (record, touch, now) = match self.use_session(key, record, &user, passive, may_rotate) {
+        let (record, last_use) = match self.use_session(key, record, &user, passive, may_rotate) {
             Use::Done(lookup) => return Ok(lookup),
-            Use::Move { record, touch, now } => (record, touch, now),
+            Use::Move { record, last_use } => (record, last_use),
         };
         // Requests racing with this one wait for the same move.
         let done = self.moving(key);
@@ -628,9 +634,7 @@ impl Auth {
             .get_or_try_init(|| async {
                 let mut moved = (*record).clone();
                 moved.epoch = user.epoch;
-                if touch {
-                    moved.last_use = now;
-                }
+                moved.last_use = last_use;
                 let (new_id, session) = self.rotate(key, moved).await?;
                 tracing::info!(user = %user.name, from = %key.handle(), to = %session.key.handle(), "session ID rotated after a role change");
                 Ok::<_, StoreError>((new_id, session))
@@ -669,7 +673,7 @@ impl Auth {
         may_rotate: bool,
     ) -> Use {
         let now = self.now();
-        let (expires, touch) = match self.policy.judge(&record, now, passive) {
+        let (expires, touch) = match self.recent_uses.use_session(&self.policy, key, &record, now, passive) {
             Verdict::Expired => return Use::Done(Lookup::Missing),
             Verdict::Valid { expires, touch } => (expires, touch),
         };
@@ -681,7 +685,11 @@ impl Auth {
             if !may_rotate {
                 return Use::Done(Lookup::Missing);
             }
-            return Use::Move { record, touch: touch.is_some(), now };
+            let last_use = match passive {
+                true => self.recent_uses.seen(key).unwrap_or(record.last_use).max(record.last_use),
+                false => now,
+            };
+            return Use::Move { record, last_use };
         }
         let mut record = record;
         if let Some(deadline) = touch {
@@ -691,6 +699,17 @@ impl Auth {
         }
         let session = ActiveSession { key, record, expires };
         Use::Done(Lookup::Found(SessionUse { user: Arc::clone(user), session, new_id: None }))
+    }
+
+    /// Writes the uses kept in memory of sessions that the sweeper would
+    /// otherwise delete by `horizon` (all of them with `Timestamp::MAX`, as
+    /// on a clean stop); returns how many.
+    pub fn save_recent_uses(&self, horizon: Timestamp) -> usize {
+        let due = self.recent_uses.take_due(self.policy.limits.idle, self.now(), horizon);
+        for &(key, last_use, deadline) in &due {
+            self.store.touch_session(key, last_use, deadline);
+        }
+        due.len()
     }
 
     /// Whether `key` is an ID this process moved to a new one within the

@@ -65,7 +65,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     let ready = if make_pair { None } else { Some(tls::load(&dir, &cfg.tls_sans, own).map_err(StartError)?) };
     // Uses are made durable within one touch interval, the one sliding uses
     // (capped at a tenth of the idle timeout), so a crash loses no more.
-    let touch_interval = crate::session::SessionPolicy::new(&cfg.timeouts).touch_interval;
+    let touch_interval = crate::session::SessionPolicy::new(&cfg.timeouts, false).touch_interval;
     let flush_after = touch_interval.clamp(Duration::from_millis(100), Duration::from_secs(60));
     let store: Arc<dyn Store> = match &cfg.store {
         Some(url) => Arc::new(

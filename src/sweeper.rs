@@ -1,5 +1,7 @@
 //! The sweeper: a background task that deletes expired records (SPEC §5).
 //!
+//! Before each run it writes the uses of sessions kept in memory (see
+//! [`crate::session::RecentUses`]) whose stored deadline is near.
 //! Each run walks the expiry index from its oldest entry up to `now`, in
 //! batches of at most `batch` records per write transaction, so its cost
 //! follows what expired rather than what is stored, and logins queued
@@ -11,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::clock::Timestamp;
 use crate::store::{StoreError, SweepReport};
 
 /// Records looked at per write transaction: small enough (a few ms) that a
@@ -89,15 +92,22 @@ pub async fn run(auth: Arc<Auth>, interval: Duration, mut stop: watch::Receiver<
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; start one interval after boot
+                       // Uses kept in memory count as written ones: those of sessions whose
+                       // stored deadline falls before the next sweep are written first (the
+                       // writes are queued ahead of the sweep's).
+    let ahead = interval + Duration::from_secs(1);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
+        auth.save_recent_uses(auth.now().plus(ahead));
         if let Err(e) = sweep_once(&auth, BATCH).await {
             tracing::warn!("sweep failed: {e}");
         }
     }
+    // A clean stop keeps every use (the server flushes the store next).
+    auth.save_recent_uses(Timestamp(u64::MAX));
 }
 
 #[cfg(test)]

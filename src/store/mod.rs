@@ -49,6 +49,13 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Whether other authd processes share this store (Redis): a use one
+    /// process keeps in memory is unknown to the others, and the store
+    /// expires a session by itself at its written deadline.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// A user by id.
     fn user(&self, id: UserId) -> StoreFuture<'_, Option<User>>;
     /// A user by name, case-insensitively.

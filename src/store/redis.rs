@@ -1056,6 +1056,10 @@ impl Store for RedisStore {
         &self.secrets
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn user(&self, id: UserId) -> StoreFuture<'_, Option<User>> {
         Box::pin(self.get_user(id))
     }

@@ -276,3 +276,113 @@ async fn the_sessions_gauge_counts_expired_sessions_until_the_sweeper_removes_th
     assert_eq!(metric(&m, "authd_sessions"), Some(2.0), "{m}");
     assert_eq!(metric(&m, "authd_sweeper_deleted_total{kind=\"session\"}"), Some(0.0), "{m}");
 }
+
+/// The written last use of the session `id`, as its owner's session list
+/// shows it (a passive request: the look itself slides nothing).
+async fn written_last_use(s: &Server, c: &reqwest::Client, id: &str) -> String {
+    let r = c
+        .get(s.at("/rest/authd/1/sessions"))
+        .header("cookie", format!("JSESSIONID={id}"))
+        .header("x-authd-passive", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Vec<Value> = r.json().await.unwrap();
+    let this = list.iter().find(|x| x["current"] == true).unwrap_or_else(|| panic!("{list:?}"));
+    this["lastUsed"].as_str().unwrap().to_string()
+}
+
+/// SPEC §5: use slides `last_use`, which is written at most once per
+/// `--touch-interval`, even where the idle timeout is far shorter (2 s
+/// against the default 60 s): the uses in between slide the session in
+/// memory.
+#[tokio::test]
+async fn uses_slide_a_short_idle_timeout_without_writing_within_the_touch_interval() {
+    // On a shared store the touch interval is capped at a tenth of the idle
+    // timeout (README: other instances know only written uses).
+    if redb_only("uses_slide_a_short_idle_timeout_without_writing_within_the_touch_interval") {
+        return;
+    }
+    let s = Server::start(&["--idle-timeout", "2s", "--absolute-timeout", "1h"]);
+    let c = s.bare_client();
+    let id = login_id(&s, "admin", &s.admin_pw()).await;
+    let written = written_last_use(&s, &c, &id).await;
+    let start = Instant::now();
+    let mut last = 0;
+    while start.elapsed() < Duration::from_millis(4500) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = check(&s, &c, &id, false).await;
+        assert_eq!(r.status(), 200, "in steady use, {:?} after login", start.elapsed());
+        let e = expires(&r).expect("expiry header");
+        assert!(e >= last, "the expiry went back: {e} after {last}");
+        last = e;
+    }
+    assert_eq!(written_last_use(&s, &c, &id).await, written, "a use was written within the touch interval");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_expired(check(&s, &c, &id, false).await, "idle after steady use").await;
+}
+
+/// `--touch-interval` below the idle timeout is kept as given: uses closer
+/// together than it are not written, the first one after it is.
+#[tokio::test]
+async fn the_touch_interval_is_kept_as_given() {
+    // On a shared store the touch interval is capped at a tenth of the idle
+    // timeout (README: other instances know only written uses).
+    if redb_only("the_touch_interval_is_kept_as_given") {
+        return;
+    }
+    let s = Server::start(&["--idle-timeout", "6s", "--touch-interval", "2s"]);
+    let c = s.bare_client();
+    let id = login_id(&s, "admin", &s.admin_pw()).await;
+    let at_login = written_last_use(&s, &c, &id).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(check(&s, &c, &id, false).await.status(), 200);
+    assert_eq!(written_last_use(&s, &c, &id).await, at_login, "written 0.7 s after the login");
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(check(&s, &c, &id, false).await.status(), 200);
+    // Touches are written after the answer: give the writer a moment.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while written_last_use(&s, &c, &id).await == at_login {
+        assert!(Instant::now() < deadline, "a use 2.5 s after the login was not written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sweeper never deletes a session in use whose uses are kept in
+/// memory (its written deadline passed long ago), and a clean stop writes
+/// the kept uses: the session is alive after a restart.
+#[tokio::test]
+async fn kept_uses_survive_the_sweeper_and_a_clean_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("db");
+    let flags = ["--idle-timeout", "3s", "--sweep-interval", "200ms"];
+    let s = Server::start_in(&data, &flags);
+    let pw = s.admin_pw();
+    let c = s.bare_client();
+    let id = login_id(&s, "admin", &pw).await;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(check(&s, &c, &id, false).await.status(), 200, "{:?} after login", start.elapsed());
+    }
+    let m = metrics_text(&s).await;
+    assert_eq!(metric(&m, "authd_sessions"), Some(1.0), "the session in use was swept: {m}");
+
+    assert_eq!(s.stop().code(), Some(0));
+
+    // A use 1.5 s after a login is kept in memory (the default touch
+    // interval is 60 s); a clean stop writes it, so after a restart the
+    // session outlives the login's written deadline (3 s after it).
+    let flags = ["--idle-timeout", "3s"];
+    let s = Server::start_in(&data, &flags);
+    let id = login_id(&s, "admin", &pw).await;
+    let login = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(check(&s, &s.bare_client(), &id, false).await.status(), 200);
+    assert_eq!(s.stop().code(), Some(0));
+    let s = Server::start_in(&data, &flags);
+    tokio::time::sleep(Duration::from_millis(3600).saturating_sub(login.elapsed())).await;
+    assert!(login.elapsed() < Duration::from_millis(4300), "the restart took too long to tell");
+    assert_eq!(session_status(&s, &id).await, 200, "the last use was lost in a clean stop");
+}
