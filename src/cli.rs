@@ -289,8 +289,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHD_MAX_CONNS", value_name = "N", default_value_t = 10_000,
           allow_hyphen_values = true, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_conns: u64,
-    /// How long a keep-alive connection may sit idle (no request running, no
-    /// bytes moving) before authd closes it.
+    /// How long an HTTP/2 connection may sit idle (no request running, no
+    /// bytes moving) before authd closes it (HTTP/1.1: 10 s between requests).
     #[arg(long, env = "AUTHD_KEEP_ALIVE_TIMEOUT", value_name = "DURATION", default_value = "75s",
           allow_hyphen_values = true, value_parser = DurationParser::between(Duration::from_secs(1), Duration::from_secs(3600)))]
     pub keep_alive_timeout: Duration,

@@ -122,12 +122,14 @@ impl Xsrf {
     }
 }
 
-/// Whether a request of this method and media type must present a token:
-/// unsafe methods with a content type an HTML form (or a no-CORS fetch) can
-/// send: url-encoded, multipart, `text/plain`, or none at all. JSON cannot
-/// be sent cross-site without a CORS preflight, so it is not checked.
+/// Whether a request of this method and media type must present a token
+/// (SPEC §7): unsafe methods with a form content type, url-encoded,
+/// multipart or `text/plain`. JSON cannot be sent cross-site without a CORS
+/// preflight, and a browser's cross-site request without a content type
+/// (a bodiless no-CORS POST) carries no `SameSite=Lax` cookie and a
+/// foreign `Origin`, which [`origin_allowed`] refuses.
 pub fn needs_token(method: &hyper::Method, media_type: Option<&str>) -> bool {
-    is_unsafe(method) && media_type.is_none_or(is_form_type)
+    is_unsafe(method) && media_type.is_some_and(is_form_type)
 }
 
 /// The media types an HTML form sends: url-encoded, multipart, `text/plain`.
@@ -269,7 +271,8 @@ mod tests {
         assert!(needs_token(&Method::POST, Some("application/x-www-form-urlencoded")));
         assert!(needs_token(&Method::POST, Some("multipart/form-data")));
         assert!(needs_token(&Method::PUT, Some("text/plain")));
-        assert!(needs_token(&Method::DELETE, None));
+        assert!(!needs_token(&Method::DELETE, None));
+        assert!(!needs_token(&Method::POST, None));
         assert!(!needs_token(&Method::POST, Some("application/json")));
         assert!(!needs_token(&Method::GET, Some("application/x-www-form-urlencoded")));
     }

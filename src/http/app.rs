@@ -328,6 +328,14 @@ impl App {
                 Err(ApiError::bad_request("The path may not contain '.' or '..' segments.")),
             );
         }
+        if malformed_escapes(path) {
+            return (
+                Route::Other,
+                Err(ApiError::bad_request(
+                    "The path has a broken percent-escape, an encoded NUL, or bytes that are not UTF-8.",
+                )),
+            );
+        }
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let segments = segments.as_slice();
         if let (false, Some(up)) = (is_own_path(segments), &self.upstream) {
@@ -529,6 +537,12 @@ impl App {
 
     /// The origin rule with `own` as this site's origin.
     pub fn origin_ok_for(&self, ctx: &Ctx, own: &str) -> bool {
+        // An `Origin` or `Sec-Fetch-Site` that is not text names no origin
+        // of ours (browsers send ASCII): refused, not taken as absent.
+        let garbled = |v: &Option<HeaderValue>| v.is_some() && text(v).is_none();
+        if garbled(&ctx.origin) || garbled(&ctx.sec_fetch_site) {
+            return false;
+        }
         xsrf::origin_allowed(ctx.origin(), ctx.sec_fetch_site(), own, &self.cors_origins)
     }
 
@@ -1063,6 +1077,14 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
+/// Whether a path's percent-escapes are broken (`%zz`, `%4`), encode a NUL,
+/// or decode to bytes that are not UTF-8 (SPEC §10: a clear 4xx, and such
+/// a path is not passed to the app to interpret).
+fn malformed_escapes(path: &str) -> bool {
+    path.contains('%')
+        && super::request::decode_component(path.as_bytes(), false).is_none_or(|d| d.contains('\0'))
+}
+
 /// Whether a path segment is the API version `want` or `latest`.
 fn version(segment: &str, want: &str) -> bool {
     segment == want || segment == "latest"
@@ -1211,6 +1233,16 @@ mod tests {
         }
         for ok in ["/", "/a.b", "/...", "/a/..b", "/.well-known/x"] {
             assert!(!has_dot_segment(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn malformed_escapes_are_found() {
+        for bad in ["/%zz", "/a%4", "/a%", "/%00", "/a/b%00c", "/%ff", "/%c3%28", "/%e9t%e9"] {
+            assert!(malformed_escapes(bad), "{bad}");
+        }
+        for ok in ["/", "/a b", "/%20", "/%2F", "/caf%C3%A9", "/%0d%0a", "/100%25"] {
+            assert!(!malformed_escapes(ok), "{ok}");
         }
     }
 

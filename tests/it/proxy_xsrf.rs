@@ -335,8 +335,10 @@ async fn a_form_carrying_a_session_cookie_must_show_its_token() {
         ("multipart with token", "POST", Some(&mp_ct), mp_with.clone(), vec![], true),
         ("text/plain without token", "POST", Some("text/plain"), b"summary=hello".to_vec(), vec![], false),
         ("text/plain with token", "POST", Some("text/plain"), plain_with.clone().into_bytes(), vec![], true),
-        ("no content type, no token", "POST", None, b"summary=hello".to_vec(), vec![], false),
-        ("no content type, empty body", "POST", None, vec![], vec![], false),
+        // SPEC §7 names the form content types; a request without one is
+        // not a form (`curl -X DELETE`, a bodiless POST).
+        ("no content type, no token", "POST", None, b"summary=hello".to_vec(), vec![], true),
+        ("no content type, empty body", "POST", None, vec![], vec![], true),
         (
             "no content type, header token",
             "POST",
@@ -397,7 +399,8 @@ async fn a_form_carrying_a_session_cookie_must_show_its_token() {
         ),
         ("PUT form without token", "PUT", Some(FORM), b"a=1".to_vec(), vec![], false),
         ("PATCH text/plain without token", "PATCH", Some("text/plain"), b"a=1".to_vec(), vec![], false),
-        ("DELETE without token", "DELETE", None, vec![], vec![], false),
+        ("DELETE form without token", "DELETE", Some(FORM), b"a=1".to_vec(), vec![], false),
+        ("DELETE without a content type or token", "DELETE", None, vec![], vec![], true),
         ("DELETE with header token", "DELETE", None, vec![], vec![("X-Atlassian-Token", &token)], true),
         ("PUT JSON without token", "PUT", Some("application/json"), b"{}".to_vec(), vec![], true),
         ("GET needs no token", "GET", None, vec![], vec![], true),

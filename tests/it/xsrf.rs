@@ -389,6 +389,25 @@ async fn json_api_calls_need_no_token_but_the_origin_rule_still_applies() {
         assert_jira_error(&body);
         assert!(error_message(&body).contains("XSRF check failed"), "{what}: {body}");
     }
+    // An Origin or Sec-Fetch-Site that is not ASCII text is no origin of
+    // authd's: refused, not taken for absent.
+    for (name, value) in [
+        ("origin", b"https://evil.example\xff".as_slice()),
+        ("origin", b"https://\xe9vil.example".as_slice()),
+        ("sec-fetch-site", b"cross-site\x80".as_slice()),
+    ] {
+        let r = s
+            .bare_client()
+            .post(s.at("/rest/auth/1/session"))
+            .json(&serde_json::json!({ "username": "admin", "password": pw }))
+            .header(name, reqwest::header::HeaderValue::from_bytes(value).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{name}: {value:?}");
+        assert!(set_cookie(&r, SESSION).is_none(), "{name}: a session was started");
+        assert!(error_message(&r.json().await.unwrap()).contains("XSRF check failed"));
+    }
     for (what, headers) in [
         ("own Origin", vec![("origin", s.url.clone()), ("sec-fetch-site", "same-origin".to_string())]),
         ("allowed CORS origin", vec![("origin", "https://app.example".to_string())]),
