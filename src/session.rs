@@ -74,20 +74,21 @@ impl SessionPolicy {
     }
 }
 
-/// A use of a session not written yet.
+/// The latest use of a session, and what is written of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Recent {
     /// The latest use.
     seen: Timestamp,
-    /// The stored deadline (the written last use plus the idle timeout, or
-    /// the absolute end), where the sweeper would delete the session.
+    /// The deadline of the latest write, stored or queued (the written last
+    /// use plus the idle timeout, or the absolute end), where the sweeper
+    /// would delete the session.
     filed: Timestamp,
     /// The absolute end.
     ends: Timestamp,
 }
 
-/// Uses of sessions made since their last write, by session: memory per
-/// session used within a touch interval, none per request.
+/// The latest use of each session used since the sweeper's last run,
+/// written or not: memory per session in use, none per request.
 pub struct RecentUses {
     shards: [Mutex<HashMap<SessionKey, Recent>>; 16],
 }
@@ -105,8 +106,10 @@ impl RecentUses {
     }
 
     /// Judges a use of `s` (stored under `key`) at `now` with its latest
-    /// use in memory, and keeps this use in memory unless it is written
-    /// (the verdict's `touch`) or passive.
+    /// use in memory, and keeps this use in memory unless passive. A use
+    /// that is written (the verdict's `touch`) is kept too, until the
+    /// sweeper's next run: the write is queued, and until it commits the
+    /// stored record (and the store's read cache) still has the old one.
     pub fn use_session(
         &self,
         policy: &SessionPolicy,
@@ -116,15 +119,20 @@ impl RecentUses {
         passive: bool,
     ) -> Verdict {
         let mut shard = self.shard(key);
-        let seen = shard.get(&key).map_or(s.last_use, |r| r.seen);
+        let kept = shard.get(&key).copied();
+        let seen = kept.map_or(s.last_use, |r| r.seen);
         let verdict = policy.judge(s, seen, now, passive);
+        let stored = s.deadline(policy.limits);
+        let filed = kept.map_or(stored, |r| r.filed.max(stored));
+        let ends = s.created.plus(policy.limits.absolute);
         match verdict {
-            Verdict::Expired | Verdict::Valid { touch: Some(_), .. } => {
+            Verdict::Expired => {
                 shard.remove(&key);
             }
+            Verdict::Valid { touch: Some(deadline), .. } => {
+                shard.insert(key, Recent { seen: now, filed: deadline, ends });
+            }
             Verdict::Valid { touch: None, .. } if !passive && now > seen => {
-                let filed = s.deadline(policy.limits);
-                let ends = s.created.plus(policy.limits.absolute);
                 shard.insert(key, Recent { seen: now, filed, ends });
             }
             Verdict::Valid { .. } => {}
@@ -132,15 +140,15 @@ impl RecentUses {
         verdict
     }
 
-    /// The latest use of `key` not written yet.
+    /// The latest use of `key` this process has seen (written or not).
     pub fn seen(&self, key: SessionKey) -> Option<Timestamp> {
         self.shard(key).get(&key).map(|r| r.seen)
     }
 
-    /// Takes out the uses whose session the sweeper would delete by
-    /// `horizon` (its stored deadline falls before then), with the last
-    /// use and deadline to write for each; forgets those of sessions over
-    /// by `now`.
+    /// Takes out the uses not written yet whose session the sweeper would
+    /// delete by `horizon` (its written deadline falls before then), with
+    /// the last use and deadline to write for each; forgets those already
+    /// written and those of sessions over by `now`.
     pub fn take_due(
         &self,
         idle: Duration,
@@ -152,7 +160,7 @@ impl RecentUses {
             let mut m = shard.lock().unwrap_or_else(|p| p.into_inner());
             m.retain(|key, r| {
                 let deadline = r.seen.plus(idle).min(r.ends);
-                if deadline <= now {
+                if deadline <= now || deadline <= r.filed {
                     return false;
                 }
                 if r.filed <= horizon {
@@ -301,11 +309,11 @@ mod tests {
     }
 
     #[test]
-    fn a_written_use_is_forgotten_in_memory() {
+    fn a_written_use_counts_until_the_write_is_stored() {
         let p = policy(100, 1000, 10);
         let uses = RecentUses::default();
         let key = SessionKey([1; 16]);
-        let mut s = session(0, 0);
+        let s = session(0, 0);
         assert_eq!(
             uses.use_session(&p, key, &s, at(5), false),
             Verdict::Valid { expires: at(105), touch: None }
@@ -315,13 +323,22 @@ mod tests {
             uses.use_session(&p, key, &s, at(10), false),
             Verdict::Valid { expires: at(110), touch: Some(at(110)) }
         );
-        assert_eq!(uses.seen(key), None);
-        s.last_use = at(10);
+        // Before the write commits, the store still says 0: the use at 10
+        // still counts (at 104 the session is alive), and is not written twice.
+        assert_eq!(
+            uses.use_session(&p, key, &s, at(104), true),
+            Verdict::Valid { expires: at(110), touch: None }
+        );
+        // The sweeper has nothing to write for it, and forgets it.
+        assert!(uses.take_due(p.limits.idle, at(105), at(1000)).is_empty());
+        assert!(uses.is_empty());
+        // Once stored, uses go on from the written one.
+        let s = session(0, 10);
         assert_eq!(
             uses.use_session(&p, key, &s, at(12), false),
             Verdict::Valid { expires: at(112), touch: None }
         );
-        assert_eq!(uses.len(), 1);
+        assert_eq!(uses.take_due(p.limits.idle, at(13), at(1000)), vec![(key, at(12), at(112))]);
     }
 
     #[test]
