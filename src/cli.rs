@@ -660,25 +660,41 @@ impl Backend {
             ));
         }
         dir.prepare()?;
-        match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
-            Ok(store) => {
-                // A server on this dir that keeps its data in a shared store
-                // does not hold this file: if it answers to this dir's
-                // credential, the file is a leftover (from before `authd
-                // migrate`), not the data.
-                if let Some(client) = AdminClient::running(&dir).await {
-                    if client.answers().await {
-                        drop(store);
-                        return Ok(Backend::Remote(client));
+        let waiting_since = std::time::Instant::now();
+        loop {
+            match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
+                Ok(store) => {
+                    // A server on this dir that keeps its data in a shared store
+                    // does not hold this file: if it answers to this dir's
+                    // credential, the file is a leftover (from before `authd
+                    // migrate`), not the data.
+                    if let Some(client) = AdminClient::running(&dir).await {
+                        if client.answers().await {
+                            drop(store);
+                            return Ok(Backend::Remote(client));
+                        }
                     }
+                    let auth = Auth::new(Arc::new(store), Arc::new(SystemClock), &settings);
+                    return Ok(Backend::Local(Box::new(auth)));
                 }
-                Ok(Backend::Local(Box::new(Auth::new(Arc::new(store), Arc::new(SystemClock), &settings))))
+                // A running server leaves its credential next to the file.
+                // Without one, another command (or a server still starting)
+                // holds the file for a moment: wait for it, up to a while.
+                Err(OpenError::Locked(_))
+                    if !dir.admin_credential().exists() && waiting_since.elapsed() < LOCK_WAIT =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(OpenError::Locked(_)) => return AdminClient::from_dir(&dir).map(Backend::Remote),
+                Err(e) => return Err(e.to_string()),
             }
-            Err(OpenError::Locked(_)) => AdminClient::from_dir(&dir).map(Backend::Remote),
-            Err(e) => Err(e.to_string()),
         }
     }
 }
+
+/// How long a command waits for a data dir's file that another command
+/// holds (no server's credential beside it) before it says so.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Refuses a data dir that is not there, naming it.
 fn existing_dir(dir: &DataDir) -> Result<(), String> {

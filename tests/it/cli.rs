@@ -202,6 +202,29 @@ async fn user_del_ends_sessions_and_logins() {
     s.login_ok(&s.client(), "jack", "jack's new long password").await;
 }
 
+/// Commands run at once on a data dir with no server: each waits its turn
+/// for the file instead of taking the one that holds it for a server.
+#[test]
+fn commands_run_at_once_without_a_server_take_turns() {
+    let (_tmp, data) = data_dir();
+    ok(&data, &["user", "add", "first", "--password-stdin"], Some("first's long password"));
+    let names = ["ann", "bob", "cid", "dee", "eve", "fox"];
+    std::thread::scope(|scope| {
+        for name in names {
+            let data = &data;
+            scope.spawn(move || {
+                let pw = format!("{name}'s long password");
+                ok(data, &["user", "add", name, "--password-stdin"], Some(&pw));
+            });
+        }
+    });
+    let listed: Vec<String> =
+        user_list(&data).iter().map(|u| u["name"].as_str().unwrap().to_string()).collect();
+    for name in names {
+        assert!(listed.iter().any(|n| n == name), "{name} missing from {listed:?}");
+    }
+}
+
 #[tokio::test]
 async fn user_verify_turns_409_into_200() {
     let (_tmp, data) = data_dir();
