@@ -122,21 +122,22 @@ impl RecentUses {
         let kept = shard.get(&key).copied();
         let seen = kept.map_or(s.last_use, |r| r.seen);
         let verdict = policy.judge(s, seen, now, passive);
-        let stored = s.deadline(policy.limits);
-        let filed = kept.map_or(stored, |r| r.filed.max(stored));
-        let ends = s.created.plus(policy.limits.absolute);
-        match verdict {
+        // The deadline of the latest write: this use's, else the later of
+        // the stored one and one queued before.
+        let filed = match verdict {
             Verdict::Expired => {
                 shard.remove(&key);
+                return verdict;
             }
-            Verdict::Valid { touch: Some(deadline), .. } => {
-                shard.insert(key, Recent { seen: now, filed: deadline, ends });
-            }
+            Verdict::Valid { touch: Some(deadline), .. } => deadline,
             Verdict::Valid { touch: None, .. } if !passive && now > seen => {
-                shard.insert(key, Recent { seen: now, filed, ends });
+                let stored = s.deadline(policy.limits);
+                kept.map_or(stored, |r| r.filed.max(stored))
             }
-            Verdict::Valid { .. } => {}
-        }
+            Verdict::Valid { .. } => return verdict,
+        };
+        let ends = s.created.plus(policy.limits.absolute);
+        shard.insert(key, Recent { seen: now, filed, ends });
         verdict
     }
 

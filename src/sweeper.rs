@@ -92,9 +92,10 @@ pub async fn run(auth: Arc<Auth>, interval: Duration, mut stop: watch::Receiver<
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; start one interval after boot
-                       // Uses kept in memory count as written ones: those of sessions whose
-                       // stored deadline falls before the next sweep are written first (the
-                       // writes are queued ahead of the sweep's).
+
+    // Uses kept in memory count as written ones: those of sessions whose
+    // stored deadline falls before the next sweep are written first (the
+    // writes are queued ahead of the sweep's).
     let ahead = interval + Duration::from_secs(1);
     loop {
         tokio::select! {

@@ -1097,8 +1097,7 @@ fn version(segment: &str, want: &str) -> bool {
 /// must carry the XSRF token in a header, or `X-Atlassian-Token: no-check`.
 /// A login makes no use of the session it may carry and keeps its 415.
 fn rest_form_call(segments: &[&str], ctx: &Ctx) -> bool {
-    xsrf::is_unsafe(&ctx.method)
-        && ctx.media_type.as_deref().is_some_and(xsrf::is_form_type)
+    xsrf::needs_token(&ctx.method, ctx.media_type.as_deref())
         && matches!(segments, ["rest", ..])
         && !(ctx.method == Method::POST && matches!(segments, ["rest", "auth", _, "session"]))
         && matches!(&ctx.identity, Some(Some(_)))
