@@ -648,8 +648,19 @@ class Bench:
         log(f"  redb alone: {floor['random_batch_writes_per_s']:.0f} random-key rewrites/s in commits of 64, "
             f"{floor['random_batch_cpu_us_per_write']:.1f} us CPU each; {floor['one_per_commit_per_s']:.0f} "
             f"commits/s of one")
+        # redb laid out as a log: each login appends one record, and the
+        # random-key writes are deferred to sorted folds, of a fifth of the
+        # table and of the whole table's size in logins.
+        journals = []
+        for fold in (per_run * (self.runs + 1) // 5, per_run * (self.runs + 1)):
+            j = self.tool("journal-floor", "--dir", os.path.join(self.data, "floor"), "--keys",
+                          per_run * (self.runs + 1), "--fold", fold, "--logins", 2 * fold, cpu=SERVER_CPU,
+                          name=f"journal-floor-{fold}")
+            log(f"  redb as a log, folded every {fold:,} logins: {j['cpu_us_per_login']:.1f} us CPU per login "
+                f"({j['append_cpu_us_per_login']:.1f} appending, {j['fold_cpu_us_per_login']:.1f} folding)")
+            journals.append(j)
         self.results["t5 remember"] = {"runs": results, "commits_per_s": commits, "store_ceiling": ceiling,
-                                       "redb_floor": floor}
+                                       "redb_floor": floor, "journal_floor": journals}
         ref_rate = statistics.median(commits)
         bad = sum(r["non2xx"] + r["errors"] for r in results)
         notes = []
@@ -666,6 +677,11 @@ class Bench:
         self.row("5 redb alone, no authd: one record rewritten at a random key per login, 64 to a durable commit: "
                  "writes/s (ref: one durable redb commit per request)", floor["random_batch_writes_per_s"], ref_rate,
                  "floor (no target)", True, None, authd_cpu=floor["random_batch_cpu_us_per_write"])
+        for j in journals:
+            self.row(f"5 redb as a log, no authd: one record appended per login (64 to a durable commit), folded "
+                     f"into the tables every {j['fold']:,} logins: logins/s of one core (1 s / CPU per login) "
+                     "(ref: one durable redb commit per request)", 1e6 / j["cpu_us_per_login"], ref_rate,
+                     "floor (no target)", True, None, authd_cpu=j["cpu_us_per_login"])
         self.notes.append(
             f"Target 5: the store by itself (`benchtool remember-ceiling`: the series and user reads and the "
             f"rotation's durable write of each remember-me login, from 64 concurrent clients through `RedbStore`'s "
@@ -680,7 +696,15 @@ class Bench:
             "remember-me login must write (its series is found by a random selector and gets a new validator), "
             f"64 to a durable commit, costs {floor['random_batch_cpu_us_per_write']:.1f} us of CPU and reaches "
             f"{floor['random_batch_writes_per_s'] / ref_rate:.1f} x the reference with nothing else done: no "
-            "new session, no HTTP. 10 x is out of reach for remember-me logins on redb on this machine.")
+            "new session, no HTTP. The log rows defer those random-key writes (`benchtool journal-floor`: "
+            "a login appends one record; a fold applies a batch of logins to the series, sessions, per-user and "
+            "expiry tables in key order): folding every "
+            f"{journals[0]['fold']:,} logins costs {journals[0]['cpu_us_per_login']:.1f} us of CPU per login, "
+            f"every {journals[-1]['fold']:,} {journals[-1]['cpu_us_per_login']:.1f} us, and every pending login "
+            "would have to be held in memory until its fold. With an in-memory store, authd's HTTP path alone "
+            "takes about 17-19 us per remember-me login (PROFILE.md, tenth pass); 10 x the reference leaves "
+            f"{1e6 / (10 * ref_rate):.1f} us for both. 10 x is out of reach for remember-me logins on redb "
+            "on this machine.")
 
     def scale_rows(self):
         n = self.scale

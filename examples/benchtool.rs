@@ -18,6 +18,13 @@
 //!     updates, at random keys of a table of N, and of B appended keys;
 //!     the least page work a login that rewrites one record found by a
 //!     random key (a remember-me series) costs
+//! benchtool journal-floor --dir DIR [--keys N] [--fold F] [--logins L]
+//!     redb alone, no authd, laid out as a log: each login appends one
+//!     record, 64 to a durable commit, and every F logins one durable
+//!     transaction applies them, sorted by key, to tables of N series and
+//!     N sessions (series rewritten, session, per-user and expiry entries
+//!     inserted) and deletes them from the log; the least store work a
+//!     remember-me login costs on redb if its random-key writes are deferred
 //! ```
 //!
 //! Every subcommand prints one JSON object on stdout.
@@ -55,8 +62,9 @@ fn main() {
         "sweep-time" => rt.block_on(sweep_time(&opts)),
         "remember-ceiling" => rt.block_on(remember_ceiling(&opts)),
         "redb-floor" => redb_floor(&opts),
+        "journal-floor" => journal_floor(&opts),
         _ => fail(
-            &"usage: benchtool seed|argon2|commit-rate|sweep-time|remember-ceiling|redb-floor [--flags]; see the source",
+            &"usage: benchtool seed|argon2|commit-rate|sweep-time|remember-ceiling|redb-floor|journal-floor [--flags]; see the source",
         ),
     };
     println!("{out}");
@@ -454,6 +462,133 @@ fn redb_floor(opts: &Opts) -> String {
     let _ = std::fs::remove_file(&file);
     format!(
         r#"{{"keys":{keys},"batch":{batch},"one_per_commit_per_s":{one:.1},"one_per_commit_cpu_us":{one_cpu:.1},"random_batch_writes_per_s":{random:.1},"random_batch_cpu_us_per_write":{random_cpu:.1},"append_batch_writes_per_s":{append:.1},"append_batch_cpu_us_per_write":{append_cpu:.1}}}"#
+    )
+}
+
+/// A remember-me login's durable writes on redb laid out as a log (see the
+/// module's usage): the appends are what a login would wait for, the folds
+/// are the deferred random-key writes, done in key order, each key of each
+/// table touched once per fold. Until a fold, every pending login would have
+/// to be kept in memory for reads, which this does not count.
+fn journal_floor(opts: &Opts) -> String {
+    const SERIES: redb::TableDefinition<&[u8; 16], &[u8]> = redb::TableDefinition::new("series");
+    const SESSIONS: redb::TableDefinition<&[u8; 16], &[u8]> = redb::TableDefinition::new("sessions");
+    const USER_SESSIONS: redb::TableDefinition<(u64, &[u8; 16]), ()> =
+        redb::TableDefinition::new("user_sessions");
+    const EXPIRY: redb::TableDefinition<(u64, u8, &[u8; 16]), ()> = redb::TableDefinition::new("expiry");
+    const JOURNAL: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("journal");
+    let dir = path(opts, "dir");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&e));
+    let file = dir.join("journal-floor.redb");
+    let _ = std::fs::remove_file(&file);
+    let keys = num(opts, "keys", 600_000).max(1);
+    let fold = num(opts, "fold", 100_000).max(64);
+    let logins = num(opts, "logins", 2 * fold).max(fold);
+    let key = |i: u64, table: u8| -> [u8; 16] {
+        let mut input = [table; 9];
+        input[1..].copy_from_slice(&i.to_le_bytes());
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&blake3::hash(&input).as_bytes()[..16]);
+        k
+    };
+    // Record sizes as authd's codec writes them (a series about 60 bytes,
+    // a session about 90), and a log record holding both.
+    let (series_value, session_value, record) = ([7u8; 60], [9u8; 90], [5u8; 160]);
+    let (per_user, far) = (10, 1u64 << 40);
+    let db = redb::Database::builder().set_cache_size(32 << 20).create(&file).unwrap_or_else(|e| fail(&e));
+    for start in (0..keys).step_by(20_000) {
+        let mut txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+        txn.set_durability(redb::Durability::None).unwrap_or_else(|e| fail(&e));
+        {
+            let mut series = txn.open_table(SERIES).unwrap_or_else(|e| fail(&e));
+            let mut sessions = txn.open_table(SESSIONS).unwrap_or_else(|e| fail(&e));
+            let mut by_user = txn.open_table(USER_SESSIONS).unwrap_or_else(|e| fail(&e));
+            let mut expiry = txn.open_table(EXPIRY).unwrap_or_else(|e| fail(&e));
+            txn.open_table(JOURNAL).unwrap_or_else(|e| fail(&e));
+            for i in start..(start + 20_000).min(keys) {
+                series.insert(&key(i, 0), series_value.as_slice()).unwrap_or_else(|e| fail(&e));
+                let k = key(i, 1);
+                sessions.insert(&k, session_value.as_slice()).unwrap_or_else(|e| fail(&e));
+                by_user.insert((i / per_user, &k), ()).unwrap_or_else(|e| fail(&e));
+                expiry.insert((far + i, 1, &k), ()).unwrap_or_else(|e| fail(&e));
+            }
+        }
+        txn.commit().unwrap_or_else(|e| fail(&e));
+    }
+    db.begin_write().unwrap_or_else(|e| fail(&e)).commit().unwrap_or_else(|e| fail(&e));
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % keys
+    };
+    let (mut append_cpu, mut fold_cpu, mut fold_wall) = (0.0, 0.0, 0.0);
+    let (mut logged, mut folded) = (0u64, 0u64);
+    while logged < logins {
+        let before = process_cpu_seconds();
+        for _ in 0..fold / 64 {
+            let txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+            {
+                let mut log = txn.open_table(JOURNAL).unwrap_or_else(|e| fail(&e));
+                for _ in 0..64 {
+                    log.insert(logged, record.as_slice()).unwrap_or_else(|e| fail(&e));
+                    logged += 1;
+                }
+            }
+            txn.commit().unwrap_or_else(|e| fail(&e));
+        }
+        append_cpu += process_cpu_seconds() - before;
+        let (before, started) = (process_cpu_seconds(), Instant::now());
+        let txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+        {
+            let mut log = txn.open_table(JOURNAL).unwrap_or_else(|e| fail(&e));
+            let mut series = txn.open_table(SERIES).unwrap_or_else(|e| fail(&e));
+            let mut sessions = txn.open_table(SESSIONS).unwrap_or_else(|e| fail(&e));
+            let mut by_user = txn.open_table(USER_SESSIONS).unwrap_or_else(|e| fail(&e));
+            let mut expiry = txn.open_table(EXPIRY).unwrap_or_else(|e| fail(&e));
+            let (mut rotated, mut created, mut indexed) = (Vec::new(), Vec::new(), Vec::new());
+            for (n, entry) in
+                log.extract_from_if(folded..logged, |_, _| true).unwrap_or_else(|e| fail(&e)).enumerate()
+            {
+                entry.unwrap_or_else(|e| fail(&e));
+                let (owner, k) = (random(), key(keys + folded + n as u64, 1));
+                rotated.push(key(owner, 0));
+                created.push(k);
+                indexed.push((owner / per_user, k));
+            }
+            rotated.sort_unstable();
+            indexed.sort_unstable();
+            for k in &rotated {
+                series.insert(k, series_value.as_slice()).unwrap_or_else(|e| fail(&e));
+            }
+            // Expiry keys lead with the time, so a fold's are in order already.
+            for (n, k) in created.iter().enumerate() {
+                expiry.insert((2 * far + folded + n as u64, 1, k), ()).unwrap_or_else(|e| fail(&e));
+            }
+            created.sort_unstable();
+            for k in &created {
+                sessions.insert(k, session_value.as_slice()).unwrap_or_else(|e| fail(&e));
+            }
+            for (user, k) in &indexed {
+                by_user.insert((*user, k), ()).unwrap_or_else(|e| fail(&e));
+            }
+            folded = logged;
+        }
+        txn.commit().unwrap_or_else(|e| fail(&e));
+        fold_cpu += process_cpu_seconds() - before;
+        fold_wall += started.elapsed().as_secs_f64();
+    }
+    drop(db);
+    let _ = std::fs::remove_file(&file);
+    let per_login = |cpu: f64| cpu * 1e6 / logged.max(1) as f64;
+    let folds = (logged / fold).max(1) as f64;
+    format!(
+        r#"{{"keys":{keys},"fold":{fold},"logins":{logged},"append_cpu_us_per_login":{:.2},"fold_cpu_us_per_login":{:.2},"cpu_us_per_login":{:.2},"fold_seconds":{:.2}}}"#,
+        per_login(append_cpu),
+        per_login(fold_cpu),
+        per_login(append_cpu + fold_cpu),
+        fold_wall / folds
     )
 }
 
