@@ -101,7 +101,18 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     write_private(&dir.admin_credential(), &endpoint_json)
         .map_err(|e| StartError(format!("cannot write {}: {e}", dir.admin_credential().display())))?;
 
-    print_banner(addr, &tls, first_password.as_deref());
+    // Names a pasted curl line may use when the certificate does not name
+    // the loopback address (an operator's own `--cert`).
+    let mut names: Vec<String> = cfg
+        .base_url
+        .as_deref()
+        .and_then(|u| u.parse::<hyper::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_string))
+        .into_iter()
+        .collect();
+    names.extend(cfg.tls_sans.iter().cloned());
+    names.push("localhost".into());
+    print_banner(addr, &tls, &names, first_password.as_deref());
 
     let app = Arc::new(App {
         auth: Arc::clone(&auth),
@@ -209,15 +220,41 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn print_banner(addr: SocketAddr, tls: &tls::Tls, first_password: Option<&str>) {
+/// A `curl` command that reaches the server from this machine and trusts its
+/// certificate: by address when the certificate names it (the self-signed
+/// one always does), else by the first of `names` it covers, pinned to the
+/// address with `--resolve`.
+fn curl_line(addr: SocketAddr, tls: &tls::Tls, names: &[String]) -> String {
+    const PATH: &str = "/rest/api/2/serverInfo";
+    let at = loopback(addr);
+    let cert = shell_quote(&tls.cert_path.display().to_string());
+    let ip = at.ip().to_string();
+    if tls.names(&ip) {
+        return format!("curl --cacert {cert} https://{at}{PATH}");
+    }
+    let port = at.port();
+    let pinned = if at.is_ipv6() { format!("[{ip}]") } else { ip.clone() };
+    match names.iter().find(|n| tls.names(n)) {
+        Some(name) => {
+            let name = shell_quote(name);
+            format!("curl --cacert {cert} --resolve {name}:{port}:{pinned} https://{name}:{port}{PATH}")
+        }
+        None => format!(
+            "curl --cacert {cert} --resolve NAME:{port}:{pinned} https://NAME:{port}{PATH}  (NAME: a name the certificate covers; it names neither {ip} nor {})",
+            names.join(", ")
+        ),
+    }
+}
+
+fn print_banner(addr: SocketAddr, tls: &tls::Tls, names: &[String], first_password: Option<&str>) {
     use std::io::Write as _;
     let url = format!("https://{}", loopback(addr));
-    let cert = shell_quote(&tls.cert_path.display().to_string());
     let mut text = format!(
-        "authd {} listening on {addr}\n  URL:          {url}\n  certificate:  {}\n  SHA-256:      {}\n  try:          curl --cacert {cert} {url}/rest/api/2/serverInfo\n",
+        "authd {} listening on {addr}\n  URL:          {url}\n  certificate:  {}\n  SHA-256:      {}\n  try:          {}\n",
         env!("CARGO_PKG_VERSION"),
         tls.cert_path.display(),
         tls.fingerprint,
+        curl_line(addr, tls, names),
     );
     if let Some(pw) = first_password {
         text.push_str(&format!(

@@ -19,6 +19,18 @@ pub struct Tls {
     pub fingerprint: String,
     /// The rustls configuration for the listener.
     pub config: Arc<ServerConfig>,
+    /// The certificate served (the first of the chain).
+    pub leaf: CertificateDer<'static>,
+}
+
+impl Tls {
+    /// Whether the served certificate names `host`, a DNS name or an IP
+    /// address, as a client checking it would decide.
+    pub fn names(&self, host: &str) -> bool {
+        let Ok(name) = rustls::pki_types::ServerName::try_from(host) else { return false };
+        rustls::server::ParsedCertificate::try_from(&self.leaf)
+            .is_ok_and(|c| rustls::client::verify_server_name(&c, &name).is_ok())
+    }
 }
 
 /// The names every self-signed certificate covers.
@@ -63,10 +75,11 @@ pub fn load(dir: &DataDir, extra_names: &[String], own: Option<&(PathBuf, PathBu
         .map_err(|e| format!("cannot read the private key {}: {e}", key_path.display()))?;
     let first = certs.first().ok_or_else(|| format!("{} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(first);
+    let leaf = first.clone();
     let config = server_config(certs, key).map_err(|e| {
         format!("{} and {} do not make a usable pair: {e}", cert_path.display(), key_path.display())
     })?;
-    Ok(Tls { cert_path, fingerprint, config: Arc::new(config) })
+    Ok(Tls { cert_path, fingerprint, config: Arc::new(config), leaf })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -599,6 +599,43 @@ async fn stock_curl_trusts_the_certificate_by_ip_and_name() {
     assert_ne!(code, Some(0));
 }
 
+/// The banner's curl line for an operator's certificate that does not name
+/// 127.0.0.1: by the base URL's host when the certificate covers it, pinned
+/// to the address with `--resolve`; otherwise it says what to fill in.
+#[tokio::test]
+async fn the_banner_curl_line_uses_a_name_an_own_certificate_covers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = rcgen::generate_simple_self_signed(vec!["auth.example.test".to_string()]).unwrap();
+    let cert_path = tmp.path().join("own-cert.pem");
+    let key_path = tmp.path().join("own-key.pem");
+    std::fs::write(&cert_path, own.cert.pem()).unwrap();
+    std::fs::write(&key_path, own.signing_key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let files = ["--cert", cert_path.to_str().unwrap(), "--key", key_path.to_str().unwrap()];
+
+    let mut args = files.to_vec();
+    args.extend(["--base-url", "https://auth.example.test"]);
+    let s = Server::start_in(&tmp.path().join("db"), &args);
+    let log = s.log_text();
+    let line = log.lines().find(|l| l.contains("curl --cacert")).expect("no `curl --cacert` example");
+    let cmd = &line[line.find("curl").unwrap()..];
+    assert!(cmd.contains(&format!("--resolve auth.example.test:{}:127.0.0.1", s.port)), "{cmd}");
+    let out = Command::new("sh").arg("-c").arg(format!("{cmd} -sS --fail --max-time 10")).output().unwrap();
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["serverTitle"], "authd");
+    drop(s);
+
+    // No flag names a host the certificate covers: the line says what to fill in.
+    let s = Server::start_in(&tmp.path().join("db2"), &files);
+    let log = s.log_text();
+    let line = log.lines().find(|l| l.contains("curl --cacert")).expect("no `curl --cacert` example");
+    assert!(
+        line.contains("NAME: a name the certificate covers; it names neither 127.0.0.1 nor localhost"),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn own_certificate_and_key_are_used() {
     let tmp = tempfile::tempdir().unwrap();
