@@ -643,6 +643,7 @@ impl Backend {
         }
         if let Some(url) = &place.store {
             let store = RedisStore::connect(url, &place.namespace).await.map_err(|e| e.to_string())?;
+            note_migration(store.migration());
             return Ok(Backend::Local(Box::new(Auth::new(
                 Arc::new(store),
                 Arc::new(SystemClock),
@@ -664,6 +665,7 @@ impl Backend {
         loop {
             match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
                 Ok(store) => {
+                    note_migration(store.migration());
                     // A server on this dir that keeps its data in a shared store
                     // does not hold this file: if it answers to this dir's
                     // credential, the file is a leftover (from before `authd
@@ -689,6 +691,14 @@ impl Backend {
                 Err(e) => return Err(e.to_string()),
             }
         }
+    }
+}
+
+/// Tells the user of a command that it brought an older store up to date
+/// (the server logs the same line).
+fn note_migration(migration: Option<&str>) {
+    if let Some(m) = migration {
+        eprintln!("note: {m}");
     }
 }
 
@@ -752,7 +762,9 @@ async fn open_for_migration(
     creates: bool,
 ) -> Result<Arc<dyn crate::store::Store>, String> {
     if crate::store::redis::is_redis_url(place) {
-        return Ok(Arc::new(RedisStore::connect(place, namespace).await.map_err(|e| e.to_string())?));
+        let store = RedisStore::connect(place, namespace).await.map_err(|e| e.to_string())?;
+        note_migration(store.migration());
+        return Ok(Arc::new(store));
     }
     let dir = DataDir::new(place);
     if !creates {
@@ -760,7 +772,10 @@ async fn open_for_migration(
     }
     dir.prepare()?;
     match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
-        Ok(s) => Ok(Arc::new(s)),
+        Ok(s) => {
+            note_migration(s.migration());
+            Ok(Arc::new(s))
+        }
         Err(OpenError::Locked(p)) => {
             Err(format!("{} is in use by a running authd; stop it before migrating", p.display()))
         }

@@ -124,6 +124,8 @@ pub struct RedbStore {
     damage: Arc<Damage>,
     /// Touches waiting for the writer: a session's last use and deadline.
     touches: Arc<Mutex<HashMap<SessionKey, (Timestamp, Timestamp)>>>,
+    /// What opening did to an older file (`migrated PATH from schema A to B`).
+    migration: Option<String>,
 }
 
 /// The open database, shared by readers and the writer thread. `None`
@@ -344,8 +346,11 @@ impl RedbStore {
                 return Err(OpenError::Corrupt { path: path.to_path_buf(), detail: damaged(&detail) });
             }
         };
-        if let Some(v) = schema.migrated_from {
-            tracing::info!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display());
+        let migration = schema
+            .migrated_from
+            .map(|v| format!("migrated {} from schema {v} to {SCHEMA_VERSION}", path.display()));
+        if let Some(m) = &migration {
+            tracing::info!("{m}");
         }
         let secrets = schema.secrets;
         let db = Arc::new(RwLock::new(Some(Arc::new(db))));
@@ -366,7 +371,15 @@ impl RedbStore {
             cache,
             damage,
             touches: Arc::default(),
+            migration,
         })
+    }
+
+    /// What opening the file did to it, when it was written by an older
+    /// authd (`migrated PATH from schema A to B`); the server logs it, the
+    /// command line prints it.
+    pub fn migration(&self) -> Option<&str> {
+        self.migration.as_deref()
     }
 
     /// Runs `f` in a read transaction; a panic inside redb marks the file damaged.

@@ -139,6 +139,8 @@ pub struct RedisStore {
     conn: Conn,
     keys: Keys,
     secrets: ServerSecrets,
+    /// What connecting did to an older namespace (`migrated namespace ...`).
+    migration: Option<String>,
 }
 
 /// Why the store could not be reached or set up.
@@ -220,6 +222,7 @@ impl RedisStore {
                 "it was written by a newer authd (schema {schema}; this authd knows up to {SCHEMA_VERSION}); upgrade authd"
             )));
         }
+        let mut migration = None;
         if schema < u64::from(SCHEMA_VERSION) {
             super::check_migration(schema, u64::from(SCHEMA_VERSION)).map_err(|e| fail(&e))?;
             let () = redis::cmd("HSET")
@@ -229,12 +232,20 @@ impl RedisStore {
                 .query_async(&mut c)
                 .await
                 .map_err(|e| fail(&e))?;
-            tracing::info!("migrated namespace '{namespace}' from schema {schema} to {SCHEMA_VERSION}");
+            let m = format!("migrated namespace '{namespace}' from schema {schema} to {SCHEMA_VERSION}");
+            tracing::info!("{m}");
+            migration = Some(m);
         }
         let server_id = meta.get("server_id").cloned().ok_or_else(|| fail(&"no server id"))?;
         let xsrf_key =
             meta.get("xsrf_key").and_then(|h| unhex::<32>(h)).ok_or_else(|| fail(&"bad XSRF key"))?;
-        Ok(RedisStore { conn, keys, secrets: ServerSecrets { server_id, xsrf_key } })
+        Ok(RedisStore { conn, keys, secrets: ServerSecrets { server_id, xsrf_key }, migration })
+    }
+
+    /// What connecting did to a namespace written by an older authd; the
+    /// server logs it, the command line prints it.
+    pub fn migration(&self) -> Option<&str> {
+        self.migration.as_deref()
     }
 
     fn c(&self) -> Conn {

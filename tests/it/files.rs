@@ -199,6 +199,29 @@ async fn a_database_from_an_older_schema_is_migrated_with_a_log_line_and_keeps_i
     assert!(s.stop().success());
 }
 
+/// A command run with no server migrates an older file as a start would,
+/// and says so.
+#[test]
+fn a_command_that_migrates_an_older_file_says_so() {
+    if redb_only("a_command_that_migrates_an_older_file_says_so") {
+        return;
+    }
+    let (_tmp, data) = initialised();
+    stamp_schema(&data, 0);
+    let out = authd_cli(&data, &["user", "list", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = format!("note: migrated {} from schema 0 to 1", show(&data.join("authd.redb")));
+    assert!(err.contains(&line), "no migration note in:\n{err}");
+    let users: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the JSON list on stdout alone");
+    assert_eq!(users[0]["name"], "admin", "{users}");
+    assert_eq!(schema_of(&data), 1, "the file was not re-stamped");
+    // Nothing is left to migrate.
+    let out = authd_cli(&data, &["user", "list"], None);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("migrated"));
+}
+
 #[test]
 fn a_database_path_that_is_a_directory_is_refused() {
     if redb_only("a_database_path_that_is_a_directory_is_refused") {

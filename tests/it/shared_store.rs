@@ -574,6 +574,14 @@ async fn an_older_namespace_schema_is_migrated_and_a_newer_one_refused() {
     assert!(s.stop().success());
     assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "1");
 
+    // A command run with no server migrates too, and says so.
+    redis.cli(&["HSET", &meta, "schema", "0"]);
+    let out = cli_on(&data, &redis.url(), &ns, &["user", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("note: migrated namespace '{ns}' from schema 0 to 1")), "{err}");
+    assert_eq!(redis.cli(&["HGET", &meta, "schema"]), "1");
+
     // What a future authd would leave (beyond 32 bits too), and a stamp
     // that is not a number: refused, the stamp left as it is.
     for (stamp, says) in [
