@@ -665,7 +665,6 @@ impl Backend {
         loop {
             match RedbStore::open(&dir.db(), Duration::from_secs(1)) {
                 Ok(store) => {
-                    note_migration(store.migration());
                     // A server on this dir that keeps its data in a shared store
                     // does not hold this file: if it answers to this dir's
                     // credential, the file is a leftover (from before `authd
@@ -676,6 +675,7 @@ impl Backend {
                             return Ok(Backend::Remote(client));
                         }
                     }
+                    note_migration(store.migration());
                     let auth = Auth::new(Arc::new(store), Arc::new(SystemClock), &settings);
                     return Ok(Backend::Local(Box::new(auth)));
                 }

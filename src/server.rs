@@ -101,18 +101,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Star
     write_private(&dir.admin_credential(), &endpoint_json)
         .map_err(|e| StartError(format!("cannot write {}: {e}", dir.admin_credential().display())))?;
 
-    // Names a pasted curl line may use when the certificate does not name
-    // the loopback address (an operator's own `--cert`).
-    let mut names: Vec<String> = cfg
-        .base_url
-        .as_deref()
-        .and_then(|u| u.parse::<hyper::Uri>().ok())
-        .and_then(|u| u.host().map(str::to_string))
-        .into_iter()
-        .collect();
-    names.extend(cfg.tls_sans.iter().cloned());
-    names.push("localhost".into());
-    print_banner(addr, &tls, &names, first_password.as_deref());
+    print_banner(addr, &tls, cfg.base_url.as_deref(), first_password.as_deref());
 
     let app = Arc::new(App {
         auth: Arc::clone(&auth),
@@ -220,42 +209,20 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// A `curl` command that reaches the server from this machine and trusts its
-/// certificate: by address when the certificate names it (the self-signed
-/// one always does), else by the first of `names` it covers, pinned to the
-/// address with `--resolve`.
-fn curl_line(addr: SocketAddr, tls: &tls::Tls, names: &[String]) -> String {
-    const PATH: &str = "/rest/api/2/serverInfo";
-    let at = loopback(addr);
-    let cert = shell_quote(&tls.cert_path.display().to_string());
-    let ip = at.ip().to_string();
-    if tls.names(&ip) {
-        return format!("curl --cacert {cert} https://{at}{PATH}");
-    }
-    let port = at.port();
-    let pinned = if at.is_ipv6() { format!("[{ip}]") } else { ip.clone() };
-    match names.iter().find(|n| tls.names(n)) {
-        Some(name) => {
-            let name = shell_quote(name);
-            format!("curl --cacert {cert} --resolve {name}:{port}:{pinned} https://{name}:{port}{PATH}")
-        }
-        None => format!(
-            "curl --cacert {cert} --resolve NAME:{port}:{pinned} https://NAME:{port}{PATH}  (NAME: a name the certificate covers; it names neither {ip} nor {})",
-            names.join(", ")
-        ),
-    }
-}
-
-fn print_banner(addr: SocketAddr, tls: &tls::Tls, names: &[String], first_password: Option<&str>) {
+fn print_banner(addr: SocketAddr, tls: &tls::Tls, base_url: Option<&str>, first_password: Option<&str>) {
     use std::io::Write as _;
     let url = format!("https://{}", loopback(addr));
+    let cert = shell_quote(&tls.cert_path.display().to_string());
+    let (curl, hint) = curl_example(loopback(addr), &cert, |n| tls.covers(n), &example_names(base_url));
     let mut text = format!(
-        "authd {} listening on {addr}\n  URL:          {url}\n  certificate:  {}\n  SHA-256:      {}\n  try:          {}\n",
+        "authd {} listening on {addr}\n  URL:          {url}\n  certificate:  {}\n  SHA-256:      {}\n  try:          {curl}\n",
         env!("CARGO_PKG_VERSION"),
         tls.cert_path.display(),
         tls.fingerprint,
-        curl_line(addr, tls, names),
     );
+    if let Some(hint) = hint {
+        text.push_str(&format!("  NAME:         {hint}\n"));
+    }
     if let Some(pw) = first_password {
         text.push_str(&format!(
             "  created user admin (admin role); it is shown only this once; change it with `authd user passwd admin --password-stdin`\n  admin password: {pw}\n"
@@ -264,6 +231,53 @@ fn print_banner(addr: SocketAddr, tls: &tls::Tls, names: &[String], first_passwo
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
+}
+
+/// Names the banner's `curl` example may use when the certificate does not
+/// cover the listening address (an operator's own `--cert`): the base URL's
+/// host, then `localhost`.
+fn example_names(base_url: Option<&str>) -> Vec<String> {
+    let host = base_url.and_then(|u| u.parse::<hyper::Uri>().ok()).and_then(|u| u.host().map(str::to_string));
+    // `Uri::host` keeps an IPv6 literal's brackets; the certificate check does not want them.
+    let host = host.map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
+    host.into_iter().chain(std::iter::once("localhost".to_string())).collect()
+}
+
+/// The banner's `curl` example for a server at `at` whose certificate is in
+/// `cert` (shell-quoted): by address when the certificate covers it, else by
+/// the first of `names` it covers, pinned to the address with `--resolve`;
+/// failing both, a template with `NAME` and a line saying what to fill in.
+/// IPv6 literals are no use as a name: curl's `--resolve` refuses them.
+fn curl_example(
+    at: SocketAddr,
+    cert: &str,
+    covers: impl Fn(&str) -> bool,
+    names: &[String],
+) -> (String, Option<String>) {
+    const PATH: &str = "/rest/api/2/serverInfo";
+    let ip = at.ip().to_string();
+    if covers(&ip) {
+        return (format!("curl --cacert {cert} https://{at}{PATH}"), None);
+    }
+    let port = at.port();
+    let pinned = if at.is_ipv6() { format!("[{ip}]") } else { ip.clone() };
+    let usable = |n: &&String| n.parse::<Ipv6Addr>().is_err() && covers(n);
+    match names.iter().find(usable) {
+        Some(name) => {
+            let name = shell_quote(name);
+            (
+                format!("curl --cacert {cert} --resolve {name}:{port}:{pinned} https://{name}:{port}{PATH}"),
+                None,
+            )
+        }
+        None => (
+            format!("curl --cacert {cert} --resolve NAME:{port}:{pinned} https://NAME:{port}{PATH}"),
+            Some(format!(
+                "a host name the certificate covers (it covers neither {ip} nor {})",
+                names.join(", ")
+            )),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -275,6 +289,40 @@ mod tests {
         assert_eq!(loopback("0.0.0.0:5".parse().unwrap()), "127.0.0.1:5".parse().unwrap());
         assert_eq!(loopback("[::]:5".parse().unwrap()), "[::1]:5".parse().unwrap());
         assert_eq!(loopback("10.0.0.1:5".parse().unwrap()), "10.0.0.1:5".parse().unwrap());
+    }
+
+    #[test]
+    fn the_curl_example_uses_the_address_or_a_covered_name() {
+        let v4: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8443".parse().unwrap();
+        let names = example_names(Some("https://auth.example.test/jira"));
+        assert_eq!(names, ["auth.example.test", "localhost"]);
+        assert_eq!(example_names(Some("https://[2001:db8::1]:9443")), ["2001:db8::1", "localhost"]);
+        assert_eq!(example_names(None), ["localhost"]);
+
+        // The self-signed certificate covers the address.
+        let (line, hint) = curl_example(v4, "c.pem", |n| n == "127.0.0.1", &names);
+        assert_eq!(line, "curl --cacert c.pem https://127.0.0.1:8443/rest/api/2/serverInfo");
+        assert_eq!(hint, None);
+        let (line, _) = curl_example(v6, "c.pem", |n| n == "::1", &names);
+        assert_eq!(line, "curl --cacert c.pem https://[::1]:8443/rest/api/2/serverInfo");
+
+        // An own certificate for the base URL's host, or for localhost.
+        let (line, hint) = curl_example(v4, "c.pem", |n| n == "auth.example.test", &names);
+        assert_eq!(
+            line,
+            "curl --cacert c.pem --resolve auth.example.test:8443:127.0.0.1 https://auth.example.test:8443/rest/api/2/serverInfo"
+        );
+        assert_eq!(hint, None);
+        let (line, _) = curl_example(v6, "c.pem", |n| n == "localhost", &names);
+        assert!(line.contains("--resolve localhost:8443:[::1] https://localhost:8443/"), "{line}");
+
+        // An IPv6 literal cannot be a --resolve name; nothing covered: a template.
+        let v6_names = example_names(Some("https://[2001:db8::1]"));
+        let (line, hint) = curl_example(v4, "c.pem", |n| n == "2001:db8::1", &v6_names);
+        assert!(line.contains("--resolve NAME:8443:127.0.0.1 https://NAME:8443/"), "{line}");
+        let hint = hint.expect("a hint for NAME");
+        assert!(hint.contains("neither 127.0.0.1 nor 2001:db8::1, localhost"), "{hint}");
     }
 
     #[test]

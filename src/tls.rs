@@ -20,13 +20,13 @@ pub struct Tls {
     /// The rustls configuration for the listener.
     pub config: Arc<ServerConfig>,
     /// The certificate served (the first of the chain).
-    pub leaf: CertificateDer<'static>,
+    leaf: CertificateDer<'static>,
 }
 
 impl Tls {
-    /// Whether the served certificate names `host`, a DNS name or an IP
-    /// address, as a client checking it would decide.
-    pub fn names(&self, host: &str) -> bool {
+    /// Whether the served certificate covers `host`, a DNS name or an IP
+    /// address, by its subject alternative names (webpki's rules).
+    pub fn covers(&self, host: &str) -> bool {
         let Ok(name) = rustls::pki_types::ServerName::try_from(host) else { return false };
         rustls::server::ParsedCertificate::try_from(&self.leaf)
             .is_ok_and(|c| rustls::client::verify_server_name(&c, &name).is_ok())

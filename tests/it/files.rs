@@ -212,13 +212,14 @@ fn a_command_that_migrates_an_older_file_says_so() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     let line = format!("note: migrated {} from schema 0 to 1", show(&data.join("authd.redb")));
-    assert!(err.contains(&line), "no migration note in:\n{err}");
+    assert_eq!(err.matches(&line).count(), 1, "not one migration note in:\n{err}");
     let users: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("the JSON list on stdout alone");
     assert_eq!(users[0]["name"], "admin", "{users}");
     assert_eq!(schema_of(&data), 1, "the file was not re-stamped");
     // Nothing is left to migrate.
     let out = authd_cli(&data, &["user", "list"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("migrated"));
 }
 
