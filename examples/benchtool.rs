@@ -18,10 +18,11 @@
 //!     updates, at random keys of a table of N, and of B appended keys;
 //!     the least page work a login that rewrites one record found by a
 //!     random key (a remember-me series) costs
-//! benchtool journal-floor --dir DIR [--keys N] [--fold F] [--logins L]
+//! benchtool journal-floor --dir DIR [--keys N] [--fold F] [--logins L] [--unsorted]
 //!     redb alone, no authd, laid out as a log: each login appends one
-//!     record, 64 to a durable commit, and every F logins one durable
-//!     transaction applies them, sorted by key, to tables of N series and
+//!     record, 64 to a durable commit, and every F logins (rounded down to
+//!     a multiple of 64) one durable transaction applies them, sorted by
+//!     key (or in arrival order, with --unsorted), to tables of N series and
 //!     N sessions (series rewritten, session, per-user and expiry entries
 //!     inserted) and deletes them from the log; the least store work a
 //!     remember-me login costs on redb if its random-key writes are deferred
@@ -82,7 +83,7 @@ fn parse_opts(mut args: impl Iterator<Item = String>) -> Opts {
     while let Some(a) = args.next() {
         let Some(name) = a.strip_prefix("--") else { fail(&format!("unexpected argument {a}")) };
         match name {
-            "expired" | "remember" => {
+            "expired" | "remember" | "unsorted" => {
                 opts.insert(name.to_string(), "1".to_string());
             }
             _ => {
@@ -482,7 +483,8 @@ fn journal_floor(opts: &Opts) -> String {
     let file = dir.join("journal-floor.redb");
     let _ = std::fs::remove_file(&file);
     let keys = num(opts, "keys", 600_000).max(1);
-    let fold = num(opts, "fold", 100_000).max(64);
+    let fold = num(opts, "fold", 100_000).max(64) / 64 * 64;
+    let sorted = !opts.contains_key("unsorted");
     let logins = num(opts, "logins", 2 * fold).max(fold);
     let key = |i: u64, table: u8| -> [u8; 16] {
         let mut input = [table; 9];
@@ -524,7 +526,7 @@ fn journal_floor(opts: &Opts) -> String {
         state % keys
     };
     let (mut append_cpu, mut fold_cpu, mut fold_wall) = (0.0, 0.0, 0.0);
-    let (mut logged, mut folded) = (0u64, 0u64);
+    let (mut logged, mut folded, mut folds) = (0u64, 0u64, 0u64);
     while logged < logins {
         let before = process_cpu_seconds();
         for _ in 0..fold / 64 {
@@ -557,8 +559,10 @@ fn journal_floor(opts: &Opts) -> String {
                 created.push(k);
                 indexed.push((owner / per_user, k));
             }
-            rotated.sort_unstable();
-            indexed.sort_unstable();
+            if sorted {
+                rotated.sort_unstable();
+                indexed.sort_unstable();
+            }
             for k in &rotated {
                 series.insert(k, series_value.as_slice()).unwrap_or_else(|e| fail(&e));
             }
@@ -566,7 +570,9 @@ fn journal_floor(opts: &Opts) -> String {
             for (n, k) in created.iter().enumerate() {
                 expiry.insert((2 * far + folded + n as u64, 1, k), ()).unwrap_or_else(|e| fail(&e));
             }
-            created.sort_unstable();
+            if sorted {
+                created.sort_unstable();
+            }
             for k in &created {
                 sessions.insert(k, session_value.as_slice()).unwrap_or_else(|e| fail(&e));
             }
@@ -578,17 +584,17 @@ fn journal_floor(opts: &Opts) -> String {
         txn.commit().unwrap_or_else(|e| fail(&e));
         fold_cpu += process_cpu_seconds() - before;
         fold_wall += started.elapsed().as_secs_f64();
+        folds += 1;
     }
     drop(db);
     let _ = std::fs::remove_file(&file);
     let per_login = |cpu: f64| cpu * 1e6 / logged.max(1) as f64;
-    let folds = (logged / fold).max(1) as f64;
     format!(
-        r#"{{"keys":{keys},"fold":{fold},"logins":{logged},"append_cpu_us_per_login":{:.2},"fold_cpu_us_per_login":{:.2},"cpu_us_per_login":{:.2},"fold_seconds":{:.2}}}"#,
+        r#"{{"keys":{keys},"fold":{fold},"sorted":{sorted},"logins":{logged},"append_cpu_us_per_login":{:.2},"fold_cpu_us_per_login":{:.2},"cpu_us_per_login":{:.2},"fold_seconds":{:.2}}}"#,
         per_login(append_cpu),
         per_login(fold_cpu),
         per_login(append_cpu + fold_cpu),
-        fold_wall / folds
+        fold_wall / folds.max(1) as f64
     )
 }
 
