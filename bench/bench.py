@@ -661,7 +661,7 @@ class Bench:
             j = self.tool("journal-floor", "--dir", os.path.join(self.data, "floor"), "--keys",
                           per_run * (self.runs + 1), "--fold", fold, "--logins", 2 * fold, cpu=SERVER_CPU,
                           name=f"journal-floor-{fold}")
-            log(f"  redb as a log, folded every {fold:,} logins: {j['cpu_us_per_login']:.1f} us CPU per login "
+            log(f"  redb as a log, folded every {j['fold']:,} logins: {j['cpu_us_per_login']:.1f} us CPU per login "
                 f"({j['append_cpu_us_per_login']:.1f} appending, {j['fold_cpu_us_per_login']:.1f} folding)")
             journals.append(j)
         self.results["t5 remember"] = {"runs": results, "commits_per_s": commits, "store_ceiling": ceiling,
