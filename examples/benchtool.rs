@@ -32,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -393,10 +394,6 @@ async fn remember_ceiling(opts: &Opts) -> String {
 /// commits that append `--batch` new keys in key order.
 fn redb_floor(opts: &Opts) -> String {
     const TABLE: redb::TableDefinition<&[u8; 16], &[u8]> = redb::TableDefinition::new("floor");
-    let dir = path(opts, "dir");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&e));
-    let file = dir.join("redb-floor.redb");
-    let _ = std::fs::remove_file(&file);
     let keys = num(opts, "keys", 600_000).max(1);
     let batch = num(opts, "batch", 64).max(1);
     let secs = Duration::from_secs(num(opts, "seconds", 3));
@@ -406,28 +403,15 @@ fn redb_floor(opts: &Opts) -> String {
         k
     };
     let value = [7u8; 60];
-    // authd's cache size (`store::redb`).
-    let db = redb::Database::builder().set_cache_size(32 << 20).create(&file).unwrap_or_else(|e| fail(&e));
-    for start in (0..keys).step_by(20_000) {
-        let mut txn = db.begin_write().unwrap_or_else(|e| fail(&e));
-        txn.set_durability(redb::Durability::None).unwrap_or_else(|e| fail(&e));
-        {
-            let mut t = txn.open_table(TABLE).unwrap_or_else(|e| fail(&e));
-            for i in start..(start + 20_000).min(keys) {
-                t.insert(&key(i), value.as_slice()).unwrap_or_else(|e| fail(&e));
-            }
+    let (db, file) = fresh_redb(opts, "redb-floor.redb");
+    seed_redb(&db, keys, |txn, records| {
+        let mut t = txn.open_table(TABLE).unwrap_or_else(|e| fail(&e));
+        for i in records {
+            t.insert(&key(i), value.as_slice()).unwrap_or_else(|e| fail(&e));
         }
-        txn.commit().unwrap_or_else(|e| fail(&e));
-    }
-    // An empty durable commit makes the seeded table durable.
-    db.begin_write().unwrap_or_else(|e| fail(&e)).commit().unwrap_or_else(|e| fail(&e));
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut random_key = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        key(state % keys)
-    };
+    });
+    let mut random = random_below(keys);
+    let mut random_key = move || key(random());
     let mut appended = u64::MAX / 2;
     let mut run = |per_commit: u64, random: bool| -> (f64, f64) {
         let cpu_before = process_cpu_seconds();
@@ -478,10 +462,6 @@ fn journal_floor(opts: &Opts) -> String {
         redb::TableDefinition::new("user_sessions");
     const EXPIRY: redb::TableDefinition<(u64, u8, &[u8; 16]), ()> = redb::TableDefinition::new("expiry");
     const JOURNAL: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("journal");
-    let dir = path(opts, "dir");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&e));
-    let file = dir.join("journal-floor.redb");
-    let _ = std::fs::remove_file(&file);
     let keys = num(opts, "keys", 600_000).max(1);
     let fold = num(opts, "fold", 100_000).max(64) / 64 * 64;
     let sorted = !opts.contains_key("unsorted");
@@ -497,34 +477,22 @@ fn journal_floor(opts: &Opts) -> String {
     // a session about 90), and a log record holding both.
     let (series_value, session_value, record) = ([7u8; 60], [9u8; 90], [5u8; 160]);
     let (per_user, far) = (10, 1u64 << 40);
-    let db = redb::Database::builder().set_cache_size(32 << 20).create(&file).unwrap_or_else(|e| fail(&e));
-    for start in (0..keys).step_by(20_000) {
-        let mut txn = db.begin_write().unwrap_or_else(|e| fail(&e));
-        txn.set_durability(redb::Durability::None).unwrap_or_else(|e| fail(&e));
-        {
-            let mut series = txn.open_table(SERIES).unwrap_or_else(|e| fail(&e));
-            let mut sessions = txn.open_table(SESSIONS).unwrap_or_else(|e| fail(&e));
-            let mut by_user = txn.open_table(USER_SESSIONS).unwrap_or_else(|e| fail(&e));
-            let mut expiry = txn.open_table(EXPIRY).unwrap_or_else(|e| fail(&e));
-            txn.open_table(JOURNAL).unwrap_or_else(|e| fail(&e));
-            for i in start..(start + 20_000).min(keys) {
-                series.insert(&key(i, 0), series_value.as_slice()).unwrap_or_else(|e| fail(&e));
-                let k = key(i, 1);
-                sessions.insert(&k, session_value.as_slice()).unwrap_or_else(|e| fail(&e));
-                by_user.insert((i / per_user, &k), ()).unwrap_or_else(|e| fail(&e));
-                expiry.insert((far + i, 1, &k), ()).unwrap_or_else(|e| fail(&e));
-            }
+    let (db, file) = fresh_redb(opts, "journal-floor.redb");
+    seed_redb(&db, keys, |txn, records| {
+        let mut series = txn.open_table(SERIES).unwrap_or_else(|e| fail(&e));
+        let mut sessions = txn.open_table(SESSIONS).unwrap_or_else(|e| fail(&e));
+        let mut by_user = txn.open_table(USER_SESSIONS).unwrap_or_else(|e| fail(&e));
+        let mut expiry = txn.open_table(EXPIRY).unwrap_or_else(|e| fail(&e));
+        txn.open_table(JOURNAL).unwrap_or_else(|e| fail(&e));
+        for i in records {
+            series.insert(&key(i, 0), series_value.as_slice()).unwrap_or_else(|e| fail(&e));
+            let k = key(i, 1);
+            sessions.insert(&k, session_value.as_slice()).unwrap_or_else(|e| fail(&e));
+            by_user.insert((i / per_user, &k), ()).unwrap_or_else(|e| fail(&e));
+            expiry.insert((far + i, 1, &k), ()).unwrap_or_else(|e| fail(&e));
         }
-        txn.commit().unwrap_or_else(|e| fail(&e));
-    }
-    db.begin_write().unwrap_or_else(|e| fail(&e)).commit().unwrap_or_else(|e| fail(&e));
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut random = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % keys
-    };
+    });
+    let mut random = random_below(keys);
     let (mut append_cpu, mut fold_cpu, mut fold_wall) = (0.0, 0.0, 0.0);
     let (mut logged, mut folded, mut folds) = (0u64, 0u64, 0u64);
     while logged < logins {
@@ -596,6 +564,41 @@ fn journal_floor(opts: &Opts) -> String {
         per_login(append_cpu + fold_cpu),
         fold_wall / folds.max(1) as f64
     )
+}
+
+/// A new, empty redb file `name` in `--dir`, with authd's cache size
+/// (`store::redb`), and its path.
+fn fresh_redb(opts: &Opts, name: &str) -> (redb::Database, PathBuf) {
+    let dir = path(opts, "dir");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&e));
+    let file = dir.join(name);
+    let _ = std::fs::remove_file(&file);
+    let db = redb::Database::builder().set_cache_size(32 << 20).create(&file).unwrap_or_else(|e| fail(&e));
+    (db, file)
+}
+
+/// Seeds `db` with records `0..keys`: `fill` writes a range of them in a
+/// transaction, 20,000 to a non-durable commit; an empty durable commit at
+/// the end makes them all durable.
+fn seed_redb(db: &redb::Database, keys: u64, mut fill: impl FnMut(&redb::WriteTransaction, Range<u64>)) {
+    for start in (0..keys).step_by(20_000) {
+        let mut txn = db.begin_write().unwrap_or_else(|e| fail(&e));
+        txn.set_durability(redb::Durability::None).unwrap_or_else(|e| fail(&e));
+        fill(&txn, start..(start + 20_000).min(keys));
+        txn.commit().unwrap_or_else(|e| fail(&e));
+    }
+    db.begin_write().unwrap_or_else(|e| fail(&e)).commit().unwrap_or_else(|e| fail(&e));
+}
+
+/// Numbers below `n` from a fixed xorshift sequence (the same in every run).
+fn random_below(n: u64) -> impl FnMut() -> u64 {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    }
 }
 
 /// A session of `user` begun and last used at `now`, with no series.
