@@ -211,9 +211,10 @@ fn shell_quote(s: &str) -> String {
 
 fn print_banner(addr: SocketAddr, tls: &tls::Tls, base_url: Option<&str>, first_password: Option<&str>) {
     use std::io::Write as _;
-    let url = format!("https://{}", loopback(addr));
+    let at = loopback(addr);
+    let url = format!("https://{at}");
     let cert = shell_quote(&tls.cert_path.display().to_string());
-    let (curl, hint) = curl_example(loopback(addr), &cert, |n| tls.covers(n), &example_names(base_url));
+    let (curl, hint) = curl_example(at, &cert, |n| tls.covers(n), &example_names(base_url));
     let mut text = format!(
         "authd {} listening on {addr}\n  URL:          {url}\n  certificate:  {}\n  SHA-256:      {}\n  try:          {curl}\n",
         env!("CARGO_PKG_VERSION"),
