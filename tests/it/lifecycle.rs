@@ -3,7 +3,7 @@
 //! start-up banner, and stock clients trusting the certificate.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -599,18 +599,26 @@ async fn stock_curl_trusts_the_certificate_by_ip_and_name() {
     assert_ne!(code, Some(0));
 }
 
+/// An operator's own self-signed certificate for `names` and its private
+/// key (mode 0600), written to `dir`; the pair and the two paths.
+fn own_pair(dir: &Path, names: &[&str]) -> (rcgen::CertifiedKey<rcgen::KeyPair>, PathBuf, PathBuf) {
+    let own =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert_path = dir.join("own-cert.pem");
+    let key_path = dir.join("own-key.pem");
+    std::fs::write(&cert_path, own.cert.pem()).unwrap();
+    std::fs::write(&key_path, own.signing_key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (own, cert_path, key_path)
+}
+
 /// The banner's curl line for an operator's certificate that does not name
 /// 127.0.0.1: by the base URL's host when the certificate covers it, pinned
 /// to the address with `--resolve`; otherwise it says what to fill in.
 #[tokio::test]
 async fn the_banner_curl_line_uses_a_name_an_own_certificate_covers() {
     let tmp = tempfile::tempdir().unwrap();
-    let own = rcgen::generate_simple_self_signed(vec!["auth.example.test".to_string()]).unwrap();
-    let cert_path = tmp.path().join("own-cert.pem");
-    let key_path = tmp.path().join("own-key.pem");
-    std::fs::write(&cert_path, own.cert.pem()).unwrap();
-    std::fs::write(&key_path, own.signing_key.serialize_pem()).unwrap();
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, cert_path, key_path) = own_pair(tmp.path(), &["auth.example.test"]);
     let files = ["--cert", cert_path.to_str().unwrap(), "--key", key_path.to_str().unwrap()];
 
     let mut args = files.to_vec();
@@ -642,13 +650,7 @@ async fn the_banner_curl_line_uses_a_name_an_own_certificate_covers() {
 #[tokio::test]
 async fn own_certificate_and_key_are_used() {
     let tmp = tempfile::tempdir().unwrap();
-    let own =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let cert_path = tmp.path().join("own-cert.pem");
-    let key_path = tmp.path().join("own-key.pem");
-    std::fs::write(&cert_path, own.cert.pem()).unwrap();
-    std::fs::write(&key_path, own.signing_key.serialize_pem()).unwrap();
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (own, cert_path, key_path) = own_pair(tmp.path(), &["localhost", "127.0.0.1"]);
     let s = Server::start_in(
         &tmp.path().join("db"),
         &["--cert", cert_path.to_str().unwrap(), "--key", key_path.to_str().unwrap()],
